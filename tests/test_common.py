@@ -1,0 +1,64 @@
+import random
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from utils import common  # noqa: E402
+
+
+def test_set_seed_repeats_every_generator():
+    common.set_seed(123)
+    a = (random.random(), np.random.rand(), torch.rand(3))
+    common.set_seed(123)
+    b = (random.random(), np.random.rand(), torch.rand(3))
+    assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
+    common.set_seed(124)
+    assert random.random() != a[0]
+
+
+@pytest.mark.parametrize("bad, exc", [(1.5, TypeError), ("1", TypeError), (True, TypeError), (-1, ValueError), (2**32, ValueError)])
+def test_set_seed_rejects_bad_seeds(bad, exc):
+    with pytest.raises(exc, match="seed"):
+        common.set_seed(bad)
+
+
+def test_get_device_detects_and_accepts_choices(monkeypatch):
+    monkeypatch.delenv("ATTN_DEVICE", raising=False)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert common.get_device().type == expected
+    assert common.get_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("ATTN_DEVICE", "cpu")
+    assert common.get_device() == torch.device("cpu")
+
+
+def test_get_device_errors(monkeypatch):
+    with pytest.raises(ValueError, match="'cpu' or 'cuda'"):
+        common.get_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="no GPU"):
+        common.get_device("cuda")
+
+
+def test_save_figure_writes_into_figures_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "FIGURES_DIR", tmp_path / "figs")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = common.save_figure(fig, "line")
+    assert path == tmp_path / "figs" / "line.png" and path.stat().st_size > 0
+    first = path.read_bytes()
+    common.save_figure(fig, "line.png")
+    assert path.read_bytes() == first, "saving twice must write identical bytes (no timestamps)"
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("name", ["sub/plot.png", "../plot.png", ""])
+def test_save_figure_rejects_paths(name):
+    fig = plt.figure()
+    with pytest.raises(ValueError, match="plain file name"):
+        common.save_figure(fig, name)
+    plt.close(fig)

@@ -1,0 +1,42 @@
+import datetime as dt
+
+import pytest
+
+from utils.synthetic import DATE_FORMATS, copy_pairs, date_pairs, reverse_pairs
+
+
+def test_dates_are_deterministic_and_iso():
+    a, b = date_pairs(500, seed=7), date_pairs(500, seed=7)
+    assert a == b and a != date_pairs(500, seed=8)
+    for src, tgt in a:
+        d = dt.date.fromisoformat(tgt)
+        assert 1950 <= d.year <= 2049
+        assert str(d.year) in src, "every format must hold the full year"
+
+
+def test_every_date_format_appears_and_is_unambiguous():
+    d = dt.date(2004, 3, 5)
+    rendered = {name: f(d) for name, f in DATE_FORMATS.items()}
+    assert len(set(rendered.values())) == len(rendered)
+    sources = {src for src, _ in date_pairs(2000, seed=0)}
+    assert len(sources) > 1900  # plenty of variety
+    assert rendered["the dth of Month yyyy"] == "the 5th of March 2004"
+    assert DATE_FORMATS["Weekday, Month d, yyyy"](d) == "Friday, March 5, 2004"
+
+
+def test_copy_and_reverse():
+    for (s, t), (s2, r) in zip(copy_pairs(200, seed=1, min_len=2, max_len=5), reverse_pairs(200, seed=1, min_len=2, max_len=5)):
+        assert s == t == s2 and r == s[::-1] and 2 <= len(s) <= 5 and s.isdigit()
+
+
+@pytest.mark.parametrize("fn", [copy_pairs, reverse_pairs, date_pairs])
+def test_negative_n_is_an_error(fn):
+    with pytest.raises(ValueError, match="n must be"):
+        fn(-1)
+
+
+def test_bad_lengths_and_years():
+    with pytest.raises(ValueError, match="min_len"):
+        copy_pairs(3, min_len=5, max_len=2)
+    with pytest.raises(ValueError, match="first_year"):
+        date_pairs(3, first_year=2000, last_year=1999)

@@ -1,0 +1,9 @@
+"""Attention, Built Up: the small shared package the notebooks build and import.
+
+Read it in the order data flows (see ``../shared/STYLE.md``): ``tokenize`` → ``data`` /
+``synthetic`` → ``embeddings`` → ``attention`` → ``layers`` → ``model`` → ``train`` →
+``decode`` → ``plots``. ``common`` holds seeds, devices and figure saving; ``exercises`` the
+self-checks used at the end of every notebook.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,74 @@
+"""Seeds, devices and figures: the three things every notebook needs first."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+#: The repository root (the folder that holds ``utils/``, ``notebooks/`` and ``figures/``).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Where notebooks save their figures.
+FIGURES_DIR = REPO_ROOT / "figures"
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python's ``random``, NumPy and PyTorch (CPU and every GPU) so a run repeats exactly.
+
+    Raises:
+        TypeError: if ``seed`` is not an integer.
+        ValueError: if ``seed`` is negative or does not fit in 32 bits (NumPy's limit).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
+    random.seed(int(seed))
+    np.random.seed(int(seed))
+    torch.manual_seed(int(seed))  # seeds CUDA too when it is present
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """The device to compute on: CUDA when a GPU is present, else the CPU.
+
+    Args:
+        prefer: ``"cpu"`` or ``"cuda"`` to choose explicitly; ``None`` (default) reads the
+            environment variable ``ATTN_DEVICE`` and otherwise detects.
+
+    Raises:
+        ValueError: for a device name other than ``cpu`` / ``cuda``.
+        RuntimeError: when ``cuda`` is asked for but no GPU is visible.
+    """
+    choice = prefer if prefer is not None else os.environ.get("ATTN_DEVICE") or None
+    if choice is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    choice = choice.lower()
+    if choice not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {choice!r}")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but no GPU is visible; use 'cpu' or leave it unset")
+    return torch.device(choice)
+
+
+def save_figure(fig, name: str, *, dpi: int = 110) -> Path:
+    """Save a Matplotlib figure into ``figures/`` and return its path.
+
+    ``name`` is a file name such as ``"01_positional_heatmap.png"`` (``.png`` is added when it
+    has no suffix). Figures are saved without a timestamp, so re-running a notebook rewrites
+    the same bytes and git sees no change.
+
+    Raises:
+        ValueError: if ``name`` contains a folder (figures all live in ``figures/``).
+    """
+    path = Path(name)
+    if path.name != name or name in ("", ".", ".."):
+        raise ValueError(f"figure name must be a plain file name such as 'plot.png', got {name!r}")
+    if path.suffix == "":
+        path = path.with_suffix(".png")
+    FIGURES_DIR.mkdir(parents=True, exist_ok=True)
+    out = FIGURES_DIR / path
+    fig.savefig(out, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    return out

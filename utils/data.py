@@ -1,0 +1,133 @@
+"""Real data, loaded the same way online and offline.
+
+Online, the loaders fetch from the Hugging Face hub with ``datasets``. Offline (no network, or
+CI), set the environment variable ``ATTN_DATA_DIR`` to a folder holding the plain-text files
+(``../shared/data`` beside the repository has them for development and CI) and the same
+function reads them instead. Either way the result is a ``datasets.DatasetDict``.
+
+===================  ============================  ===========================================
+loader               hub id                        files under ``$ATTN_DATA_DIR``
+===================  ============================  ===========================================
+``load_multi30k``    ``bentrevett/multi30k``       ``multi30k/{train,val,test_2016_flickr}.{de,en}``
+``load_tiny_...``    ``karpathy/tiny_shakespeare`` ``tinyshakespeare/input.txt``
+===================  ============================  ===========================================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import datasets
+from datasets import Dataset, DatasetDict
+
+# Progress bars and info logs change from run to run; they would make nbval flaky.
+datasets.disable_progress_bars()
+datasets.utils.logging.set_verbosity_error()
+
+DATA_DIR_VAR = "ATTN_DATA_DIR"
+MULTI30K_HUB_ID = "bentrevett/multi30k"
+SHAKESPEARE_HUB_ID = "karpathy/tiny_shakespeare"
+
+#: Our split name → the file stem used by the Multi30k repository (and ``../shared/data``).
+MULTI30K_FILES = {"train": "train", "validation": "val", "test": "test_2016_flickr"}
+MULTI30K_SIZES = {"train": 29000, "validation": 1014, "test": 1000}
+SHAKESPEARE_FILE = "tinyshakespeare/input.txt"
+
+
+class DataNotFoundError(RuntimeError):
+    """The data set is neither on the hub (no network?) nor in ``$ATTN_DATA_DIR``."""
+
+
+def _local_dir() -> Path | None:
+    value = os.environ.get(DATA_DIR_VAR)
+    return Path(value).expanduser() if value else None
+
+
+def _not_found(hub_id: str, files: list[str], reason: str) -> DataNotFoundError:
+    listed = "\n".join(f"    $ATTN_DATA_DIR/{f}" for f in files)
+    return DataNotFoundError(
+        f"Could not load {hub_id!r}: {reason}\n"
+        f"Either connect to the internet (the data comes from the Hugging Face hub, id {hub_id!r}),\n"
+        f"or set the environment variable {DATA_DIR_VAR} to a folder holding these files:\n{listed}\n"
+        f"For example: export {DATA_DIR_VAR}=../shared/data  (or os.environ[{DATA_DIR_VAR!r}] = ... "
+        f"before calling the loader)."
+    )
+
+
+def _read_lines(path: Path) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        return [line.strip() for line in f]
+
+
+def _load_hub(hub_id: str) -> DatasetDict:
+    """``datasets.load_dataset`` with one retry on the hub's Parquet conversion (for repos that
+    still hold a loading script, which ``datasets`` no longer runs)."""
+    try:
+        return datasets.load_dataset(hub_id)
+    except RuntimeError as err:
+        if "script" not in str(err).lower():
+            raise
+        return datasets.load_dataset(hub_id, revision="refs/convert/parquet")
+
+
+def load_multi30k() -> DatasetDict:
+    """Multi30k (task 1), German–English image captions.
+
+    Returns:
+        ``DatasetDict`` with splits ``train`` (29000 rows), ``validation`` (1014) and ``test``
+        (1000, the 2016 Flickr test set), each with string columns ``de`` and ``en``; row *i*
+        of ``de`` translates row *i* of ``en``.
+
+    Raises:
+        DataNotFoundError: when ``$ATTN_DATA_DIR`` is set but a file is missing, or when it is
+            unset and the hub cannot be reached. The message names the hub id, the variable
+            and the expected file names.
+    """
+    files = [f"multi30k/{stem}.{lang}" for stem in MULTI30K_FILES.values() for lang in ("de", "en")]
+    local = _local_dir()
+    if local is not None:
+        missing = [f for f in files if not (local / f).is_file()]
+        if missing:
+            raise _not_found(MULTI30K_HUB_ID, files, f"{DATA_DIR_VAR}={str(local)!r} lacks {', '.join(missing)}.")
+        splits = {}
+        for split, stem in MULTI30K_FILES.items():
+            de = _read_lines(local / f"multi30k/{stem}.de")
+            en = _read_lines(local / f"multi30k/{stem}.en")
+            if len(de) != len(en):
+                raise ValueError(f"multi30k/{stem}.de has {len(de)} lines but .en has {len(en)}; the files must be parallel")
+            splits[split] = Dataset.from_dict({"de": de, "en": en})
+        return DatasetDict(splits)
+    try:
+        ds = _load_hub(MULTI30K_HUB_ID)
+    except Exception as err:  # ConnectionError, offline mode, hub errors: all mean "not reachable"
+        raise _not_found(MULTI30K_HUB_ID, files, f"the hub was not reachable ({type(err).__name__}).") from err
+    return DatasetDict({split: ds[split].select_columns(["de", "en"]) for split in MULTI30K_FILES})
+
+
+def load_tiny_shakespeare() -> DatasetDict:
+    """Tiny Shakespeare (40,000 lines of the plays, 1,115,394 characters).
+
+    Returns:
+        ``DatasetDict`` with splits ``train``, ``validation`` and ``test``, each holding ONE row
+        whose column ``text`` is a contiguous slice of the text: the first 90 %, the next 5 %
+        and the last 5 % of the characters (the split the hub and TFDS use).
+
+    Raises:
+        DataNotFoundError: as for :func:`load_multi30k`.
+    """
+    local = _local_dir()
+    if local is not None:
+        path = local / SHAKESPEARE_FILE
+        if not path.is_file():
+            raise _not_found(SHAKESPEARE_HUB_ID, [SHAKESPEARE_FILE], f"{DATA_DIR_VAR}={str(local)!r} lacks {SHAKESPEARE_FILE}.")
+        text = path.read_text(encoding="utf-8")
+        i = int(len(text) * 0.9)
+        j = i + (len(text) - i) // 2
+        parts = {"train": text[:i], "validation": text[i:j], "test": text[j:]}
+        return DatasetDict({split: Dataset.from_dict({"text": [t]}) for split, t in parts.items()})
+    try:
+        ds = _load_hub(SHAKESPEARE_HUB_ID)
+    except Exception as err:
+        raise _not_found(SHAKESPEARE_HUB_ID, [SHAKESPEARE_FILE], f"the hub was not reachable ({type(err).__name__}).") from err
+    return DatasetDict({split: ds[split].select_columns(["text"]) for split in ("train", "validation", "test")})

@@ -1,0 +1,33 @@
+"""Self-checks for the exercises at the end of every notebook.
+
+An exercise is a function the learner fills in. :func:`check` runs a test on it and prints one
+line: not attempted yet, not right yet (with the reason), or solved. It never raises, so an
+unsolved exercise does not stop "Run All" for the cells after it. The worked solutions at the
+end of each notebook call ``assert check(...)``, so CI proves every solution really passes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+
+def check(name: str, test: Callable[[], Any]) -> bool:
+    """Run ``test()`` (which calls the learner's code and asserts) and report the outcome.
+
+    Returns True when the test passes, False otherwise. ``NotImplementedError`` means the
+    exercise has not been attempted; an ``AssertionError`` or any other exception means it is
+    not right yet and its message is printed.
+    """
+    try:
+        test()
+    except NotImplementedError:
+        print(f"{name}: not attempted yet — replace `raise NotImplementedError` with your code.")
+        return False
+    except AssertionError as err:
+        print(f"{name}: not right yet — {err or 'an assertion failed'}")
+        return False
+    except Exception as err:  # a learner's bug must not stop Run All
+        print(f"{name}: your code raised {type(err).__name__}: {err}")
+        return False
+    print(f"{name}: solved ✓")
+    return True

@@ -1,0 +1,86 @@
+"""Synthetic sequence-to-sequence tasks the project generates itself: no download, deterministic
+given a seed, and small enough to train on a CPU in seconds.
+
+Each generator returns a list of ``(source, target)`` string pairs.
+
+* :func:`date_pairs` — date normalisation: ``"Tuesday, March 3, 1998"`` → ``"1998-03-03"``.
+* :func:`copy_pairs` — ``"48213"`` → ``"48213"``.
+* :func:`reverse_pairs` — ``"48213"`` → ``"31284"``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December"]
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 11 <= n % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+# Every format holds the full four-digit year and is unambiguous (no 03/04/05 puzzles).
+DATE_FORMATS = {
+    "d Month yyyy": lambda d: f"{d.day} {MONTHS[d.month - 1]} {d.year}",
+    "Month d, yyyy": lambda d: f"{MONTHS[d.month - 1]} {d.day}, {d.year}",
+    "Mon d yyyy": lambda d: f"{MONTHS[d.month - 1][:3]} {d.day} {d.year}",
+    "d mon yyyy": lambda d: f"{d.day} {MONTHS[d.month - 1][:3].lower()} {d.year}",
+    "dd.mm.yyyy": lambda d: f"{d.day:02d}.{d.month:02d}.{d.year}",
+    "yyyy/mm/dd": lambda d: f"{d.year}/{d.month:02d}/{d.day:02d}",
+    "Weekday, Month d, yyyy": lambda d: f"{WEEKDAYS[d.weekday()]}, {MONTHS[d.month - 1]} {d.day}, {d.year}",
+    "the dth of Month yyyy": lambda d: f"the {_ordinal(d.day)} of {MONTHS[d.month - 1]} {d.year}",
+    "MONTH D YYYY": lambda d: f"{MONTHS[d.month - 1].upper()} {d.day} {d.year}",
+}
+
+
+def date_pairs(n: int, seed: int = 0, *, first_year: int = 1950, last_year: int = 2049) -> list[tuple[str, str]]:
+    """``n`` dates written in one of :data:`DATE_FORMATS` (chosen at random), each paired with
+    its ISO form ``YYYY-MM-DD``. Dates are uniform over ``first_year``..``last_year``.
+
+    Raises:
+        ValueError: if ``n`` is negative or the year range is empty.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if first_year > last_year:
+        raise ValueError(f"first_year={first_year} is after last_year={last_year}")
+    rng = random.Random(seed)
+    start = dt.date(first_year, 1, 1).toordinal()
+    end = dt.date(last_year, 12, 31).toordinal()
+    formats = list(DATE_FORMATS.values())
+    pairs = []
+    for _ in range(n):
+        d = dt.date.fromordinal(rng.randint(start, end))
+        pairs.append((rng.choice(formats)(d), d.isoformat()))
+    return pairs
+
+
+def _digit_strings(n: int, seed: int, min_len: int, max_len: int) -> list[str]:
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if not 1 <= min_len <= max_len:
+        raise ValueError(f"need 1 <= min_len <= max_len, got min_len={min_len}, max_len={max_len}")
+    rng = random.Random(seed)
+    return ["".join(rng.choice("0123456789") for _ in range(rng.randint(min_len, max_len))) for _ in range(n)]
+
+
+def copy_pairs(n: int, seed: int = 0, *, min_len: int = 3, max_len: int = 12) -> list[tuple[str, str]]:
+    """``n`` random digit strings, each paired with itself.
+
+    Raises:
+        ValueError: if ``n < 0`` or not ``1 <= min_len <= max_len``.
+    """
+    return [(s, s) for s in _digit_strings(n, seed, min_len, max_len)]
+
+
+def reverse_pairs(n: int, seed: int = 0, *, min_len: int = 3, max_len: int = 12) -> list[tuple[str, str]]:
+    """``n`` random digit strings, each paired with its reversal.
+
+    Raises:
+        ValueError: if ``n < 0`` or not ``1 <= min_len <= max_len``.
+    """
+    return [(s, s[::-1]) for s in _digit_strings(n, seed, min_len, max_len)]

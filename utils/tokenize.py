@@ -1,0 +1,241 @@
+"""Text → tokens → ids, and back: character, word and subword (BPE) tokenizers.
+
+All three share one interface and the same four special tokens at fixed ids::
+
+    <pad> = 0   <bos> = 1   <eos> = 2   <unk> = 3
+
+``encode(text, add_special=False)`` gives ids (``add_special=True`` wraps them in ``<bos>`` …
+``<eos>``); ``decode(ids)`` gives text back, dropping ``<pad>``, ``<bos>`` and ``<eos>`` and
+showing unknown tokens as ``<unk>``. ``to_dict()`` / :func:`tokenizer_from_dict` turn a
+tokenizer into plain JSON-able data (so it can ride inside a checkpoint).
+
+The BPE tokenizer is trained with Hugging Face ``tokenizers``; notebook 01 writes the merge loop
+by hand first and compares.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+_SKIPPED_ON_DECODE = {PAD_ID, BOS_ID, EOS_ID}
+
+
+class Tokenizer:
+    """Base class: a vocabulary (``id_to_token``, ``token_to_id``) plus ``tokenize`` /
+    ``detokenize``. Subclasses define how text is cut into tokens and glued back."""
+
+    kind = "base"
+
+    def __init__(self, tokens: Sequence[str]):
+        tokens = list(tokens)
+        if tokens[: len(SPECIAL_TOKENS)] != SPECIAL_TOKENS:
+            raise ValueError(f"a vocabulary must start with {SPECIAL_TOKENS}, got {tokens[:4]}")
+        if len(set(tokens)) != len(tokens):
+            dupes = sorted(t for t, c in Counter(tokens).items() if c > 1)[:5]
+            raise ValueError(f"vocabulary has duplicate tokens, e.g. {dupes}")
+        self.id_to_token: list[str] = tokens
+        self.token_to_id: dict[str, int] = {t: i for i, t in enumerate(tokens)}
+
+    # -- to be defined by subclasses -------------------------------------------------------
+    def tokenize(self, text: str) -> list[str]:
+        raise NotImplementedError
+
+    def detokenize(self, tokens: Sequence[str]) -> str:
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return len(self.id_to_token)
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def encode(self, text: str, add_special: bool = False) -> list[int]:
+        """Ids of ``text``'s tokens; unknown tokens become ``<unk>`` (id 3)."""
+        ids = [self.token_to_id.get(t, UNK_ID) for t in self.tokenize(text)]
+        return [BOS_ID, *ids, EOS_ID] if add_special else ids
+
+    def encode_batch(self, texts: Iterable[str], add_special: bool = False) -> list[list[int]]:
+        return [self.encode(t, add_special) for t in texts]
+
+    def decode(self, ids: Iterable[int], skip_special: bool = True) -> str:
+        """Text of ``ids`` (ints or a 1-D tensor). ``skip_special`` drops ``<pad> <bos> <eos>``.
+
+        Raises:
+            ValueError: for an id outside ``0 .. vocab_size - 1``.
+        """
+        ids = [int(i) for i in ids]
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise ValueError(f"ids {bad[:5]} are outside this vocabulary of {self.vocab_size} tokens")
+        if skip_special:
+            ids = [i for i in ids if i not in _SKIPPED_ON_DECODE]
+        return self.detokenize([self.id_to_token[i] for i in ids])
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "tokens": self.id_to_token}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False), encoding="utf-8")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(vocab_size={self.vocab_size})"
+
+
+def _vocab_from_counts(counts: Counter, min_freq: int, max_size: int | None) -> list[str]:
+    if min_freq < 1:
+        raise ValueError(f"min_freq must be >= 1, got {min_freq}")
+    # Most frequent first; ties broken alphabetically so the vocabulary is deterministic.
+    kept = sorted((t for t, c in counts.items() if c >= min_freq and t not in SPECIAL_TOKENS),
+                  key=lambda t: (-counts[t], t))
+    if max_size is not None:
+        if max_size <= len(SPECIAL_TOKENS):
+            raise ValueError(f"max_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {max_size}")
+        kept = kept[: max_size - len(SPECIAL_TOKENS)]
+    return SPECIAL_TOKENS + kept
+
+
+class CharTokenizer(Tokenizer):
+    """One token per character. Tiny vocabulary, long sequences; the round trip is exact for
+    every text whose characters were seen in training."""
+
+    kind = "char"
+
+    @classmethod
+    def fit(cls, texts: Iterable[str], min_freq: int = 1, max_size: int | None = None) -> "CharTokenizer":
+        counts = Counter()
+        for t in texts:
+            counts.update(t)
+        return cls(_vocab_from_counts(counts, min_freq, max_size))
+
+    def tokenize(self, text: str) -> list[str]:
+        return list(text)
+
+    def detokenize(self, tokens: Sequence[str]) -> str:
+        return "".join(tokens)
+
+
+_WORD_RE = re.compile(r"\w+|[^\w\s]")
+_NO_SPACE_BEFORE = re.compile(r" ([.,!?;:%)\]}])")
+_NO_SPACE_AFTER = re.compile(r"([(\[{]) ")
+_JOINERS = re.compile(r" ?([-'/]) ?")
+
+
+class WordTokenizer(Tokenizer):
+    """Words and punctuation marks as tokens (``"T-shirt."`` → ``T - shirt .``).
+
+    Short sequences but a large vocabulary, and every word not seen in training is ``<unk>``.
+    Cutting at spaces throws the spaces away, so :meth:`detokenize` has to guess where they
+    were (no space before ``.,!?;:``, none around ``- ' /``): the round trip is exact for
+    ordinary prose like Multi30k's captions, not for every string.
+    """
+
+    kind = "word"
+
+    def __init__(self, tokens: Sequence[str], lowercase: bool = False):
+        super().__init__(tokens)
+        self.lowercase = lowercase
+
+    @classmethod
+    def fit(cls, texts: Iterable[str], min_freq: int = 1, max_size: int | None = None,
+            lowercase: bool = False) -> "WordTokenizer":
+        counts = Counter()
+        for t in texts:
+            counts.update(_WORD_RE.findall(t.lower() if lowercase else t))
+        return cls(_vocab_from_counts(counts, min_freq, max_size), lowercase=lowercase)
+
+    def tokenize(self, text: str) -> list[str]:
+        return _WORD_RE.findall(text.lower() if self.lowercase else text)
+
+    def detokenize(self, tokens: Sequence[str]) -> str:
+        text = " ".join(tokens)
+        text = _NO_SPACE_BEFORE.sub(r"\1", text)
+        text = _NO_SPACE_AFTER.sub(r"\1", text)
+        return _JOINERS.sub(r"\1", text)
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "lowercase": self.lowercase}
+
+
+class BPETokenizer(Tokenizer):
+    """Byte-pair-encoding subwords, trained with Hugging Face ``tokenizers``.
+
+    Text is NFC-normalised and split at spaces, each word prefixed with ``▁`` (the Metaspace
+    scheme of SentencePiece), so decoding puts every space back: the round trip is exact for
+    text whose characters were seen in training and whose spaces are single.
+    """
+
+    kind = "bpe"
+
+    def __init__(self, hf: HFTokenizer):
+        vocab = hf.get_vocab()
+        super().__init__([t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])])
+        self.hf = hf
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> "BPETokenizer":
+        """Learn merges on ``texts`` until the vocabulary holds ``vocab_size`` tokens (or no pair
+        occurs ``min_frequency`` times).
+
+        Raises:
+            ValueError: if ``vocab_size`` leaves no room beyond the special tokens.
+        """
+        if vocab_size <= len(SPECIAL_TOKENS):
+            raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
+        hf = HFTokenizer(models.BPE(unk_token=UNK))
+        hf.normalizer = normalizers.NFC()
+        hf.pre_tokenizer = pre_tokenizers.Metaspace()
+        hf.decoder = decoders.Metaspace()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                      special_tokens=SPECIAL_TOKENS, show_progress=False)
+        hf.train_from_iterator(texts, trainer=trainer)
+        return cls(hf)
+
+    def tokenize(self, text: str) -> list[str]:
+        return self.hf.encode(text, add_special_tokens=False).tokens
+
+    def detokenize(self, tokens: Sequence[str]) -> str:
+        return self.hf.decoder.decode(list(tokens))
+
+    def encode(self, text: str, add_special: bool = False) -> list[int]:
+        ids = self.hf.encode(text, add_special_tokens=False).ids
+        return [BOS_ID, *ids, EOS_ID] if add_special else ids
+
+    def encode_batch(self, texts: Iterable[str], add_special: bool = False) -> list[list[int]]:
+        encodings = self.hf.encode_batch(list(texts), add_special_tokens=False)
+        return [[BOS_ID, *e.ids, EOS_ID] if add_special else e.ids for e in encodings]
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "json": self.hf.to_str()}
+
+
+def tokenizer_from_dict(data: dict) -> Tokenizer:
+    """Rebuild a tokenizer from :meth:`Tokenizer.to_dict`'s output.
+
+    Raises:
+        ValueError: for an unknown ``kind``.
+    """
+    kind = data.get("kind")
+    if kind == "char":
+        return CharTokenizer(data["tokens"])
+    if kind == "word":
+        return WordTokenizer(data["tokens"], lowercase=data.get("lowercase", False))
+    if kind == "bpe":
+        return BPETokenizer(HFTokenizer.from_str(data["json"]))
+    raise ValueError(f"unknown tokenizer kind {kind!r}; expected 'char', 'word' or 'bpe'")
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Read a tokenizer written by :meth:`Tokenizer.save`."""
+    return tokenizer_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
