@@ -1,0 +1,321 @@
+"""The encoder–decoder Transformer of Vaswani et al. (2017), assembled from the pieces of
+notebooks 01–03, and proven equal to ``torch.nn.Transformer`` (:meth:`Transformer.to_torch`).
+
+::
+
+    model = make_model(src_vocab, tgt_vocab, n_layers=6, d_model=512, n_heads=8, d_ff=2048,
+                       dropout=0.1, norm_first=False, pad_id=0, share_embeddings=False)
+    logits = model(src_ids, tgt_ids)          # (batch, tgt_len, tgt_vocab); masks built inside
+    memory = model.encode(src_ids)            # (batch, src_len, d_model)
+    logits = model.decode(tgt_ids, memory, src_ids)
+    x = model.embed_src(src_ids); y = model.embed_tgt(tgt_ids)   # scaled embeddings + positions
+    reference = model.to_torch()              # torch.nn.Transformer holding the same weights
+
+``norm_first=False`` is the paper's post-LN layer, ``LN(x + sublayer(x))``; ``norm_first=True``
+the pre-LN variant ``x + sublayer(LN(x))`` most modern code uses, which needs one final
+``LayerNorm`` after each stack (a post-LN stack already ends in one, so it has none).
+
+Attention weights: by default every attention runs PyTorch's fused kernel and keeps nothing.
+``with model.attention_maps() as maps:`` makes every layer run the explicit attention and
+collect its weights, see :meth:`Transformer.attention_maps`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .attention import MultiHeadAttention, causal_mask, padding_mask
+from .checkpoint import load_checkpoint, save_checkpoint
+from .embeddings import PositionalEncoding, TokenEmbedding
+from .layers import LayerNorm, PositionwiseFeedForward, SublayerConnection
+
+__all__ = ["EncoderLayer", "DecoderLayer", "Encoder", "Decoder", "Transformer", "make_model",
+           "count_parameters"]
+
+
+class EncoderLayer(nn.Module):
+    """Self-attention, then the feed-forward network, each inside a :class:`SublayerConnection`.
+
+    Shapes: ``x (batch, src_len, d_model)``, ``src_mask`` boolean broadcastable to
+    ``(batch, heads, src_len, src_len)`` (True = may attend) → ``(batch, src_len, d_model)``.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.1, norm_first: bool = False):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout)
+        self.ffn = PositionwiseFeedForward(d_model, d_ff, dropout)
+        self.sublayers = nn.ModuleList([SublayerConnection(d_model, dropout, norm_first) for _ in range(2)])
+        self.keep_weights = False                 # set by Transformer.attention_maps()
+        self.self_attn_weights: Tensor | None = None
+
+    def _self_attn(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        out, w = self.self_attn(x, x, x, mask, need_weights=self.keep_weights)
+        self.self_attn_weights = w
+        return out
+
+    def forward(self, x: Tensor, src_mask: Tensor | None = None) -> Tensor:
+        x = self.sublayers[0](x, lambda h: self._self_attn(h, src_mask))
+        return self.sublayers[1](x, self.ffn)
+
+
+class DecoderLayer(nn.Module):
+    """Masked self-attention, cross-attention to the encoder's output (``memory``), then the
+    feed-forward network, each inside a :class:`SublayerConnection`.
+
+    Shapes: ``y (batch, tgt_len, d_model)``, ``memory (batch, src_len, d_model)``, ``tgt_mask``
+    broadcastable to ``(batch, heads, tgt_len, tgt_len)``, ``memory_mask`` to
+    ``(batch, heads, tgt_len, src_len)`` → ``(batch, tgt_len, d_model)``.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.1, norm_first: bool = False):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout)
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout)
+        self.ffn = PositionwiseFeedForward(d_model, d_ff, dropout)
+        self.sublayers = nn.ModuleList([SublayerConnection(d_model, dropout, norm_first) for _ in range(3)])
+        self.keep_weights = False
+        self.self_attn_weights: Tensor | None = None
+        self.cross_attn_weights: Tensor | None = None
+
+    def _self_attn(self, y: Tensor, mask: Tensor | None) -> Tensor:
+        out, self.self_attn_weights = self.self_attn(y, y, y, mask, need_weights=self.keep_weights)
+        return out
+
+    def _cross_attn(self, y: Tensor, memory: Tensor, mask: Tensor | None) -> Tensor:
+        out, self.cross_attn_weights = self.cross_attn(y, memory, memory, mask, need_weights=self.keep_weights)
+        return out
+
+    def forward(self, y: Tensor, memory: Tensor, tgt_mask: Tensor | None = None,
+                memory_mask: Tensor | None = None) -> Tensor:
+        y = self.sublayers[0](y, lambda h: self._self_attn(h, tgt_mask))
+        y = self.sublayers[1](y, lambda h: self._cross_attn(h, memory, memory_mask))
+        return self.sublayers[2](y, self.ffn)
+
+
+class Encoder(nn.Module):
+    """``n_layers`` encoder layers; with ``norm_first`` a final :class:`LayerNorm` (``norm``)."""
+
+    def __init__(self, n_layers: int, d_model: int, n_heads: int, d_ff: int, dropout: float, norm_first: bool):
+        super().__init__()
+        self.layers = nn.ModuleList([EncoderLayer(d_model, n_heads, d_ff, dropout, norm_first)
+                                     for _ in range(n_layers)])
+        self.norm = LayerNorm(d_model) if norm_first else None
+
+    def forward(self, x: Tensor, src_mask: Tensor | None = None) -> Tensor:
+        for layer in self.layers:
+            x = layer(x, src_mask)
+        return self.norm(x) if self.norm is not None else x
+
+
+class Decoder(nn.Module):
+    """``n_layers`` decoder layers; with ``norm_first`` a final :class:`LayerNorm` (``norm``)."""
+
+    def __init__(self, n_layers: int, d_model: int, n_heads: int, d_ff: int, dropout: float, norm_first: bool):
+        super().__init__()
+        self.layers = nn.ModuleList([DecoderLayer(d_model, n_heads, d_ff, dropout, norm_first)
+                                     for _ in range(n_layers)])
+        self.norm = LayerNorm(d_model) if norm_first else None
+
+    def forward(self, y: Tensor, memory: Tensor, tgt_mask: Tensor | None = None,
+                memory_mask: Tensor | None = None) -> Tensor:
+        for layer in self.layers:
+            y = layer(y, memory, tgt_mask, memory_mask)
+        return self.norm(y) if self.norm is not None else y
+
+
+class Transformer(nn.Module):
+    """The whole encoder–decoder. Build it with :func:`make_model`, which records ``config``.
+
+    Inputs are token ids ``(batch, len)`` padded with ``config["pad_id"]``; the padding mask of
+    the source and the causal + padding mask of the target are built inside.
+    """
+
+    def __init__(self, config: dict[str, Any]):
+        super().__init__()
+        c = self.config = dict(config)
+        d = c["d_model"]
+        self.pad_id = c["pad_id"]
+        self.src_embed = TokenEmbedding(c["src_vocab"], d, pad_id=c["pad_id"])
+        self.tgt_embed = TokenEmbedding(c["tgt_vocab"], d, pad_id=c["pad_id"])
+        self.src_pos = PositionalEncoding(d, c["max_len"], c["dropout"])
+        self.tgt_pos = PositionalEncoding(d, c["max_len"], c["dropout"])
+        args = (c["n_layers"], d, c["n_heads"], c["d_ff"], c["dropout"], c["norm_first"])
+        self.encoder = Encoder(*args)
+        self.decoder = Decoder(*args)
+        self.generator = nn.Linear(d, c["tgt_vocab"])  # logits over the target vocabulary
+
+    # -- the five entry points ------------------------------------------------------------------
+    def embed_src(self, src_ids: Tensor) -> Tensor:
+        """``(batch, src_len)`` ids → ``(batch, src_len, d_model)``: √d_model-scaled embeddings + positions."""
+        return self.src_pos(self.src_embed(src_ids))
+
+    def embed_tgt(self, tgt_ids: Tensor) -> Tensor:
+        """``(batch, tgt_len)`` ids → ``(batch, tgt_len, d_model)``."""
+        return self.tgt_pos(self.tgt_embed(tgt_ids))
+
+    def encode(self, src_ids: Tensor) -> Tensor:
+        """``(batch, src_len)`` → memory ``(batch, src_len, d_model)``."""
+        return self.encoder(self.embed_src(src_ids), padding_mask(src_ids, self.pad_id))
+
+    def decode(self, tgt_ids: Tensor, memory: Tensor, src_ids: Tensor) -> Tensor:
+        """Logits ``(batch, tgt_len, tgt_vocab)``: position ``t`` predicts token ``t + 1``,
+        seeing target tokens ``0..t`` and the whole (unpadded) source."""
+        tgt_len = tgt_ids.shape[1]
+        tgt_mask = padding_mask(tgt_ids, self.pad_id) & causal_mask(tgt_len, tgt_ids.device)  # (batch, 1, T, T)
+        memory_mask = padding_mask(src_ids, self.pad_id)                                        # (batch, 1, 1, S)
+        y = self.decoder(self.embed_tgt(tgt_ids), memory, tgt_mask, memory_mask)
+        return self.generator(y)
+
+    def forward(self, src_ids: Tensor, tgt_ids: Tensor) -> Tensor:
+        """``(batch, src_len)``, ``(batch, tgt_len)`` → logits ``(batch, tgt_len, tgt_vocab)``.
+
+        Raises:
+            ValueError: ids that are not 2-D or batches of different sizes.
+        """
+        for name, ids in (("src_ids", src_ids), ("tgt_ids", tgt_ids)):
+            if ids.dim() != 2:
+                raise ValueError(f"{name} must be (batch, length) token ids, got shape {tuple(ids.shape)}")
+        if src_ids.shape[0] != tgt_ids.shape[0]:
+            raise ValueError(f"src_ids and tgt_ids hold different batch sizes: {src_ids.shape[0]} vs {tgt_ids.shape[0]}")
+        return self.decode(tgt_ids, self.encode(src_ids), src_ids)
+
+    # -- looking inside -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def attention_maps(self) -> Iterator[dict[str, list[Tensor]]]:
+        """Collect every attention weight computed inside the ``with`` block.
+
+        Yields a dict that, on leaving the block, holds ``"encoder_self"``, ``"decoder_self"``
+        and ``"cross"``: lists with one tensor per layer, ``(batch, heads, q_len, k_len)``, from
+        the LAST forward pass in the block (for step-by-step decoding, run one full forward
+        after decoding). Inside, attention takes the explicit (slower) path.
+        """
+        layers = [*self.encoder.layers, *self.decoder.layers]
+        for layer in layers:
+            layer.keep_weights = True
+        maps: dict[str, list[Tensor]] = {}
+        try:
+            yield maps
+        finally:
+            maps["encoder_self"] = [layer.self_attn_weights for layer in self.encoder.layers]
+            maps["decoder_self"] = [layer.self_attn_weights for layer in self.decoder.layers]
+            maps["cross"] = [layer.cross_attn_weights for layer in self.decoder.layers]
+            for layer in layers:
+                layer.keep_weights = False
+                layer.self_attn_weights = None
+                if isinstance(layer, DecoderLayer):
+                    layer.cross_attn_weights = None
+
+    # -- PyTorch's reference --------------------------------------------------------------------
+    def to_torch(self) -> nn.Transformer:
+        """``nn.Transformer(batch_first=True)`` holding copies of the encoder and decoder weights.
+
+        PyTorch's module has no embeddings, positions or output layer: drive it with
+        :meth:`embed_src` / :meth:`embed_tgt` and apply :attr:`generator` to its output. A
+        post-LN model gets ``encoder.norm = decoder.norm = None`` there, since the paper's post-LN
+        stack has no final norm (``nn.Transformer`` would add one).
+        """
+        c = self.config
+        ref_param = self.generator.weight
+        ref = nn.Transformer(c["d_model"], c["n_heads"], c["n_layers"], c["n_layers"], c["d_ff"], c["dropout"],
+                             batch_first=True, norm_first=c["norm_first"],
+                             device=ref_param.device, dtype=ref_param.dtype)
+        state = {}
+        for side, ours_stack in (("encoder", self.encoder), ("decoder", self.decoder)):
+            for i, layer in enumerate(ours_stack.layers):
+                p = f"{side}.layers.{i}."
+                attns = [("self_attn", layer.self_attn)]
+                if side == "decoder":
+                    attns.append(("multihead_attn", layer.cross_attn))
+                for name, attn in attns:
+                    for k, v in attn.state_dict().items():
+                        state[p + f"{name}.{k}"] = v
+                for k in ("linear1", "linear2"):
+                    state[p + f"{k}.weight"] = getattr(layer.ffn, k).weight
+                    state[p + f"{k}.bias"] = getattr(layer.ffn, k).bias
+                for j, sub in enumerate(layer.sublayers, start=1):
+                    state[p + f"norm{j}.weight"] = sub.norm.weight
+                    state[p + f"norm{j}.bias"] = sub.norm.bias
+            if ours_stack.norm is not None:
+                state[f"{side}.norm.weight"] = ours_stack.norm.weight
+                state[f"{side}.norm.bias"] = ours_stack.norm.bias
+        if not c["norm_first"]:
+            ref.encoder.norm = None
+            ref.decoder.norm = None
+        ref.load_state_dict({k: v.detach().clone() for k, v in state.items()}, strict=True)
+        return ref.train(self.training)
+
+    # -- saving -----------------------------------------------------------------------------------
+    def save(self, path: str | Path, **extra: Any) -> Path:
+        """Write weights + config (+ ``extra``) atomically with :func:`utils.checkpoint.save_checkpoint`."""
+        return save_checkpoint(path, self.state_dict(), self.config, **extra)
+
+    @classmethod
+    def load(cls, path: str | Path, expected_config: dict[str, Any] | None = None,
+             map_location: str | torch.device = "cpu") -> "Transformer":
+        """Rebuild a model from :meth:`save`'s file (``weights_only=True``).
+
+        Raises:
+            ConfigMismatchError: the file's config differs from ``expected_config`` (each key listed).
+        """
+        data = load_checkpoint(path, expected_config, map_location)
+        model = make_model(**data["config"])
+        model.load_state_dict(data["model"])
+        return model.to(map_location)
+
+
+def make_model(src_vocab: int, tgt_vocab: int, n_layers: int = 6, d_model: int = 512, n_heads: int = 8,
+               d_ff: int = 2048, dropout: float = 0.1, norm_first: bool = False, pad_id: int = 0,
+               share_embeddings: bool = False, max_len: int = 512) -> Transformer:
+    """The whole configuration in one place (defaults: the paper's base model, post-LN).
+
+    Args:
+        src_vocab, tgt_vocab: vocabulary sizes (with the special tokens).
+        n_layers: layers in the encoder and in the decoder (6 each in the paper).
+        d_model, n_heads, d_ff: width, attention heads (must divide d_model), feed-forward width.
+        dropout: on embeddings+positions, attention weights, sub-layer outputs and inside the FFN.
+        norm_first: False = post-LN (the paper), True = pre-LN.
+        pad_id: the padding id; padded positions are masked out of attention.
+        share_embeddings: tie the source embedding, target embedding and output layer to one
+            matrix (the paper, with a joint BPE vocabulary); needs ``src_vocab == tgt_vocab``.
+        max_len: the longest sequence the positional encodings cover.
+
+    Initialisation: Xavier-uniform for every matrix in the encoder and decoder (as
+    ``nn.Transformer``), ``N(0, 1/d_model)`` for embeddings (``TokenEmbedding``) and, untied,
+    Xavier for the output layer.
+
+    Raises:
+        ValueError: non-positive sizes, ``n_heads`` not dividing ``d_model``, dropout outside
+            [0, 1), ``pad_id`` outside a vocabulary, or ``share_embeddings`` with different vocab sizes.
+    """
+    for name, v in (("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab), ("n_layers", n_layers),
+                    ("d_model", d_model), ("n_heads", n_heads), ("d_ff", d_ff), ("max_len", max_len)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if share_embeddings and src_vocab != tgt_vocab:
+        raise ValueError(f"share_embeddings=True needs one joint vocabulary, but src_vocab={src_vocab} and "
+                         f"tgt_vocab={tgt_vocab}; train one tokenizer on both languages or set share_embeddings=False")
+    config = dict(src_vocab=src_vocab, tgt_vocab=tgt_vocab, n_layers=n_layers, d_model=d_model, n_heads=n_heads,
+                  d_ff=d_ff, dropout=float(dropout), norm_first=bool(norm_first), pad_id=pad_id,
+                  share_embeddings=bool(share_embeddings), max_len=max_len)
+    model = Transformer(config)
+    for stack in (model.encoder, model.decoder):
+        for p in stack.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+    nn.init.xavier_uniform_(model.generator.weight)
+    nn.init.zeros_(model.generator.bias)
+    if share_embeddings:
+        model.tgt_embed.embedding.weight = model.src_embed.embedding.weight
+        model.generator.weight = model.src_embed.embedding.weight
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of distinct trainable parameters (a tied matrix counts once)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
