@@ -1,0 +1,358 @@
+"""Scaled dot-product attention, its masks, and multi-head attention.
+
+Notebook 02 builds :func:`scaled_dot_product_attention` and the masks step by step; notebook 03
+builds :class:`MultiHeadAttention`. Vaswani et al. (2017), section 3.2:
+
+.. math:: \\mathrm{Attention}(Q, K, V) = \\mathrm{softmax}\\!\\left(\\frac{QK^\\top}{\\sqrt{d_k}}\\right) V
+
+**Masks are boolean and True means "may attend"** — the convention of
+``torch.nn.functional.scaled_dot_product_attention``. A mask broadcasts against the scores
+``(..., seq_q, seq_k)``; the usual shapes are
+
+=============================  ===============================================================
+``(seq_q, seq_k)``             the same for every sentence, e.g. :func:`causal_mask`
+``(batch, 1, 1, seq_k)``       one row of allowed keys per sentence, e.g. :func:`padding_mask`
+``(batch, 1, seq_q, seq_k)``   both combined: ``padding_mask(ids, pad) & causal_mask(seq)``
+``(batch, heads, seq_q, seq_k)``  a different mask for every head
+=============================  ===============================================================
+
+A query that may attend to no key at all gets zero weights and a zero output, never NaN.
+
+``nn.MultiheadAttention`` uses the opposite convention (True = *blocked*). To express its masks
+in ours (:func:`mask_from_torch` does this):
+
+* ``attn_mask`` boolean ``(seq_q, seq_k)`` → ``~attn_mask``;
+  additive float of 0 and -inf → ``attn_mask == 0``;
+  ``(batch * heads, seq_q, seq_k)`` → ``~attn_mask.view(batch, heads, seq_q, seq_k)``.
+* ``key_padding_mask`` ``(batch, seq_k)``, True = padding → ``~key_padding_mask[:, None, None, :]``.
+* both at once → the ``&`` of the two.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["scaled_dot_product_attention", "causal_mask", "padding_mask", "mask_from_torch",
+           "MultiHeadAttention"]
+
+
+# -- checks shared by the function and the module ---------------------------------------------
+def _check_mask(mask: Tensor, scores_shape: tuple[int, ...]) -> None:
+    """Raise a clear error unless ``mask`` is boolean and broadcasts to ``scores_shape``."""
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"mask must be a boolean torch.Tensor (True = may attend), got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise TypeError(
+            f"mask has dtype {mask.dtype} but must be boolean, True = may attend. Convert an additive "
+            "mask of 0 and -inf with `mask == 0`, a 0/1 mask with `mask.bool()` (or `mask == 1`); "
+            "a PyTorch-style mask where True means 'blocked' with `~mask`.")
+    try:
+        ok = torch.broadcast_shapes(mask.shape, scores_shape) == torch.Size(scores_shape)
+    except RuntimeError:
+        ok = False
+    if not ok:
+        *lead, sq, sk = scores_shape
+        hint = f"(seq_q, seq_k) = {(sq, sk)}"
+        if len(lead) == 2:
+            b = lead[0]
+            hint += f", (batch, 1, 1, seq_k) = {(b, 1, 1, sk)} or (batch, 1, seq_q, seq_k) = {(b, 1, sq, sk)}"
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} cannot broadcast to the attention scores of shape "
+            f"{tuple(scores_shape)} = (..., seq_q, seq_k); expected a shape such as {hint}")
+
+
+def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
+    if q.dim() < 2 or k.dim() < 2 or v.dim() < 2:
+        raise ValueError(f"q, k, v need at least 2 dimensions (..., seq, d); got shapes "
+                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q and k must share their last dimension d_k to be compared by dot products: "
+                         f"q has d_k={q.shape[-1]} (shape {tuple(q.shape)}), k has d_k={k.shape[-1]} "
+                         f"(shape {tuple(k.shape)})")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"k and v must have one row per key (the same seq_k): k has {k.shape[-2]} "
+                         f"(shape {tuple(k.shape)}), v has {v.shape[-2]} (shape {tuple(v.shape)})")
+
+
+# -- the function ---------------------------------------------------------------------------
+def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
+                                 dropout_p: float = 0.0) -> tuple[Tensor, Tensor]:
+    """``softmax(q kᵀ / √d_k) v``, with an optional boolean mask and dropout on the weights.
+
+    Args:
+        q: queries ``(..., seq_q, d_k)``.
+        k: keys ``(..., seq_k, d_k)``.
+        v: values ``(..., seq_k, d_v)``. Leading dimensions of q, k, v broadcast.
+        mask: boolean, broadcastable to ``(..., seq_q, seq_k)``; True = the query may attend
+            to that key. A query row with no allowed key gets zero weights and a zero output.
+        dropout_p: probability of zeroing a weight before it mixes the values (always applied
+            when > 0, like ``F.scaled_dot_product_attention``; pass 0 in evaluation).
+
+    Returns:
+        ``(output, weights)``: output ``(..., seq_q, d_v)``; weights ``(..., seq_q, seq_k)``,
+        each row summing to 1 (0 for fully masked rows), taken *before* dropout.
+
+    Raises:
+        ValueError: q and k with different ``d_k``, k and v with different ``seq_k``, or a mask
+            whose shape cannot broadcast to the scores.
+        TypeError: a mask that is not boolean (e.g. an additive float mask).
+    """
+    _check_qkv(q, k, v)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., seq_q, seq_k)
+    if mask is not None:
+        _check_mask(mask, tuple(scores.shape))
+        # A row with no allowed key would be softmax(-inf, ..., -inf) = 0/0 = NaN. Leave such
+        # rows unmasked here (finite, harmless) and zero them after the softmax instead.
+        sees_something = mask.any(dim=-1, keepdim=True)  # (..., seq_q, 1)
+        scores = scores.masked_fill(~mask & sees_something, float("-inf"))
+    weights = scores.softmax(dim=-1)  # (..., seq_q, seq_k)
+    if mask is not None:
+        weights = weights.masked_fill(~mask, 0.0)  # exact zeros, and zero gradient, where masked
+    mixed = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
+    return mixed @ v, weights  # (..., seq_q, d_v), (..., seq_q, seq_k)
+
+
+def _fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float) -> Tensor:
+    """PyTorch's fused kernel, with fully masked rows forced to a zero output (any version)."""
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    sees_something = mask.any(dim=-1, keepdim=True)  # (..., seq_q, 1)
+    if bool(sees_something.all()):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~sees_something, dropout_p=dropout_p)
+    return out.masked_fill(~sees_something, 0.0)
+
+
+# -- masks ----------------------------------------------------------------------------------
+def causal_mask(size: int, device: torch.device | str | None = None) -> Tensor:
+    """The look-ahead mask ``(size, size)``: True on and below the diagonal, so position i may
+    attend to positions 0..i and never to the future.
+
+    Raises:
+        ValueError: if ``size`` is not a positive integer.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive int (the sequence length), got {size!r}")
+    return torch.ones(size, size, dtype=torch.bool, device=device).tril()
+
+
+def padding_mask(ids: Tensor, pad_id: int) -> Tensor:
+    """Which keys are real tokens: ``(batch, 1, 1, seq)``, True where ``ids != pad_id``.
+
+    The two 1s broadcast over heads and over queries, so every query of a sentence ignores the
+    same padded keys. Combine with :func:`causal_mask` by ``&``: ``(batch, 1, seq, seq)``.
+
+    Raises:
+        ValueError: if ``ids`` is not 2-D ``(batch, seq)``.
+    """
+    if ids.dim() != 2:
+        raise ValueError(f"ids must be (batch, seq), got shape {tuple(ids.shape)}")
+    return (ids != pad_id)[:, None, None, :]
+
+
+def mask_from_torch(attn_mask: Tensor | None = None, key_padding_mask: Tensor | None = None,
+                    n_heads: int | None = None) -> Tensor | None:
+    """Translate ``nn.MultiheadAttention``'s masks (True / -inf = *blocked*) into ours (True = may attend).
+
+    Args:
+        attn_mask: ``(seq_q, seq_k)`` or ``(batch * n_heads, seq_q, seq_k)``, boolean or an
+            additive float mask of 0 and -inf.
+        key_padding_mask: ``(batch, seq_k)``, boolean (True = padding) or additive float.
+        n_heads: needed only for a 3-D ``attn_mask``.
+
+    Returns:
+        A boolean mask broadcastable to ``(batch, heads, seq_q, seq_k)``, or None when both are None.
+
+    Raises:
+        ValueError: float masks holding values other than 0 and -inf (they add a bias, which a
+            boolean mask cannot express), or a 3-D ``attn_mask`` without ``n_heads``.
+    """
+    def allowed(m: Tensor) -> Tensor:
+        if m.dtype == torch.bool:
+            return ~m
+        if not bool(((m == 0) | (m == float("-inf"))).all()):
+            raise ValueError("a float mask can only be translated when it holds just 0 (attend) and -inf "
+                             "(blocked); other values are an additive bias, not a mask")
+        return m == 0
+
+    ours = None
+    if attn_mask is not None:
+        ours = allowed(attn_mask)
+        if ours.dim() == 3:
+            if n_heads is None:
+                raise ValueError("a 3-D attn_mask (batch * n_heads, seq_q, seq_k) needs n_heads to unflatten it")
+            ours = ours.view(-1, n_heads, *ours.shape[-2:])
+    if key_padding_mask is not None:
+        kp = allowed(key_padding_mask)[:, None, None, :]  # (batch, 1, 1, seq_k)
+        ours = kp if ours is None else ours & kp
+    return ours
+
+
+# -- the module -----------------------------------------------------------------------------
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention (Vaswani et al. 2017, section 3.2.2), batch first.
+
+    ``MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O`` with
+    ``head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)``. The per-head matrices ``W_i^Q`` are
+    stacked side by side into one ``W_Q`` of shape ``(d_model, d_model)`` (rows
+    ``i*d_head .. (i+1)*d_head`` of :attr:`w_q` belong to head ``i``), and ``W_Q, W_K, W_V`` are
+    stacked into one ``in_proj_weight`` ``(3*d_model, d_model)`` exactly as PyTorch stores them,
+    so self-attention projects with a single matrix multiply. Read them as :attr:`w_q`,
+    :attr:`w_k`, :attr:`w_v` (views) and ``out_proj.weight`` (``W^O``).
+
+    Args:
+        d_model: width of the inputs and outputs.
+        n_heads: number of heads; must divide ``d_model`` (each head has ``d_head = d_model / n_heads``).
+        dropout: dropout on the attention weights, active only in ``train()`` mode.
+        bias: whether the four projections have biases.
+
+    Raises:
+        ValueError: ``n_heads`` that does not divide ``d_model`` (the message lists divisors),
+            non-positive sizes, or ``dropout`` outside [0, 1).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if d_model < 1 or n_heads < 1:
+            raise ValueError(f"d_model and n_heads must be positive, got d_model={d_model}, n_heads={n_heads}")
+        if d_model % n_heads:
+            divisors = ", ".join(str(d) for d in range(1, min(d_model, 16) + 1) if d_model % d == 0)
+            raise ValueError(f"n_heads={n_heads} does not divide d_model={d_model}; "
+                             f"pick a divisor such as {divisors}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
+        self.dropout = float(dropout)
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * d_model, d_model))  # [W_Q; W_K; W_V]
+        self.in_proj_bias = nn.Parameter(torch.empty(3 * d_model)) if bias else None
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)  # W^O
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's initialisation: Xavier-uniform in-projection, zero biases."""
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        if self.in_proj_bias is not None:
+            nn.init.zeros_(self.in_proj_bias)
+            nn.init.zeros_(self.out_proj.bias)
+
+    # Readable views of the packed in-projection (they share memory with it).
+    @property
+    def w_q(self) -> Tensor:
+        """``W_Q`` as ``(d_model out, d_model in)``; ``y = x @ w_q.T``."""
+        return self.in_proj_weight[: self.d_model]
+
+    @property
+    def w_k(self) -> Tensor:
+        return self.in_proj_weight[self.d_model: 2 * self.d_model]
+
+    @property
+    def w_v(self) -> Tensor:
+        return self.in_proj_weight[2 * self.d_model:]
+
+    @property
+    def w_o(self) -> Tensor:
+        return self.out_proj.weight
+
+    def _bias(self, start: int, stop: int) -> Tensor | None:
+        b = self.in_proj_bias
+        return None if b is None else b[start * self.d_model: stop * self.d_model]
+
+    def _split_heads(self, x: Tensor, n: int) -> tuple[Tensor, ...]:
+        """``(batch, seq, n * d_model)`` → n tensors ``(batch, heads, seq, d_head)`` (views)."""
+        b, s, _ = x.shape
+        return x.view(b, s, n, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4).unbind(0)
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None,
+                need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
+        """Attend from ``query`` to ``key``/``value``.
+
+        Args:
+            query: ``(batch, seq_q, d_model)``.
+            key, value: ``(batch, seq_k, d_model)`` (pass the same tensor three times for self-attention).
+            mask: boolean, True = may attend, broadcastable to ``(batch, heads, seq_q, seq_k)``
+                (see the module docstring for the shapes and for translating PyTorch's masks).
+            need_weights: True runs the explicit :func:`scaled_dot_product_attention` and returns
+                the weights; False calls PyTorch's fused ``F.scaled_dot_product_attention``
+                (faster, less memory) and returns None for them.
+
+        Returns:
+            ``(output, weights)``: output ``(batch, seq_q, d_model)``; weights
+            ``(batch, heads, seq_q, seq_k)`` after the softmax and before dropout, or None.
+
+        Raises:
+            ValueError: inputs that are not ``(batch, seq, d_model)``, key/value that disagree,
+                a mask that cannot broadcast. TypeError: a non-boolean mask.
+        """
+        for name, x in (("query", query), ("key", key), ("value", value)):
+            if x.dim() != 3 or x.shape[-1] != self.d_model:
+                raise ValueError(f"{name} must be (batch, seq, d_model={self.d_model}), got {tuple(x.shape)}")
+        if key.shape[:2] != value.shape[:2] or key.shape[0] != query.shape[0]:
+            raise ValueError(f"query, key, value must share the batch size and key/value the length: got "
+                             f"{tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}")
+        batch, seq_q, _ = query.shape
+        seq_k = key.shape[1]
+        if mask is not None:
+            _check_mask(mask, (batch, self.n_heads, seq_q, seq_k))
+
+        w = self.in_proj_weight
+        e = self.d_model
+        if query is key and key is value:  # self-attention: one matmul for Q, K and V
+            q, k, v = self._split_heads(F.linear(query, w, self.in_proj_bias), 3)
+        elif key is value:  # cross-attention: Q from the decoder, K and V in one matmul
+            (q,) = self._split_heads(F.linear(query, w[:e], self._bias(0, 1)), 1)
+            k, v = self._split_heads(F.linear(key, w[e:], self._bias(1, 3)), 2)
+        else:
+            (q,) = self._split_heads(F.linear(query, self.w_q, self._bias(0, 1)), 1)
+            (k,) = self._split_heads(F.linear(key, self.w_k, self._bias(1, 2)), 1)
+            (v,) = self._split_heads(F.linear(value, self.w_v, self._bias(2, 3)), 1)
+        # q: (batch, heads, seq_q, d_head); k, v: (batch, heads, seq_k, d_head)
+
+        p = self.dropout if self.training else 0.0
+        if need_weights:
+            out, weights = scaled_dot_product_attention(q, k, v, mask, p)
+        else:
+            out, weights = _fused_attention(q, k, v, mask, p), None
+        out = out.transpose(1, 2).reshape(batch, seq_q, e)  # concatenate the heads
+        return self.out_proj(out), weights
+
+    def extra_repr(self) -> str:
+        return (f"d_model={self.d_model}, n_heads={self.n_heads}, d_head={self.d_head}, "
+                f"dropout={self.dropout}, bias={self.in_proj_bias is not None}")
+
+    # -- conversion to and from PyTorch's module ----------------------------------------------
+    @classmethod
+    def from_torch(cls, mha: nn.MultiheadAttention) -> "MultiHeadAttention":
+        """Ours, holding a copy of ``mha``'s weights (same device and dtype).
+
+        Raises:
+            ValueError: ``mha`` not ``batch_first``, with ``kdim``/``vdim`` different from
+                ``embed_dim``, or with ``add_bias_kv`` / ``add_zero_attn`` (which ours lacks).
+        """
+        if not mha.batch_first:
+            raise ValueError("from_torch needs nn.MultiheadAttention(..., batch_first=True): ours takes "
+                             "(batch, seq, d_model) inputs")
+        if not mha._qkv_same_embed_dim:
+            raise ValueError(f"from_torch needs kdim == vdim == embed_dim; got kdim={mha.kdim}, vdim={mha.vdim}, "
+                             f"embed_dim={mha.embed_dim}")
+        if mha.bias_k is not None or mha.add_zero_attn:
+            raise ValueError("from_torch does not support add_bias_kv or add_zero_attn")
+        ref = mha.in_proj_weight
+        ours = cls(mha.embed_dim, mha.num_heads, dropout=mha.dropout, bias=mha.in_proj_bias is not None)
+        ours.to(device=ref.device, dtype=ref.dtype)
+        ours.load_state_dict(mha.state_dict(), strict=False)  # same parameter names
+        missing = {n for n, _ in ours.named_parameters()} - set(mha.state_dict())
+        assert not missing, f"parameters not copied: {missing}"
+        return ours.train(mha.training)
+
+    def to_torch(self) -> nn.MultiheadAttention:
+        """``nn.MultiheadAttention(batch_first=True)`` holding a copy of these weights."""
+        ref = self.in_proj_weight
+        mha = nn.MultiheadAttention(self.d_model, self.n_heads, dropout=self.dropout,
+                                    bias=self.in_proj_bias is not None, batch_first=True,
+                                    device=ref.device, dtype=ref.dtype)
+        mha.load_state_dict(self.state_dict())
+        return mha.train(self.training)
