@@ -1,0 +1,154 @@
+"""The pieces that wrap attention into a Transformer layer: layer normalization, the
+position-wise feed-forward network and the residual "sub-layer connection".
+
+Built step by step in ``notebooks/03_multi_head_attention.ipynb``. Parameter names follow
+PyTorch (``LayerNorm.weight`` / ``.bias`` like ``nn.LayerNorm``; ``linear1`` / ``linear2`` like
+``nn.TransformerEncoderLayer``) so state dicts map one to one.
+
+* :class:`LayerNorm` — ``weight ⊙ (x − mean) / sqrt(var + eps) + bias`` over the last dimension.
+* :class:`PositionwiseFeedForward` — ``max(0, x W1 + b1) W2 + b2`` at every position.
+* :class:`SublayerConnection` — the residual wrapper, post-LN ``norm(x + dropout(f(x)))`` (the
+  paper) or pre-LN ``x + dropout(f(norm(x)))``.
+
+All three map ``(..., d_model)`` to ``(..., d_model)``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+
+def _check_size(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_dropout(p: float) -> None:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout must be a probability in [0, 1), got {p!r}; use 0.0 to switch it off")
+
+
+def _check_last_dim(who: str, x: Tensor, d_model: int) -> None:
+    if x.dim() == 0:
+        raise ValueError(f"{who} needs a tensor of shape (..., d_model={d_model}), got a scalar")
+    if x.shape[-1] != d_model:
+        raise ValueError(
+            f"{who} was built with d_model={d_model} but the input's last dimension is {x.shape[-1]} "
+            f"(shape {tuple(x.shape)}); pass a tensor of shape (..., {d_model}) or build the layer "
+            f"with d_model={x.shape[-1]}"
+        )
+
+
+class LayerNorm(nn.Module):
+    """Layer normalization (Ba et al., 2016) over the last dimension, written out.
+
+    ``y = weight ⊙ (x − mean(x)) / sqrt(var(x) + eps) + bias`` where mean and the *biased*
+    variance (divide by ``d_model``, not ``d_model − 1``) are taken over the last dimension of
+    each position separately. Same parameters (``weight`` = γ, ``bias`` = β) and result as
+    ``nn.LayerNorm(d_model, eps)``.
+
+    Shapes: ``(..., d_model)`` → ``(..., d_model)``.
+
+    Raises:
+        ValueError: if ``d_model`` is not a positive integer or ``eps`` is not positive (at
+            construction), or if the input's last dimension is not ``d_model`` (in forward).
+    """
+
+    def __init__(self, d_model: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        _check_size("d_model", d_model)
+        if not eps > 0:
+            raise ValueError(f"eps must be positive (it keeps the division finite), got {eps!r}; 1e-5 is usual")
+        self.d_model, self.eps = d_model, float(eps)
+        self.weight = nn.Parameter(torch.ones(d_model))  # γ, the gain
+        self.bias = nn.Parameter(torch.zeros(d_model))  # β, the shift
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_last_dim("LayerNorm", x, self.d_model)
+        mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
+        var = (x - mean).pow(2).mean(dim=-1, keepdim=True)  # (..., 1), biased
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+    def extra_repr(self) -> str:
+        return f"{self.d_model}, eps={self.eps}"
+
+
+class PositionwiseFeedForward(nn.Module):
+    """The paper's feed-forward sub-layer, applied to every position separately and identically:
+
+    ``FFN(x) = max(0, x W1 + b1) W2 + b2`` with ``W1: d_model → d_ff`` (``linear1``) and
+    ``W2: d_ff → d_model`` (``linear2``); dropout sits after the ReLU, as in
+    ``nn.TransformerEncoderLayer`` (whose ``linear1`` / ``linear2`` load into ours directly).
+
+    Shapes: ``(..., d_model)`` → ``(..., d_model)``; inside, ``(..., d_ff)``.
+
+    Raises:
+        ValueError: for a non-positive ``d_model`` / ``d_ff``, a dropout outside [0, 1), or an
+            input whose last dimension is not ``d_model``.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        _check_size("d_model", d_model)
+        _check_size("d_ff", d_ff)
+        _check_dropout(dropout)
+        self.d_model, self.d_ff = d_model, d_ff
+        self.linear1 = nn.Linear(d_model, d_ff)
+        self.dropout = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(d_ff, d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_last_dim("PositionwiseFeedForward", x, self.d_model)
+        hidden = torch.relu(self.linear1(x))  # (..., d_ff)
+        return self.linear2(self.dropout(hidden))  # (..., d_model)
+
+
+class SublayerConnection(nn.Module):
+    """A residual connection around any sub-layer (attention or feed-forward), with layer norm.
+
+    * ``norm_first=False`` — **post-LN**, the paper's order: ``norm(x + dropout(sublayer(x)))``.
+      The norm sits *on* the residual path, so every layer rescales the sum; at initialisation
+      the gradient reaching the top layers is larger than at the bottom (Xiong et al., 2020),
+      and a large learning rate at the start blows training up: the paper needs a learning-rate
+      warm-up (4000 steps) to survive its first updates.
+    * ``norm_first=True`` — **pre-LN**: ``x + dropout(sublayer(norm(x)))``. The residual path
+      ``x → x + …`` is never normalised, so the identity carries the signal and its gradient
+      straight through the stack; gradients are about the same size in every layer and training
+      works without warm-up. A pre-LN stack needs one final ``LayerNorm`` after its last layer
+      (the sum is never normalised inside).
+
+    Shapes: ``x`` is ``(..., d_model)``; ``sublayer`` maps a tensor of that shape to one of the
+    same shape; the output has it too.
+
+    Raises:
+        ValueError: for a non-positive ``d_model``, a dropout outside [0, 1), an input whose
+            last dimension is not ``d_model``, or a sublayer that changes the shape.
+    """
+
+    def __init__(self, d_model: int, dropout: float = 0.0, norm_first: bool = False) -> None:
+        super().__init__()
+        _check_size("d_model", d_model)
+        _check_dropout(dropout)
+        self.d_model, self.norm_first = d_model, bool(norm_first)
+        self.norm = LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
+        _check_last_dim("SublayerConnection", x, self.d_model)
+        out = sublayer(self.norm(x) if self.norm_first else x)
+        if not isinstance(out, Tensor) or out.shape != x.shape:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(
+                f"the sublayer returned {got} but the residual x + sublayer(x) needs shape {tuple(x.shape)}; "
+                f"a sublayer that returns (output, weights), such as attention, must be wrapped, "
+                f"e.g. lambda x: attn(x, x, x)[0]"
+            )
+        if self.norm_first:
+            return x + self.dropout(out)
+        return self.norm(x + self.dropout(out))
+
+    def extra_repr(self) -> str:
+        return f"norm_first={self.norm_first}"
