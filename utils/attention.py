@@ -198,11 +198,11 @@ class MultiHeadAttention(nn.Module):
 
     ``MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O`` with
     ``head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)``. The per-head matrices ``W_i^Q`` are
-    stacked side by side into one ``W_Q`` of shape ``(d_model, d_model)`` (rows
-    ``i*d_head .. (i+1)*d_head`` of :attr:`w_q` belong to head ``i``), and ``W_Q, W_K, W_V`` are
-    stacked into one ``in_proj_weight`` ``(3*d_model, d_model)`` exactly as PyTorch stores them,
-    so self-attention projects with a single matrix multiply. Read them as :attr:`w_q`,
-    :attr:`w_k`, :attr:`w_v` (views) and ``out_proj.weight`` (``W^O``).
+    stacked side by side into one ``W_Q`` of shape ``(d_model, d_model)`` (the rows in the
+    half-open range ``[i*d_head, (i+1)*d_head)`` of :attr:`w_q` belong to head ``i``), and
+    ``W_Q, W_K, W_V`` are stacked into one ``in_proj_weight`` ``(3*d_model, d_model)`` exactly
+    as PyTorch stores them, so self-attention projects with a single matrix multiply. Read them
+    as :attr:`w_q`, :attr:`w_k`, :attr:`w_v` (views) and ``out_proj.weight`` (``W^O``).
 
     Args:
         d_model: width of the inputs and outputs.

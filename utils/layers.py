@@ -111,14 +111,15 @@ class SublayerConnection(nn.Module):
 
     * ``norm_first=False`` — **post-LN**, the paper's order: ``norm(x + dropout(sublayer(x)))``.
       The norm sits *on* the residual path, so every layer rescales the sum; at initialisation
-      the gradient reaching the top layers is larger than at the bottom (Xiong et al., 2020),
-      and a large learning rate at the start blows training up: the paper needs a learning-rate
-      warm-up (4000 steps) to survive its first updates.
+      the gradient reaching the top layers is larger than at the bottom (Xiong et al., 2020).
+      The paper trains it with a learning-rate warm-up (4000 steps); a common explanation
+      (Xiong et al., 2020; Liu et al., 2020) is that without one the first updates at a large
+      learning rate make training unstable.
     * ``norm_first=True`` — **pre-LN**: ``x + dropout(sublayer(norm(x)))``. The residual path
       ``x → x + …`` is never normalised, so the identity carries the signal and its gradient
-      straight through the stack; gradients are about the same size in every layer and training
-      works without warm-up. A pre-LN stack needs one final ``LayerNorm`` after its last layer
-      (the sum is never normalised inside).
+      straight through the stack; no layer gets an outsized gradient (at initialisation the top
+      layers' are the smallest, see notebook 03) and training works without warm-up. A pre-LN
+      stack needs one final ``LayerNorm`` after its last layer (the sum is never normalised inside).
 
     Shapes: ``x`` is ``(..., d_model)``; ``sublayer`` maps a tensor of that shape to one of the
     same shape; the output has it too.
