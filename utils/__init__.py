@@ -2,7 +2,8 @@
 
 Read it in the order data flows (see ``../shared/STYLE.md``): ``tokenize`` → ``data`` /
 ``synthetic`` → ``embeddings`` → ``attention`` → ``layers`` → ``model`` → ``train`` →
-``decode`` → ``plots``. ``common`` holds seeds, devices and figure saving; ``exercises`` the
+``decode`` → ``plots``. ``numpy_transformer`` is the bonus NumPy model with hand-written
+backprop (notebook 07). ``common`` holds seeds, devices and figure saving; ``exercises`` the
 self-checks used at the end of every notebook.
 """
 
