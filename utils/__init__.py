@@ -1,6 +1,6 @@
 """Attention, Built Up: the small shared package the notebooks build and import.
 
-Read it in the order data flows (see ``../shared/STYLE.md``): ``tokenize`` → ``data`` /
+Read it in the order data flows: ``tokenize`` → ``data`` /
 ``synthetic`` → ``embeddings`` → ``attention`` → ``layers`` → ``model`` → ``train`` →
 ``decode`` → ``plots``. ``numpy_transformer`` is the bonus NumPy model with hand-written
 backprop (notebook 07). ``common`` holds seeds, devices and figure saving; ``exercises`` the
