@@ -1,0 +1,210 @@
+"""Sentence pairs → padded batches for training: length buckets, a token budget, teacher forcing.
+
+Notebook 05 builds each piece and measures why it matters::
+
+    data = TokenBatches(src_ids, tgt_ids, max_tokens=4000)   # lists of ids, <bos> ... <eos> each
+    for indices in data.batches(epoch=0):                      # one list of pair indices per batch
+        batch = data.collate(indices)                          # Batch(src, tgt_in, tgt_out)
+        logits = model(batch.src, batch.tgt_in)                # (batch, tgt_len, vocab)
+        loss = F.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=0)
+
+**Token budget.** A batch of ``n`` pairs padded to the longest source ``S`` and longest target ``T``
+costs ``n * max(S, T)`` tokens; :func:`token_budget_batches` sorts the pairs by length (random order
+among equal lengths), so each batch holds sentences of nearly one length and little padding, then
+packs each batch up to ``max_tokens``: many short sentences or few long ones. The paper (section
+5.1) batched "by approximate sequence length", about 25,000 source and 25,000 target tokens a batch.
+
+**Teacher forcing.** A target ``<bos> y1 … yn <eos>`` is fed to the decoder without its last token
+(``tgt_in = <bos> y1 … yn``) and each position must predict the next one (``tgt_out = y1 … yn <eos>``).
+
+**Determinism.** The batches of an epoch depend only on ``(seed, epoch)``, never on a global random
+generator, so a resumed run sees exactly the batches the uninterrupted run would have seen. For
+DistributedDataParallel, ``rank`` / ``world_size`` give each process its own shard of every epoch.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["Batch", "pad_sequences", "teacher_forcing", "collate", "token_budget_batches",
+           "fixed_size_batches", "padding_fraction", "TokenBatches"]
+
+
+@dataclass
+class Batch:
+    """One padded batch. ``src (batch, src_len)``; ``tgt_in`` and ``tgt_out (batch, tgt_len)``."""
+
+    src: Tensor
+    tgt_in: Tensor
+    tgt_out: Tensor
+    pad_id: int = 0
+
+    @property
+    def n_tokens(self) -> int:
+        """Target tokens the loss counts (not padding)."""
+        return int((self.tgt_out != self.pad_id).sum())
+
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(self.src.to(device), self.tgt_in.to(device), self.tgt_out.to(device), self.pad_id)
+
+
+def pad_sequences(seqs: Sequence[Sequence[int]], pad_id: int = 0) -> Tensor:
+    """Lists of ids → ``(len(seqs), longest)`` long tensor, each row padded on the right.
+
+    Raises:
+        ValueError: for no sequences, or an empty sequence (every sentence needs a token).
+    """
+    if len(seqs) == 0:
+        raise ValueError("cannot pad an empty list of sequences")
+    lengths = [len(s) for s in seqs]
+    if min(lengths) == 0:
+        raise ValueError(f"sequence {lengths.index(0)} is empty; encode with add_special=True so every "
+                         "sentence holds at least <bos> and <eos>")
+    out = torch.full((len(seqs), max(lengths)), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+    return out
+
+
+def teacher_forcing(tgt: Tensor) -> tuple[Tensor, Tensor]:
+    """``(batch, T)`` padded targets ``<bos> y1 … yn <eos> <pad>…`` → ``(tgt_in, tgt_out)``, each
+    ``(batch, T - 1)``: the decoder reads ``tgt_in[:, t]`` and must predict ``tgt_out[:, t] = tgt[:, t + 1]``.
+
+    Raises:
+        ValueError: if ``tgt`` is not 2-D with at least two columns (``<bos>`` and one more token).
+    """
+    if tgt.dim() != 2 or tgt.shape[1] < 2:
+        raise ValueError(f"targets must be (batch, T >= 2) ids such as <bos> ... <eos>, got shape {tuple(tgt.shape)}")
+    return tgt[:, :-1], tgt[:, 1:]
+
+
+def collate(src_seqs: Sequence[Sequence[int]], tgt_seqs: Sequence[Sequence[int]], pad_id: int = 0) -> Batch:
+    """Pad a list of source and target id lists into a :class:`Batch` (targets shifted for teacher forcing).
+
+    Raises:
+        ValueError: if the two lists differ in length (see also :func:`pad_sequences`).
+    """
+    if len(src_seqs) != len(tgt_seqs):
+        raise ValueError(f"{len(src_seqs)} sources but {len(tgt_seqs)} targets; pairs must line up")
+    tgt_in, tgt_out = teacher_forcing(pad_sequences(tgt_seqs, pad_id))
+    return Batch(pad_sequences(src_seqs, pad_id), tgt_in, tgt_out, pad_id)
+
+
+def token_budget_batches(src_lens: Sequence[int], tgt_lens: Sequence[int], max_tokens: int,
+                         seed: int = 0, shuffle: bool = True) -> list[list[int]]:
+    """Group pair indices into batches of similar length costing at most ``max_tokens`` each.
+
+    The pairs are shuffled (``seed``), sorted stably by (source length, target length), so equal
+    lengths stay in random order, and cut greedily: a batch grows while ``n * max(S, T) <=
+    max_tokens``, where ``S`` and ``T`` are its longest source and target. With ``shuffle`` the
+    order of the batches is shuffled too. Every index appears in exactly one batch.
+
+    Returns:
+        A list of batches, each a list of indices into the pairs.
+
+    Raises:
+        ValueError: lengths of different counts, a non-positive ``max_tokens``, or a pair longer
+            than ``max_tokens`` on its own (the message names it and the fix).
+    """
+    if len(src_lens) != len(tgt_lens):
+        raise ValueError(f"{len(src_lens)} source lengths but {len(tgt_lens)} target lengths")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
+    longest = [max(s, t) for s, t in zip(src_lens, tgt_lens)]
+    too_long = [i for i, n in enumerate(longest) if n > max_tokens]
+    if too_long:
+        i = too_long[0]
+        raise ValueError(f"pair {i} has {longest[i]} tokens, more than max_tokens={max_tokens} "
+                         f"({len(too_long)} such pairs); raise max_tokens or drop pairs longer than it")
+    rng = random.Random(seed)
+    order = list(range(len(longest)))
+    if shuffle:
+        rng.shuffle(order)
+    order.sort(key=lambda i: (src_lens[i], tgt_lens[i]))        # stable: ties keep the random order
+    batches, current, width = [], [], 0
+    for i in order:
+        new_width = max(width, longest[i])
+        if current and (len(current) + 1) * new_width > max_tokens:
+            batches.append(current)
+            current, new_width = [], longest[i]
+        current.append(i)
+        width = new_width
+    if current:
+        batches.append(current)
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+def fixed_size_batches(n: int, batch_size: int, seed: int = 0, shuffle: bool = True) -> list[list[int]]:
+    """The naive way, for comparison: ``batch_size`` random pairs a batch, whatever their lengths."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    order = list(range(n))
+    if shuffle:
+        random.Random(seed).shuffle(order)
+    return [order[i: i + batch_size] for i in range(0, n, batch_size)]
+
+
+def padding_fraction(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> float:
+    """Share of the padded ``(batch, longest)`` positions that are padding, over all batches."""
+    total = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    real = sum(lengths[i] for b in batches for i in b)
+    return 1.0 - real / total if total else 0.0
+
+
+class TokenBatches:
+    """A parallel corpus of id lists, served as token-budget batches epoch by epoch.
+
+    Args:
+        src_ids, tgt_ids: one id list per sentence; targets ``<bos> … <eos>`` (``add_special=True``).
+        max_tokens: the budget of :func:`token_budget_batches`.
+        shuffle: False gives one fixed, sorted order (for evaluation).
+        seed: with the epoch number, fixes each epoch's batches.
+        rank, world_size: this process's shard; every process gets the same number of batches
+            (the few left over when the count does not divide evenly are dropped for that epoch).
+
+    Raises:
+        ValueError: corpora of different sizes, an empty corpus, or a bad ``rank``.
+    """
+
+    def __init__(self, src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]], max_tokens: int,
+                 pad_id: int = 0, shuffle: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1):
+        if len(src_ids) != len(tgt_ids):
+            raise ValueError(f"{len(src_ids)} source sentences but {len(tgt_ids)} targets; pairs must line up")
+        if len(src_ids) == 0:
+            raise ValueError("the corpus is empty")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in 0 .. world_size - 1 = {world_size - 1}, got {rank}")
+        self.src_ids, self.tgt_ids = list(src_ids), list(tgt_ids)
+        self.max_tokens, self.pad_id, self.shuffle, self.seed = max_tokens, pad_id, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self._cache: tuple[int, list[list[int]]] | None = None
+        if len(self.batches(0)) == 0:
+            raise ValueError(f"{len(src_ids)} pairs make fewer batches than world_size={world_size}")
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """This process's batches for ``epoch`` (lists of pair indices); the same on every call."""
+        if self._cache is None or self._cache[0] != epoch:
+            every = token_budget_batches([len(s) for s in self.src_ids], [len(t) for t in self.tgt_ids],
+                                         self.max_tokens, seed=self.seed * 100_003 + epoch, shuffle=self.shuffle)
+            usable = len(every) - len(every) % self.world_size
+            self._cache = (epoch, every[self.rank:usable:self.world_size])
+        return self._cache[1]
+
+    def __len__(self) -> int:
+        """Batches per epoch for this process. The same every epoch: sorting fixes the sequence of
+        lengths, and shuffling only changes which pairs of equal lengths share a batch."""
+        return len(self.batches(0))
+
+    def collate(self, indices: Sequence[int]) -> Batch:
+        return collate([self.src_ids[i] for i in indices], [self.tgt_ids[i] for i in indices], self.pad_id)
+
+    def __iter__(self):
+        """The batches of epoch 0 as :class:`Batch` objects (handy for evaluation)."""
+        return (self.collate(b) for b in self.batches(0))

@@ -1,0 +1,122 @@
+"""Corpus BLEU (Papineni et al. 2002), written out, and equal to ``sacrebleu.corpus_bleu``.
+
+BLEU compares a system's translations (hypotheses) with human ones (references) by counting shared
+word n-grams, n = 1..4, over the whole test set::
+
+    p_n = Σ_sentences Σ_{ngram in hyp} min(count_hyp(ngram), count_ref(ngram)) / Σ_sentences #ngrams(hyp)
+    BP  = 1 if c > r else exp(1 - r / c)          c = hypothesis words, r = reference words (corpus totals)
+    BLEU = 100 · BP · exp(mean_n log p_n)
+
+* **Clipped counts**: a hypothesis n-gram is credited at most as often as it occurs in the reference
+  ("the the the the" earns one "the" against "the cat").
+* **Brevity penalty**: precision alone rewards saying little; BP punishes a corpus of short output.
+* **Tokenization and case** change the score, so sacreBLEU fixes them: the ``13a`` tokenizer of the
+  WMT scripts (:func:`tokenize_13a`), cased. The signature (``nrefs:1|case:mixed|eff:no|tok:13a|
+  smooth:exp|version:…``) says which BLEU a number is; we reproduce exactly that default one, with its
+  ``exp`` smoothing of an n-gram order with no match (the k-th such order counts as 1 / (2^k · total)).
+
+``corpus_bleu(hyps, refs)`` takes one reference per hypothesis (a list of strings) or, like sacreBLEU,
+a list of reference streams (each a list of strings, one per hypothesis).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["tokenize_13a", "ngrams", "BleuScore", "corpus_bleu"]
+
+# The 13a rules: split off punctuation and symbols; periods and commas unless inside a number;
+# a dash after a digit. (sacrebleu.tokenizers.tokenizer_13a / tokenizer_re, mteval-v13a.pl.)
+_RULES_13A = [
+    (re.compile(r"([\{-\~\[-\` -\&\(-\+\:-\@\/])"), r" \1 "),
+    (re.compile(r"([^0-9])([\.,])"), r"\1 \2 "),
+    (re.compile(r"([\.,])([^0-9])"), r" \1 \2"),
+    (re.compile(r"([0-9])(-)"), r"\1 \2 "),
+]
+
+
+def tokenize_13a(line: str) -> list[str]:
+    """Split a detokenized sentence into the words BLEU counts, as sacreBLEU's default ``13a``."""
+    line = line.rstrip().replace("<skipped>", "").replace("-\n", "").replace("\n", " ")
+    if "&" in line:
+        line = line.replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+    line = f" {line} "
+    for pattern, replacement in _RULES_13A:
+        line = pattern.sub(replacement, line)
+    return line.split()
+
+
+def ngrams(words: Sequence[str], max_order: int = 4) -> Counter:
+    """Counts of every n-gram (as a tuple of words) of ``words``, for n = 1 .. ``max_order``."""
+    return Counter(tuple(words[i: i + n]) for n in range(1, max_order + 1) for i in range(len(words) - n + 1))
+
+
+@dataclass
+class BleuScore:
+    """``score`` in 0..100; ``precisions`` p_1..p_4 in %; ``bp``; ``sys_len`` c and ``ref_len`` r;
+    ``matches`` and ``totals`` per order (the corpus sums behind the precisions)."""
+
+    score: float
+    precisions: list[float]
+    bp: float
+    sys_len: int
+    ref_len: int
+    matches: list[int]
+    totals: list[int]
+
+    def __str__(self) -> str:
+        p = "/".join(f"{x:.1f}" for x in self.precisions)
+        ratio = self.sys_len / self.ref_len if self.ref_len else 0.0
+        return (f"BLEU = {self.score:.2f} {p} (BP = {self.bp:.3f} ratio = {ratio:.3f} "
+                f"hyp_len = {self.sys_len} ref_len = {self.ref_len})")
+
+
+def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str] | Sequence[Sequence[str]],
+                max_order: int = 4, lowercase: bool = False) -> BleuScore:
+    """BLEU of a whole test set, as ``sacrebleu.corpus_bleu(hypotheses, [references])`` (13a, cased, exp).
+
+    Raises:
+        ValueError: a reference stream whose length differs from the hypotheses', or no hypotheses.
+    """
+    if len(hypotheses) == 0:
+        raise ValueError("no hypotheses to score")
+    streams = [references] if all(isinstance(r, str) for r in references) else list(references)
+    for stream in streams:
+        if len(stream) != len(hypotheses):
+            raise ValueError(f"{len(hypotheses)} hypotheses but a reference stream of {len(stream)} lines; "
+                             "give one reference per hypothesis")
+    prep = (lambda s: tokenize_13a(s.lower())) if lowercase else tokenize_13a
+    matches, totals = [0] * max_order, [0] * max_order
+    sys_len = ref_len = 0
+    for i, hyp in enumerate(hypotheses):
+        hyp_words = prep(hyp)
+        refs = [prep(s[i]) for s in streams if s[i] is not None]
+        ref_counts = Counter()                                     # max count of each n-gram over the refs
+        for ref in refs:
+            ref_counts |= ngrams(ref, max_order)
+        for gram, count in ngrams(hyp_words, max_order).items():
+            totals[len(gram) - 1] += count
+            matches[len(gram) - 1] += min(count, ref_counts[gram])  # clipped
+        sys_len += len(hyp_words)
+        # the reference length closest to the hypothesis's (the shorter one on a tie)
+        ref_len += min((abs(len(r) - len(hyp_words)), len(r)) for r in refs)[1]
+
+    bp = 1.0 if sys_len >= ref_len else (math.exp(1 - ref_len / sys_len) if sys_len > 0 else 0.0)
+    precisions = [0.0] * max_order
+    if not any(matches):
+        return BleuScore(0.0, precisions, bp, sys_len, ref_len, matches, totals)
+    smooth = 1.0
+    for n in range(max_order):
+        if totals[n] == 0:                     # no hypothesis is n+1 words long: BLEU is 0
+            break
+        if matches[n] == 0:                    # 'exp' smoothing: 1/2, 1/4, ... of a match
+            smooth *= 2
+            precisions[n] = 100.0 / (smooth * totals[n])
+        else:
+            precisions[n] = 100.0 * matches[n] / totals[n]
+    log_mean = sum(math.log(p) if p > 0 else -9999999999 for p in precisions) / max_order
+    return BleuScore(bp * math.exp(log_mean), precisions, bp, sys_len, ref_len, matches, totals)

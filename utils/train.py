@@ -1,0 +1,326 @@
+"""Training an encoder–decoder: the loss, the learning-rate schedule, the loop, resumable checkpoints.
+
+Notebook 05 builds each piece; this module holds the finished versions::
+
+    optimizer = make_optimizer(model)                               # Adam(β=(0.9, 0.98), ε=1e-9), lr=1
+    scheduler = warmup_schedule(optimizer, d_model=256, warmup=400) # the paper's schedule, a LambdaLR
+    state = train(model, train_data, optimizer, scheduler, valid=valid_data, max_steps=2000,
+                  checkpoint_path="checkpoints/run.pt", checkpoint_every=500, tokenizer=tok)
+    state = resume("checkpoints/run.pt", model, optimizer, scheduler)   # later, in a fresh process
+    state = train(model, train_data, optimizer, scheduler, state=state, max_steps=4000)
+
+The loop is plain PyTorch: for each batch, forward, label-smoothed loss, backward, (clip), step the
+optimiser and the schedule, and log loss and learning rate into ``state.history``. Validation loss,
+perplexity and token accuracy go into ``state.valid`` each epoch (or every ``eval_every`` steps).
+
+**Resuming is exact on the CPU.** A checkpoint stores the weights, config, optimiser and scheduler
+state, the :class:`TrainState` (step, epoch, position in the epoch, history) and the random states of
+Python, NumPy and PyTorch (dropout); :class:`utils.batching.TokenBatches` rebuilds any epoch's batches
+from its seed. Training N steps straight or N/2, save, load in a fresh model, N/2 more gives the
+same weights bit for bit. Everything is stored as plain data, so it loads with ``weights_only=True``.
+
+Under ``torchrun`` (DistributedDataParallel) pass the wrapped model: each process reads its shard
+(``TokenBatches(rank=..., world_size=...)``), only rank 0 shows progress and writes checkpoints,
+and a time limit stops every process at the same step.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .batching import Batch, TokenBatches
+from .checkpoint import load_checkpoint, save_checkpoint
+from .common import get_device
+
+__all__ = ["label_smoothed_cross_entropy", "WarmupInverseSqrt", "make_optimizer", "warmup_schedule",
+           "evaluate", "TrainState", "train", "save_training_checkpoint", "resume", "get_rng_state",
+           "set_rng_state"]
+
+
+# -- the loss ---------------------------------------------------------------------------------------
+def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, epsilon: float = 0.1, pad_id: int | None = 0,
+                                 reduction: str = "mean") -> Tensor:
+    """Cross-entropy against the smoothed target ``q = (1 - ε)·onehot(y) + ε/V`` (section 5.4).
+
+    ``-Σ_v q_v log p_v = (1 - ε)·(-log p_y) + ε·mean_v(-log p_v)``, averaged over the positions whose
+    target is not ``pad_id``. Equal to ``F.cross_entropy(..., label_smoothing=ε, ignore_index=pad_id)``,
+    except that a batch with no real token gives 0 (PyTorch gives NaN): padding never poisons a step.
+
+    Args:
+        logits: ``(..., V)``; target: ``(...)`` ids. ``reduction``: ``"mean"`` (per real token) or ``"sum"``.
+
+    Raises:
+        ValueError: shapes that do not match, ε outside [0, 1], or an unknown reduction.
+    """
+    if logits.shape[:-1] != target.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} must be target {tuple(target.shape)} + (vocab,)")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon (label smoothing) must be in [0, 1], got {epsilon}")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    logp = F.log_softmax(logits.float(), dim=-1)                       # (..., V)
+    real = target != pad_id if pad_id is not None else torch.ones_like(target, dtype=torch.bool)
+    nll = -logp.gather(-1, target.masked_fill(~real, 0).unsqueeze(-1)).squeeze(-1)   # (...) -log p_y
+    uniform = -logp.mean(dim=-1)                                       # (...) mean_v -log p_v
+    per_token = ((1.0 - epsilon) * nll + epsilon * uniform).masked_fill(~real, 0.0)
+    total = per_token.sum()
+    return total if reduction == "sum" else total / real.sum().clamp(min=1)
+
+
+# -- optimiser and schedule ------------------------------------------------------------------------
+@dataclass
+class WarmupInverseSqrt:
+    """The paper's learning rate (section 5.3) as a ``LambdaLR`` factor of a base lr of 1:
+    ``lr(s) = scale · d_model^-0.5 · min(s^-0.5, s · warmup^-1.5)`` for optimiser step ``s = 1, 2, …``:
+    linear warm-up to the peak ``scale · (d_model · warmup)^-0.5`` at ``s = warmup``, then ``∝ 1/√s``.
+    A dataclass, so the scheduler's ``state_dict`` stores its numbers (functions are not saved)."""
+
+    d_model: int
+    warmup: int
+    scale: float = 1.0
+
+    def __call__(self, step: int) -> float:  # LambdaLR passes 0 before the first optimiser step
+        s = step + 1
+        return self.scale * self.d_model ** -0.5 * min(s ** -0.5, s * self.warmup ** -1.5)
+
+
+def make_optimizer(model: nn.Module, betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-9) -> torch.optim.Adam:
+    """Adam with the paper's β and ε and ``lr=1``, for :func:`warmup_schedule` to scale."""
+    return torch.optim.Adam(model.parameters(), lr=1.0, betas=betas, eps=eps)
+
+
+def warmup_schedule(optimizer: torch.optim.Optimizer, d_model: int, warmup: int,
+                    scale: float = 1.0) -> torch.optim.lr_scheduler.LambdaLR:
+    """``LambdaLR`` with :class:`WarmupInverseSqrt`; call ``scheduler.step()`` after each ``optimizer.step()``.
+
+    Raises:
+        ValueError: ``warmup`` or ``d_model`` below 1, or an optimiser whose lr is not 1 (the schedule
+            *is* the learning rate: build it with :func:`make_optimizer` or ``lr=1.0``).
+    """
+    if warmup < 1 or d_model < 1:
+        raise ValueError(f"warmup and d_model must be positive, got warmup={warmup}, d_model={d_model}")
+    lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
+    if any(lr != 1.0 for lr in lrs):
+        raise ValueError(f"the optimiser has lr={lrs}, but the schedule gives the whole learning rate; "
+                         "create it with lr=1.0 (make_optimizer does) and use `scale` to change the rate")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupInverseSqrt(d_model, warmup, scale))
+
+
+# -- evaluation ---------------------------------------------------------------------------------------
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: TokenBatches) -> dict[str, float]:
+    """Unsmoothed loss per target token, perplexity ``exp(loss)`` and next-token accuracy (teacher
+    forcing) over all of ``data``'s epoch-0 batches, in eval mode (the mode is restored), on the
+    model's device. Returns ``{"loss", "ppl", "acc", "tokens"}``."""
+    core = _unwrap(model)
+    device = next(core.parameters()).device
+    was_training = core.training
+    core.eval()
+    loss_sum, correct, tokens = 0.0, 0, 0
+    try:
+        for batch in data:
+            batch = batch.to(device)
+            logits = core(batch.src, batch.tgt_in)                      # (batch, T, V)
+            real = batch.tgt_out != batch.pad_id
+            loss_sum += float(label_smoothed_cross_entropy(logits, batch.tgt_out, 0.0, batch.pad_id, "sum"))
+            correct += int(((logits.argmax(-1) == batch.tgt_out) & real).sum())
+            tokens += int(real.sum())
+    finally:
+        core.train(was_training)
+    loss = loss_sum / max(tokens, 1)
+    return {"loss": loss, "ppl": math.exp(min(loss, 50.0)), "acc": correct / max(tokens, 1), "tokens": tokens}
+
+
+# -- random states, as plain data ---------------------------------------------------------------------
+def get_rng_state() -> dict[str, Any]:
+    """Python, NumPy and PyTorch (CPU and CUDA) random states as tensors and lists (``weights_only``-safe)."""
+    version, py_state, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": [version, list(py_state), gauss], "numpy": [name, keys.tolist(), pos, has_gauss, cached],
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`get_rng_state` returned."""
+    version, py_state, gauss = state["python"]
+    random.setstate((version, tuple(py_state), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# -- the loop -------------------------------------------------------------------------------------------
+@dataclass
+class TrainState:
+    """Where training stands: ``step`` optimiser steps done, in ``epoch`` after ``batch_in_epoch`` of its
+    batches; ``seconds`` of training and ``tokens`` (target tokens, this process) so far; ``history`` one
+    ``{"step", "loss", "lr", "tokens"}`` per step; ``valid`` one :func:`evaluate` dict (+ step, epoch) per check."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    seconds: float = 0.0
+    tokens: int = 0
+    history: list[dict] = field(default_factory=list)
+    valid: list[dict] = field(default_factory=list)
+
+
+def _train_step(model: nn.Module, batch: Batch, optimizer, scheduler, smoothing: float, clip_norm: float | None,
+                bf16: bool) -> float:
+    model.train()
+    with torch.autocast(batch.src.device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(batch.src, batch.tgt_in)                                 # (batch, T, V)
+    loss = label_smoothed_cross_entropy(logits, batch.tgt_out, smoothing, batch.pad_id)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_norm is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return loss.item()
+
+
+def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer, scheduler=None, *,
+          valid: TokenBatches | None = None, state: TrainState | None = None, smoothing: float = 0.1,
+          max_steps: int | None = None, max_epochs: int | None = None, max_minutes: float | None = None,
+          eval_every: int | None = None, clip_norm: float | None = None, bf16: bool = False,
+          device: str | torch.device | None = None, checkpoint_path: str | Path | None = None,
+          checkpoint_every: int | None = None, tokenizer=None, progress: bool = True) -> TrainState:
+    """Train until ``max_steps`` (total, counting a resumed ``state``), ``max_epochs`` or ``max_minutes``
+    (of this call) is reached, whichever comes first; returns the updated :class:`TrainState`.
+
+    Args:
+        model: a ``utils.model.Transformer`` (or one wrapped in DistributedDataParallel).
+        data: the training batches; ``valid``: evaluated each epoch, or every ``eval_every`` steps.
+        smoothing: label smoothing ε. ``clip_norm``: clip the gradient's global norm to this.
+        bf16: bfloat16 autocast (CUDA only). ``device``: default :func:`utils.common.get_device`.
+        checkpoint_path: write :func:`save_training_checkpoint` there every ``checkpoint_every``
+            steps and at the end (rank 0 only); ``tokenizer`` rides along.
+        progress: a tqdm bar (rank 0 only).
+
+    Raises:
+        ValueError: no stopping rule, or bf16 asked for on a CPU.
+    """
+    if max_steps is None and max_epochs is None and max_minutes is None:
+        raise ValueError("give max_steps, max_epochs or max_minutes, or training never stops")
+    if device is None or str(device) in ("cpu", "cuda"):
+        device = get_device(None if device is None else str(device))
+    else:
+        device = torch.device(device)                            # e.g. "cuda:1" under torchrun
+    if bf16 and device.type != "cuda":
+        raise ValueError("bf16 autocast is meant for GPUs here; on a CPU train in float32 (bf16=False)")
+    model.to(device)
+    state = state if state is not None else TrainState()
+    distributed = dist.is_available() and dist.is_initialized()
+    main = not distributed or dist.get_rank() == 0
+    t0, seconds0 = time.perf_counter(), state.seconds
+    bar = tqdm(total=max_steps, initial=state.step, disable=not (progress and main), unit="step",
+               mininterval=2.0, dynamic_ncols=True)
+
+    def out_of_time() -> bool:  # under DDP every process must stop at the same step: rank 0 decides
+        if max_minutes is None:
+            return False
+        late = time.perf_counter() - t0 >= 60 * max_minutes
+        if distributed:
+            flag = torch.tensor([float(late)], device=device if dist.get_backend() == "nccl" else "cpu")
+            dist.broadcast(flag, src=0)
+            late = bool(flag.item())
+        return late
+
+    def validate() -> None:
+        if valid is not None:
+            state.valid.append({"step": state.step, "epoch": state.epoch, **evaluate(model, valid)})
+            bar.set_postfix(loss=f"{state.history[-1]['loss']:.3f}" if state.history else "-",
+                            valid=f"{state.valid[-1]['loss']:.3f}")
+
+    def save() -> None:
+        if checkpoint_path is not None and main:
+            save_training_checkpoint(checkpoint_path, model, optimizer, scheduler, state, tokenizer)
+
+    stop = False
+    while not stop and (max_epochs is None or state.epoch < max_epochs):
+        batches = data.batches(state.epoch)                      # the same on every run: (seed, epoch)
+        while state.batch_in_epoch < len(batches):
+            if (max_steps is not None and state.step >= max_steps) or out_of_time():
+                stop = True
+                break
+            batch = data.collate(batches[state.batch_in_epoch]).to(device)
+            lr = optimizer.param_groups[0]["lr"]                   # the rate this step uses
+            loss = _train_step(model, batch, optimizer, scheduler, smoothing, clip_norm, bf16)
+            state.step += 1
+            state.batch_in_epoch += 1
+            state.tokens += batch.n_tokens
+            state.seconds = seconds0 + time.perf_counter() - t0
+            state.history.append({"step": state.step, "loss": loss, "lr": lr, "tokens": batch.n_tokens})
+            bar.update(1)
+            if state.step % 10 == 0:
+                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
+            if eval_every is not None and state.step % eval_every == 0:
+                validate()
+            if checkpoint_every is not None and state.step % checkpoint_every == 0:
+                save()
+        if not stop:                                             # the epoch ran to its end
+            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+            if eval_every is None:
+                validate()
+    if valid is not None and (not state.valid or state.valid[-1]["step"] != state.step):
+        validate()
+    save()
+    bar.close()
+    return state
+
+
+# -- checkpoints -----------------------------------------------------------------------------------------
+def save_training_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
+                             state: TrainState, tokenizer=None, **extra: Any) -> Path:
+    """Everything needed to resume, written atomically by :func:`utils.checkpoint.save_checkpoint`:
+    weights, ``model.config``, optimiser, scheduler, :class:`TrainState`, RNG states, ``tokenizer.to_dict()``."""
+    core = _unwrap(model)
+    return save_checkpoint(path, core.state_dict(), core.config, optimizer=optimizer.state_dict(),
+                           scheduler=scheduler.state_dict() if scheduler is not None else None,
+                           train_state=asdict(state), rng=get_rng_state(),
+                           tokenizer=tokenizer.to_dict() if tokenizer is not None else None, **extra)
+
+
+def resume(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, scheduler=None,
+           restore_rng: bool = True) -> TrainState:
+    """Load a :func:`save_training_checkpoint` file into ``model`` (and the optimiser, scheduler and random
+    generators) and return its :class:`TrainState`. Build the model from the checkpoint's config (or the
+    same one) and move it to its device before calling, so the optimiser state lands there too.
+
+    Raises:
+        utils.checkpoint.ConfigMismatchError: the file was made for another ``model.config``.
+        FileNotFoundError, ValueError: as :func:`utils.checkpoint.load_checkpoint`.
+    """
+    core = _unwrap(model)
+    data = load_checkpoint(path, expected_config=core.config)
+    core.load_state_dict(data["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(data["optimizer"])
+    if scheduler is not None and data.get("scheduler") is not None:
+        scheduler.load_state_dict(data["scheduler"])
+    if restore_rng:
+        set_rng_state(data["rng"])
+    return TrainState(**data["train_state"])
