@@ -3,7 +3,7 @@
 Read it in the order data flows: ``tokenize`` → ``data`` /
 ``synthetic`` → ``embeddings`` → ``attention`` → ``layers`` → ``model`` → ``train`` →
 ``decode`` → ``plots``. ``numpy_transformer`` is the bonus NumPy model with hand-written
-backprop (notebook 07). ``common`` holds seeds, devices and figure saving; ``exercises`` the
+backprop (notebook 07); ``gpt`` the decoder-only model with a KV cache (notebook 08). ``common`` holds seeds, devices and figure saving; ``exercises`` the
 self-checks used at the end of every notebook.
 """
 

@@ -1,0 +1,444 @@
+"""A decoder-only language model (GPT) built from the encoder–decoder's pieces, with a KV cache.
+
+Notebook 08 builds it step by step. A GPT block *is* :class:`utils.model.EncoderLayer` in pre-LN
+order (masked self-attention + feed-forward, each in a :class:`~utils.layers.SublayerConnection`)
+run with :func:`~utils.attention.causal_mask`; there is no encoder, so no cross-attention::
+
+    model = make_gpt(vocab_size=65, context=128, n_layers=4, d_model=128, n_heads=4)
+    logits = model(ids)                                    # (batch, seq, vocab), seq <= context
+    out = generate(model, prompt, 200, temperature=0.8, top_k=20, generator=g)   # KV cache on
+    out2 = generate(model, prompt, 200, temperature=0.8, top_k=20, generator=g2, use_cache=False)
+    losses = train_gpt(model, train_ids, steps=1000, batch_size=32, lr=2e-3)
+    val = evaluate_loss(model, val_ids)                    # mean next-token cross-entropy, nats
+
+**The KV cache.** Generating token ``t + 1`` needs attention from position ``t`` to the keys and values
+of positions ``0..t``. Those of ``0..t-1`` were computed at the previous steps and do not change
+(causal mask: a position never sees later ones), so :class:`KVCache` keeps them and each step runs
+the model on the ONE new token. :func:`cached_self_attention` does this with the same
+:class:`~utils.attention.MultiHeadAttention` module (its ``in_proj_weight``/``in_proj_bias`` and
+``out_proj``) and PyTorch's fused ``F.scaled_dot_product_attention`` (the kernel the module's
+``need_weights=False`` path calls), so the cached and uncached paths share every weight.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .attention import MultiHeadAttention, causal_mask
+from .embeddings import LearnedPositionalEmbedding, PositionalEncoding, TokenEmbedding
+from .layers import LayerNorm
+from .model import EncoderLayer
+
+__all__ = ["KVCache", "cached_self_attention", "GPT", "make_gpt", "sample_next", "generate",
+           "random_windows", "evaluate_loss", "lr_at", "train_gpt"]
+
+
+# -- the cache --------------------------------------------------------------------------------------
+@dataclass
+class KVCache:
+    """The keys and values of every position seen so far, one pair of tensors per layer.
+
+    ``keys[i]`` and ``values[i]`` are ``(batch, heads, length, d_head)`` for layer ``i``. Start
+    empty (``KVCache()``) and pass it to :meth:`GPT.forward`, which appends the new positions.
+    Memory: ``2 · n_layers · batch · length · d_model`` numbers.
+    """
+
+    keys: list[Tensor] = field(default_factory=list)
+    values: list[Tensor] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        """Positions cached so far (0 when empty)."""
+        return self.keys[0].shape[2] if self.keys else 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by all cached keys and values."""
+        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
+
+
+def cached_self_attention(attn: MultiHeadAttention, x: Tensor, cache: KVCache, layer: int) -> Tensor:
+    """Causal self-attention of the new positions ``x`` over the cached ones and themselves.
+
+    Uses ``attn``'s own weights: ``[Q K V] = x W_inᵀ + b_in`` (the module's packed projection),
+    appends K and V to ``cache`` (layer ``layer``), attends with ``F.scaled_dot_product_attention``
+    and applies ``attn.out_proj``. With an empty cache this equals
+    ``attn(x, x, x, causal_mask(seq), need_weights=False)[0]``.
+
+    Args:
+        attn: the layer's :class:`~utils.attention.MultiHeadAttention`.
+        x: ``(batch, new, d_model)``, the (normalised) inputs at positions ``past .. past + new - 1``.
+        cache: the :class:`KVCache`; ``cache.keys[layer]`` holds ``past`` positions (or does not exist yet).
+        layer: which layer's entry to read and extend; layers must be filled in order 0, 1, 2, …
+
+    Returns:
+        ``(batch, new, d_model)``.
+
+    Raises:
+        ValueError: a cache whose batch size differs from ``x``'s, or a layer index that skips one.
+    """
+    b, t, d = x.shape
+    qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)                  # (batch, new, 3 d_model)
+    q, k, v = qkv.view(b, t, 3, attn.n_heads, attn.d_head).permute(2, 0, 3, 1, 4).unbind(0)
+    # q, k, v: (batch, heads, new, d_head)
+    if layer < len(cache.keys):
+        if cache.keys[layer].shape[0] != b:
+            raise ValueError(f"the cache holds a batch of {cache.keys[layer].shape[0]} sequences but the input "
+                             f"has {b}; use one KVCache per batch (start a new KVCache() for a new batch)")
+        k = torch.cat([cache.keys[layer], k], dim=2)                           # (batch, heads, past + new, d_head)
+        v = torch.cat([cache.values[layer], v], dim=2)
+        cache.keys[layer], cache.values[layer] = k, v
+    elif layer == len(cache.keys):
+        cache.keys.append(k)
+        cache.values.append(v)
+    else:
+        raise ValueError(f"layer {layer} cannot be cached before layer {len(cache.keys)}; run the layers in order")
+    past = k.shape[2] - t
+    # New position past + i may see keys 0 .. past + i: rows past .. past + t - 1 of the causal mask.
+    mask = None if t == 1 else causal_mask(past + t, x.device)[past:]          # (new, past + new)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                         dropout_p=attn.dropout if attn.training else 0.0)
+    return attn.out_proj(out.transpose(1, 2).reshape(b, t, d))                 # (batch, new, d_model)
+
+
+# -- the model --------------------------------------------------------------------------------------
+class GPT(nn.Module):
+    """Token embeddings + positions → ``n_layers`` pre-LN blocks with a causal mask → LayerNorm
+    → a linear layer to the vocabulary. Build it with :func:`make_gpt`, which records ``config``.
+
+    ``blocks[i]`` is a :class:`utils.model.EncoderLayer` (``norm_first=True``): the same
+    :class:`~utils.attention.MultiHeadAttention`, feed-forward network and sub-layer wrapper as the
+    encoder–decoder. Position ``t``'s logits predict token ``t + 1`` from tokens ``0..t``.
+    """
+
+    def __init__(self, config: dict[str, Any]):
+        super().__init__()
+        c = self.config = dict(config)
+        d = c["d_model"]
+        self.context = c["context"]
+        self.tok_embed = TokenEmbedding(c["vocab_size"], d)                     # ids → vectors · √d_model
+        if c["positions"] == "learned":                                         # GPT-1/2: a vector per position
+            self.pos_embed = LearnedPositionalEmbedding(d, c["context"], c["dropout"])
+        else:                                                                   # the paper's sinusoids
+            self.pos_embed = PositionalEncoding(d, c["context"], c["dropout"])
+        self.blocks = nn.ModuleList([EncoderLayer(d, c["n_heads"], c["d_ff"], c["dropout"], norm_first=True)
+                                     for _ in range(c["n_layers"])])
+        self.norm = LayerNorm(d)                                                # pre-LN needs a final norm
+        self.head = nn.Linear(d, c["vocab_size"])                               # logits
+
+    def _check(self, ids: Tensor, past: int) -> None:
+        if ids.dim() != 2:
+            raise ValueError(f"ids must be (batch, seq) token ids, got shape {tuple(ids.shape)}; "
+                             f"for one sequence use ids[None]")
+        end = past + ids.shape[1]
+        if end > self.context:
+            where = f"{past} cached + {ids.shape[1]} new" if past else f"{ids.shape[1]}"
+            raise ValueError(
+                f"{where} positions exceed the model's context of {self.context} (config['context']): "
+                f"it was built and trained for positions 0..{self.context - 1} only. Crop the input to its last "
+                f"{self.context - past} tokens (ids[:, -{self.context - past}:]) or build the model with "
+                f"context >= {end}")
+
+    def embed(self, ids: Tensor, start: int = 0) -> Tensor:
+        """``(batch, seq)`` ids at positions ``start .. start + seq - 1`` → ``(batch, seq, d_model)``."""
+        x = self.tok_embed(ids)                                                 # (batch, seq, d_model)
+        if isinstance(self.pos_embed, LearnedPositionalEmbedding):
+            pos = self.pos_embed.embedding(torch.arange(start, start + ids.shape[1], device=ids.device))
+        else:
+            pos = self.pos_embed.pe[start: start + ids.shape[1]]               # (seq, d_model)
+        return self.pos_embed.dropout(x + pos.to(x.dtype))
+
+    def forward(self, ids: Tensor, cache: KVCache | None = None) -> Tensor:
+        """Logits ``(batch, seq, vocab)`` for ids ``(batch, seq)``.
+
+        Without ``cache``: the whole sequence, causal mask, every block's
+        ``MultiHeadAttention(need_weights=False)``. With a :class:`KVCache`: ``ids`` are the NEXT
+        positions after the ``cache.length`` cached ones; their keys and values are appended.
+
+        Raises:
+            ValueError: ids that are not 2-D, or more positions (cached + new) than ``context``.
+            TypeError / ValueError: non-integer ids or ids outside the vocabulary (from TokenEmbedding).
+        """
+        past = cache.length if cache is not None else 0
+        self._check(ids, past)
+        x = self.embed(ids, past)                                               # (batch, seq, d_model)
+        if cache is None:
+            mask = causal_mask(ids.shape[1], ids.device)                        # (seq, seq)
+            for block in self.blocks:
+                x = block(x, mask)
+        else:
+            for i, block in enumerate(self.blocks):
+                x = block.sublayers[0](x, lambda h, a=block.self_attn, i=i: cached_self_attention(a, h, cache, i))
+                x = block.sublayers[1](x, block.ffn)
+        return self.head(self.norm(x))                                          # (batch, seq, vocab)
+
+
+def make_gpt(vocab_size: int, context: int = 128, n_layers: int = 4, d_model: int = 128, n_heads: int = 4,
+             d_ff: int | None = None, dropout: float = 0.0, positions: str = "sinusoidal") -> GPT:
+    """A GPT with the whole configuration in one place.
+
+    Args:
+        vocab_size: number of token ids.
+        context: the longest sequence (learned positions 0..context-1).
+        n_layers, d_model, n_heads: blocks, width, heads (``n_heads`` must divide ``d_model``).
+        d_ff: feed-forward width; default ``4 * d_model`` (as GPT and the paper).
+        dropout: on embeddings, attention weights, sub-layer outputs and inside the FFN.
+        positions: ``"sinusoidal"`` (the paper's fixed table, :class:`~utils.embeddings.PositionalEncoding`)
+            or ``"learned"`` (GPT's, :class:`~utils.embeddings.LearnedPositionalEmbedding`).
+
+    Initialisation: as :func:`utils.model.make_model` (Xavier-uniform matrices in the blocks and the
+    output layer, ``N(0, 1/d_model)`` token embeddings, zero output bias).
+
+    Raises:
+        ValueError: non-positive sizes, ``n_heads`` not dividing ``d_model``, dropout outside [0, 1),
+            an unknown ``positions``.
+    """
+    if positions not in ("sinusoidal", "learned"):
+        raise ValueError(f"positions must be 'sinusoidal' or 'learned', got {positions!r}")
+    d_ff = 4 * d_model if d_ff is None else d_ff
+    for name, v in (("vocab_size", vocab_size), ("context", context), ("n_layers", n_layers),
+                    ("d_model", d_model), ("n_heads", n_heads), ("d_ff", d_ff)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    config = dict(vocab_size=vocab_size, context=context, n_layers=n_layers, d_model=d_model, n_heads=n_heads,
+                  d_ff=d_ff, dropout=float(dropout), positions=positions)
+    model = GPT(config)
+    for p in model.blocks.parameters():
+        if p.dim() > 1:
+            nn.init.xavier_uniform_(p)
+    nn.init.xavier_uniform_(model.head.weight)
+    nn.init.zeros_(model.head.bias)
+    return model
+
+
+# -- sampling and generation ------------------------------------------------------------------------
+def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = None,
+                generator: torch.Generator | None = None) -> Tensor:
+    """Draw one token per row from ``softmax(logits / temperature)``, restricted to the ``top_k`` best.
+
+    Args:
+        logits: ``(batch, vocab)``.
+        temperature: > 0 divides the logits (below 1 sharpens, above 1 flattens); 0 means greedy
+            (``argmax``, no random number drawn).
+        top_k: keep only the ``top_k`` largest logits (``None`` keeps all; larger than the vocabulary
+            keeps all). ``top_k=1`` is greedy.
+        generator: a ``torch.Generator`` on the logits' device, for repeatable draws.
+
+    Returns:
+        ``(batch,)`` token ids (``torch.long``).
+
+    Raises:
+        ValueError: logits not 2-D, a negative or non-finite temperature, or ``top_k < 1``.
+    """
+    if logits.dim() != 2:
+        raise ValueError(f"logits must be (batch, vocab), got shape {tuple(logits.shape)}; take logits[:, -1]")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a positive int or None, got {top_k!r}; top_k=1 is greedy")
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    scaled = logits.float() / temperature                                       # (batch, vocab)
+    if top_k is not None and top_k < scaled.shape[-1]:
+        kth = scaled.topk(top_k, dim=-1).values[:, -1:]                         # (batch, 1): the k-th largest
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    probs = scaled.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)          # (batch,)
+
+
+@torch.no_grad()
+def generate(model: GPT, ids: Tensor, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
+             generator: torch.Generator | None = None, use_cache: bool = True) -> Tensor:
+    """Extend every prompt by ``max_new_tokens`` tokens, one at a time (see :func:`sample_next`).
+
+    ``use_cache=True`` runs the prompt once, then the model on ONE new token per step with a
+    :class:`KVCache`; ``use_cache=False`` re-runs the model on the whole sequence so far (its last
+    ``context`` tokens) every step. Both give the same tokens for the same ``generator`` state. The
+    model is run in evaluation mode (no dropout) and its mode is restored afterwards.
+
+    Args:
+        model: a :class:`GPT`.
+        ids: prompts ``(batch, prompt_len)``, ``prompt_len >= 1``.
+        max_new_tokens: tokens to add (>= 0).
+
+    Returns:
+        ``(batch, prompt_len + max_new_tokens)``: the prompts followed by the new tokens.
+
+    Raises:
+        ValueError: an empty prompt, a negative ``max_new_tokens``, or, with ``use_cache=True``,
+            ``prompt_len + max_new_tokens > context`` (the cache cannot slide: every cached key
+            belongs to a fixed position). Without the cache a longer text is fine.
+    """
+    if ids.dim() != 2 or ids.shape[1] < 1:
+        raise ValueError(f"ids must be (batch, prompt_len) with prompt_len >= 1, got shape {tuple(ids.shape)}")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    prompt_len, context = ids.shape[1], model.context
+    if use_cache and prompt_len + max_new_tokens > context:
+        raise ValueError(
+            f"prompt of {prompt_len} tokens + max_new_tokens={max_new_tokens} = {prompt_len + max_new_tokens} "
+            f"positions exceeds the model's context of {context}; a KV cache cannot slide past it (each cached key "
+            f"belongs to a fixed position). Ask for at most {max(context - prompt_len, 0)} new tokens, shorten the "
+            f"prompt, or pass use_cache=False, which re-reads the last {context} tokens at every step")
+    was_training = model.training
+    model.eval()
+    try:
+        out = ids
+        if max_new_tokens == 0:
+            return out
+        cache = KVCache() if use_cache else None
+        logits = model(ids if use_cache else ids[:, -context:], cache)[:, -1]   # (batch, vocab)
+        for step in range(max_new_tokens):
+            next_id = sample_next(logits, temperature, top_k, generator)[:, None]  # (batch, 1)
+            out = torch.cat([out, next_id], dim=1)
+            if step + 1 < max_new_tokens:
+                logits = (model(next_id, cache) if use_cache else model(out[:, -context:]))[:, -1]
+        return out
+    finally:
+        model.train(was_training)
+
+
+# -- data, evaluation, training ---------------------------------------------------------------------
+def random_windows(data: Tensor, batch_size: int, context: int,
+                   generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """``batch_size`` random windows of a 1-D id tensor: inputs and the same shifted by one.
+
+    Returns:
+        ``(x, y)``, each ``(batch_size, context)``: ``y[:, t] = data[start + t + 1]`` is the token
+        that follows ``x[:, t] = data[start + t]``.
+
+    Raises:
+        ValueError: ``data`` not 1-D or shorter than ``context + 1``.
+    """
+    if data.dim() != 1:
+        raise ValueError(f"data must be a 1-D tensor of token ids, got shape {tuple(data.shape)}")
+    if data.numel() < context + 1:
+        raise ValueError(f"data holds {data.numel()} tokens; a window of context={context} needs "
+                         f"{context + 1} (inputs + one target); use a shorter context or more text")
+    starts = torch.randint(0, data.numel() - context, (batch_size,), generator=generator)     # (batch,)
+    windows = data[starts[:, None] + torch.arange(context + 1)]                # (batch, context + 1)
+    return windows[:, :-1], windows[:, 1:]
+
+
+@torch.no_grad()
+def evaluate_loss(model: GPT, data: Tensor, context: int | None = None, batch_size: int = 64) -> float:
+    """Mean next-token cross-entropy (nats per token) over ALL of ``data``.
+
+    ``data`` (1-D ids) is cut into consecutive windows of ``context + 1`` tokens overlapping by one,
+    so every token but the first is predicted exactly once, from up to ``context`` tokens before it
+    (the start of each window sees less; a sliding window would see more and cost ``context`` times
+    as much). Runs in evaluation mode and restores the model's mode.
+
+    Raises:
+        ValueError: ``data`` not 1-D or with fewer than 2 tokens, or ``context`` above the model's.
+    """
+    context = model.context if context is None else context
+    if context > model.context:
+        raise ValueError(f"context={context} exceeds the model's context of {model.context}")
+    if data.dim() != 1 or data.numel() < 2:
+        raise ValueError(f"data must be a 1-D tensor of at least 2 token ids, got shape {tuple(data.shape)}")
+    device = next(model.parameters()).device
+    n_full = (data.numel() - 1) // context
+    starts = torch.arange(n_full) * context
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        for i in range(0, n_full, batch_size):
+            idx = starts[i: i + batch_size, None] + torch.arange(context + 1)  # (b, context + 1)
+            w = data[idx].to(device)
+            logits = model(w[:, :-1])
+            total += F.cross_entropy(logits.flatten(0, 1).float(), w[:, 1:].flatten(), reduction="sum").item()
+            count += w[:, 1:].numel()
+        tail = data[n_full * context:].to(device)                               # the last, shorter window
+        if tail.numel() > 1:
+            logits = model(tail[None, :-1])
+            total += F.cross_entropy(logits[0].float(), tail[1:], reduction="sum").item()
+            count += tail.numel() - 1
+    finally:
+        model.train(was_training)
+    return total / count
+
+
+def lr_at(step: int, progress: float, lr: float, warmup: int, min_lr: float) -> float:
+    """Linear warm-up over ``warmup`` steps times a cosine from ``lr`` down to ``min_lr``.
+
+    ``progress`` in [0, 1] is the fraction of training done (of the steps or of the time budget), so
+    the same schedule serves a fixed number of steps and a fixed number of minutes.
+    """
+    cosine = min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    return cosine * min(1.0, (step + 1) / warmup) if warmup > 0 else cosine
+
+
+def train_gpt(model: GPT, data: Tensor, *, steps: int | None = None, max_seconds: float | None = None,
+              batch_size: int = 32, context: int | None = None, lr: float = 2e-3, warmup: int = 100,
+              min_lr: float | None = None, weight_decay: float = 0.1, clip_norm: float | None = 1.0,
+              seed: int = 0, progress: bool = False) -> list[float]:
+    """Train on random windows of ``data`` with AdamW, warm-up + cosine (:func:`lr_at`) and clipping.
+
+    Stops after ``steps`` optimiser steps or ``max_seconds`` of wall time, whichever comes first; the
+    cosine follows whichever is further along. With ``steps`` alone the run is repeatable bit for bit
+    (windows come from a generator seeded with ``seed``). Weight decay applies to matrices only (not
+    to biases, LayerNorm gains or embeddings).
+
+    Args:
+        data: 1-D training ids (on any device; windows are moved to the model's device).
+        context: window length (default: the model's).
+        min_lr: where the cosine ends (default ``lr / 10``).
+        progress: show a tqdm bar.
+
+    Returns:
+        The training loss of every step (floats).
+
+    Raises:
+        ValueError: neither ``steps`` nor ``max_seconds`` given, or non-positive values.
+    """
+    if steps is None and max_seconds is None:
+        raise ValueError("give steps=..., max_seconds=... or both, so training knows when to stop")
+    if (steps is not None and steps < 1) or (max_seconds is not None and max_seconds <= 0):
+        raise ValueError(f"steps and max_seconds must be positive, got steps={steps}, max_seconds={max_seconds}")
+    context = model.context if context is None else context
+    min_lr = lr / 10 if min_lr is None else min_lr
+    device = next(model.parameters()).device
+    matrices = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
+    others = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
+    optimizer = torch.optim.AdamW([{"params": matrices, "weight_decay": weight_decay},
+                                   {"params": others, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99))
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    bar = tqdm(total=steps if steps is not None else round(max_seconds), disable=not progress,
+               unit="step" if steps is not None else "s", leave=False)
+    step = 0
+    while True:
+        elapsed = time.perf_counter() - t0
+        done = max(step / steps if steps else 0.0, elapsed / max_seconds if max_seconds else 0.0)
+        if done >= 1.0:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, done, lr, warmup, min_lr)
+        x, y = random_windows(data, batch_size, context, gen)
+        x, y = x.to(device), y.to(device)
+        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+        optimizer.step()
+        losses.append(loss.item())
+        step += 1
+        bar.update(1 if steps is not None else round(time.perf_counter() - t0) - bar.n)
+        if step % 50 == 0:
+            bar.set_postfix(step=step, loss=f"{sum(losses[-50:]) / 50:.3f}")
+    bar.close()
+    model.eval()
+    return losses
