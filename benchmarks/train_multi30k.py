@@ -1,0 +1,252 @@
+"""Train a German→English translator on Multi30k and measure it on the 2016 Flickr test set.
+
+    python benchmarks/train_multi30k.py --minutes 30                 # the 30-minute CPU figure
+    python benchmarks/train_multi30k.py --steps 30 --out /tmp/trial  # a smoke run (writes nothing here)
+    python benchmarks/train_multi30k.py --minutes 30 --average 5     # translate with the mean of the last
+                                                                     # 5 weights, 100 steps apart
+    torchrun --nproc_per_node=2 benchmarks/train_multi30k.py --minutes 30   # DistributedDataParallel
+
+The recipe (defaults): a joint BPE vocabulary of 8000 trained on the training split's German and
+English, pre-LN Transformer with d_model 256, 3 + 3 layers, 4 heads, d_ff 512, dropout 0.1, shared
+embeddings (``utils.model.make_model``); label smoothing 0.1; batches of about 4000 tokens by length
+(``utils.batching.TokenBatches``); Adam (0.9, 0.98, 1e-9) with the paper's warm-up schedule, 400
+warm-up steps (``utils.train``). Validation loss every epoch; at the end the test set is translated
+greedily (``utils.decode.greedy_decode``) and scored with sacreBLEU (13a, cased; our own
+``utils.bleu.corpus_bleu`` must agree).
+
+Writes ``checkpoints/multi30k.pt`` (git-ignored; ``--resume`` continues from it) and, under ``--out``
+(default ``benchmarks/results``), ``multi30k_test.hyp.en`` (one translation a line) and
+``multi30k.json`` (parameters, steps, tokens/s, wall time, device, validation loss, test BLEU with
+the sacreBLEU signature). Check the BLEU from the committed file with::
+
+    sacrebleu ../shared/data/multi30k/test_2016_flickr.en -i benchmarks/results/multi30k_test.hyp.en
+
+Under ``torchrun`` every process reads its own shard of each epoch's batches; gradients are averaged
+by DistributedDataParallel (gloo on CPUs, NCCL on GPUs); on a GPU the forward pass runs in bf16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import sacrebleu
+import torch
+import torch.distributed as dist
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from anywhere without installing the package
+if "ATTN_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
+    os.environ["ATTN_DATA_DIR"] = str(ROOT.parent / "shared" / "data")  # as tests/conftest.py does
+
+from utils.batching import TokenBatches  # noqa: E402
+from utils.bleu import corpus_bleu  # noqa: E402
+from utils.common import get_device, set_seed  # noqa: E402
+from utils.data import load_multi30k  # noqa: E402
+from utils.decode import greedy_decode  # noqa: E402
+from utils.model import count_parameters, make_model  # noqa: E402
+from utils.tokenize import BPETokenizer, tokenizer_from_dict  # noqa: E402
+from utils.checkpoint import load_checkpoint  # noqa: E402
+from utils.train import evaluate, make_optimizer, resume, train, warmup_schedule  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, default=None, help="training time limit (default 30 unless --steps)")
+    p.add_argument("--steps", type=int, default=None, help="stop after this many optimiser steps")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: a GPU when present")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for the results")
+    p.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "multi30k.pt")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads per process (default: PyTorch's choice)")
+    g = p.add_argument_group("model")
+    g.add_argument("--vocab", type=int, default=8000, help="joint BPE vocabulary size")
+    g.add_argument("--d-model", type=int, default=256)
+    g.add_argument("--layers", type=int, default=3, help="encoder layers = decoder layers")
+    g.add_argument("--heads", type=int, default=4)
+    g.add_argument("--d-ff", type=int, default=512)
+    g.add_argument("--dropout", type=float, default=0.1)
+    g.add_argument("--post-ln", action="store_true", help="the paper's post-LN layers (default pre-LN)")
+    g = p.add_argument_group("recipe")
+    g.add_argument("--max-tokens", type=int, default=4000, help="token budget of a batch (per process)")
+    g.add_argument("--warmup", type=int, default=400)
+    g.add_argument("--lr-scale", type=float, default=1.0, help="multiplies the paper's learning rate")
+    g.add_argument("--smoothing", type=float, default=0.1)
+    g.add_argument("--clip-norm", type=float, default=None)
+    g.add_argument("--checkpoint-every", type=int, default=500)
+    g.add_argument("--average", type=int, default=0,
+                   help="translate with the mean of the weights at the last N points --average-every steps apart")
+    g.add_argument("--average-every", type=int, default=100)
+    g.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.minutes is None and args.steps is None:
+        args.minutes = 30.0
+    return args
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def setup_distributed(choice: str | None) -> tuple[int, int, torch.device]:
+    """(rank, world_size, device); under torchrun also joins the process group."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = get_device(choice)
+    if world_size == 1:
+        return 0, 1, device
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world_size, device
+
+
+def joint_tokenizer(train_split, vocab: int, rank: int, world_size: int):
+    """Rank 0 trains the BPE on the training split's German and English; the others receive it."""
+    payload = [None]
+    if rank == 0:
+        payload = [BPETokenizer.train(list(train_split["de"]) + list(train_split["en"]), vocab_size=vocab).to_dict()]
+    if world_size > 1:
+        dist.broadcast_object_list(payload, src=0)
+    return tokenizer_from_dict(payload[0])
+
+
+def translate(model, tok, sentences: list[str], device: torch.device, batch_size: int = 100) -> list[str]:
+    """Greedy translations, in the input order (sorted by length inside for speed)."""
+    ids = tok.encode_batch(sentences, add_special=True)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    out: list[str] = [""] * len(ids)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start: start + batch_size]
+        width = max(len(ids[i]) for i in chunk)
+        src = torch.zeros(len(chunk), width, dtype=torch.long)
+        for row, i in enumerate(chunk):
+            src[row, : len(ids[i])] = torch.tensor(ids[i])
+        max_len = min(model.config["max_len"] - 1, int(1.5 * width) + 10)
+        hyp = greedy_decode(model, src.to(device), max_len=max_len)
+        for row, i in enumerate(chunk):
+            out[i] = tok.decode(hyp[row].tolist())
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    args = parse_args(argv)
+    rank, world_size, device = setup_distributed(args.device)
+    main_process = rank == 0
+    set_seed(args.seed)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    ds = load_multi30k()
+    if args.resume:
+        tok = tokenizer_from_dict(load_checkpoint(args.checkpoint)["tokenizer"])
+    else:
+        tok = joint_tokenizer(ds["train"], args.vocab, rank, world_size)
+
+    def encode(split: str) -> tuple[list[list[int]], list[list[int]]]:
+        return tok.encode_batch(ds[split]["de"], add_special=True), tok.encode_batch(ds[split]["en"], add_special=True)
+
+    train_data = TokenBatches(*encode("train"), max_tokens=args.max_tokens, seed=args.seed, rank=rank,
+                              world_size=world_size)
+    valid_data = TokenBatches(*encode("validation"), max_tokens=args.max_tokens, shuffle=False)
+
+    model = make_model(tok.vocab_size, tok.vocab_size, n_layers=args.layers, d_model=args.d_model,
+                       n_heads=args.heads, d_ff=args.d_ff, dropout=args.dropout, norm_first=not args.post_ln,
+                       share_embeddings=True).to(device)
+    optimizer = make_optimizer(model)
+    scheduler = warmup_schedule(optimizer, args.d_model, args.warmup, scale=args.lr_scale)
+    state = resume(args.checkpoint, model, optimizer, scheduler) if args.resume else None
+    torch.manual_seed(args.seed * 1000 + rank)            # each process its own dropout stream
+    net = model if world_size == 1 else torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
+    if main_process:
+        print(f"{count_parameters(model):,} parameters; vocab {tok.vocab_size}; {len(train_data)} batches "
+              f"an epoch per process; {world_size} process(es) on {device} ({threads} threads each)")
+
+    t0 = time.perf_counter()
+    tokens0 = state.tokens if state is not None else 0
+    common = dict(valid=valid_data, smoothing=args.smoothing, clip_norm=args.clip_norm, bf16=device.type == "cuda",
+                  device=device, checkpoint_path=args.checkpoint, checkpoint_every=args.checkpoint_every,
+                  tokenizer=tok, progress=not args.no_progress)
+    if args.average <= 1:
+        state = train(net, train_data, optimizer, scheduler, state=state, max_steps=args.steps,
+                      max_minutes=args.minutes, **common)
+        last_valid = state.valid[-1]
+    else:  # train in chunks of --average-every steps; average the weights after the last --average chunks
+        snapshots: collections.deque = collections.deque(maxlen=args.average)
+        while True:
+            left = None if args.minutes is None else args.minutes - (time.perf_counter() - t0) / 60
+            goal = (state.step if state is not None else 0) + args.average_every
+            goal = goal if args.steps is None else min(goal, args.steps)
+            state = train(net, train_data, optimizer, scheduler, state=state, max_steps=goal, max_minutes=left,
+                          **common)
+            snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+            if state.step < goal or (args.steps is not None and state.step >= args.steps):
+                break                                    # out of time (every process stops at one step)
+        last_valid = state.valid[-1]
+        model.load_state_dict({k: torch.stack([s[k].float() for s in snapshots]).mean(0).to(v.dtype)
+                               if v.is_floating_point() else v for k, v in snapshots[-1].items()})
+        last_valid = {**evaluate(model, valid_data), "averaged": len(snapshots)}
+        if main_process:
+            model.save(args.checkpoint.with_suffix(".avg.pt"), tokenizer=tok.to_dict(), steps=state.step)
+    train_seconds = time.perf_counter() - t0
+    tokens = torch.tensor([state.tokens - tokens0], dtype=torch.float64, device=device)   # NCCL needs a GPU tensor
+    if world_size > 1:
+        dist.all_reduce(tokens)                          # target tokens of all processes
+    report = None
+    if main_process:
+        t1 = time.perf_counter()
+        hyps = translate(model, tok, list(ds["test"]["de"]), device)
+        decode_seconds = time.perf_counter() - t1
+        refs = list(ds["test"]["en"])
+        bleu = sacrebleu.BLEU()
+        score = bleu.corpus_score(hyps, [refs])
+        ours = corpus_bleu(hyps, refs)
+        assert abs(ours.score - score.score) < 1e-9, f"utils.bleu disagrees with sacrebleu: {ours} vs {score}"
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "multi30k_test.hyp.en").write_text("\n".join(hyps) + "\n", encoding="utf-8")
+        last = last_valid
+        report = {
+            "command": " ".join([f"torchrun --nproc_per_node={world_size}" if world_size > 1 else "python",
+                                 "benchmarks/train_multi30k.py", *(sys.argv[1:] if argv is None else argv)]),
+            "model": dict(model.config), "parameters": count_parameters(model),
+            "recipe": {k: getattr(args, k) for k in ("max_tokens", "warmup", "lr_scale", "smoothing", "clip_norm",
+                                                     "seed", "minutes", "steps")},
+            "steps": state.step, "epochs": round(state.step / len(train_data), 2),
+            "train_seconds": round(train_seconds, 1), "decode_seconds": round(decode_seconds, 1),
+            "target_tokens_per_second": round(float(tokens) / train_seconds, 1),
+            "device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads_per_process": threads,
+            "processes": world_size, "torch": torch.__version__,
+            "valid": {k: round(v, 4) for k, v in last.items() if k in ("loss", "ppl", "acc")},
+            "valid_last_weights": {k: round(v, 4) for k, v in state.valid[-1].items() if k in ("loss", "ppl", "acc")},
+            "averaged_last": last.get("averaged", 1),
+            "test_bleu": round(score.score, 2), "bleu_signature": str(bleu.get_signature()),
+            "bleu_detail": str(score), "decoding": "greedy",
+        }
+        (args.out / "multi30k.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"{state.step} steps in {train_seconds / 60:.1f} min ({report['target_tokens_per_second']:.0f} "
+              f"target tokens/s); valid loss {last['loss']:.3f} (ppl {last['ppl']:.2f}); test {score} "
+              f"[{bleu.get_signature()}]; wrote {args.out}")
+    if world_size > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return report
+
+
+if __name__ == "__main__":
+    main()
