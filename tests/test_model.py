@@ -1,3 +1,5 @@
+import random
+
 import pytest
 import torch
 
@@ -130,6 +132,70 @@ def test_attention_maps_are_collected_on_request():
     assert model.decoder.layers[0].cross_attn_weights is None, "nothing kept after the block"
 
 
+def _random_attention_case(seed):
+    """A small random model configuration and padded batch shape (both norm orders, 1/2/4 heads)."""
+    rng = random.Random(seed)
+    heads = (1, 2, 4)[seed % 3]
+    return dict(n_layers=rng.randint(1, 3), n_heads=heads, d_model=heads * rng.choice((4, 8)),
+                d_ff=rng.choice((16, 32)), src_vocab=rng.randint(8, 40), tgt_vocab=rng.randint(8, 40),
+                norm_first=seed % 2 == 1, batch=rng.randint(2, 4), src_len=rng.randint(3, 9),
+                tgt_len=rng.randint(2, 8))
+
+
+def _padded_ids(gen, vocab, batch, length):
+    """Random ids whose rows hold 1..length real tokens; row 0 is always padded, the last never is."""
+    ids = torch.randint(4, vocab, (batch, length), generator=gen)
+    lengths = torch.randint(1, length + 1, (batch,), generator=gen)
+    lengths[0], lengths[-1] = max(1, length - 2), length
+    ids[torch.arange(length) >= lengths[:, None]] = PAD
+    return ids
+
+
+ATTENTION_CASES = [_random_attention_case(seed) for seed in range(6)]
+
+
+@pytest.mark.parametrize("case", ATTENTION_CASES,
+                         ids=lambda c: "L{n_layers}-h{n_heads}-d{d_model}-{norm}-b{batch}-s{src_len}-t{tgt_len}".format(
+                             norm="pre" if c["norm_first"] else "post", **c))
+def test_attention_maps_are_distributions_that_respect_every_mask(case):
+    c = dict(case)
+    batch, src_len, tgt_len = c.pop("batch"), c.pop("src_len"), c.pop("tgt_len")
+    torch.manual_seed(sum(case.values()))
+    model = make_model(**c, dropout=0.1, share_embeddings=False).eval()
+    gen = torch.Generator().manual_seed(7)
+    src, tgt = _padded_ids(gen, c["src_vocab"], batch, src_len), _padded_ids(gen, c["tgt_vocab"], batch, tgt_len)
+    with torch.no_grad():
+        plain = model(src, tgt)
+        with model.attention_maps() as maps:
+            inside = model(src, tgt)
+        after = model(src, tgt)
+    assert torch.allclose(inside, plain, atol=1e-5), "collecting the weights must not change the logits"
+    assert torch.equal(after, plain), "after the block the model is back on the fused path"
+
+    L, H = c["n_layers"], c["n_heads"]
+    expected = {"encoder_self": (batch, H, src_len, src_len), "decoder_self": (batch, H, tgt_len, tgt_len),
+                "cross": (batch, H, tgt_len, src_len)}
+    assert sorted(maps) == sorted(expected)
+    src_real, tgt_real = src != PAD, tgt != PAD                                 # (batch, len)
+    queries = {"encoder_self": src_real, "decoder_self": tgt_real, "cross": tgt_real}
+    keys = {"encoder_self": src_real, "decoder_self": tgt_real, "cross": src_real}
+    for kind, shape in expected.items():
+        assert len(maps[kind]) == L, f"{kind}: one map per layer"
+        for i, w in enumerate(maps[kind]):
+            where = f"{kind}[{i}]"
+            assert isinstance(w, torch.Tensor) and w.shape == shape, f"{where}: {tuple(w.shape)} != {shape}"
+            rows = queries[kind][:, None, :].expand(batch, H, shape[2])        # real query rows
+            sums = w.sum(-1)[rows]
+            assert torch.allclose(sums, torch.ones_like(sums), atol=1e-5), f"{where}: rows must sum to 1"
+            padded_keys = ~keys[kind][:, None, None, :].expand(shape)
+            assert (w[padded_keys] == 0).all(), f"{where}: padded keys must get exactly zero weight"
+            assert (w >= 0).all(), f"{where}: negative weight"
+            if kind == "decoder_self":
+                assert (w.triu(1) == 0).all(), f"{where}: attention to the future"
+    for layer in [*model.encoder.layers, *model.decoder.layers]:
+        assert not layer.keep_weights and layer.self_attn_weights is None, "nothing kept after the block"
+
+
 def test_save_load_round_trip_and_config_mismatch(tmp_path):
     torch.manual_seed(0)
     model = make_model(40, 40, n_layers=1, d_model=16, n_heads=2, d_ff=32, share_embeddings=True).eval()
@@ -153,3 +219,24 @@ def test_input_errors():
         make_model(10, 10, d_model=8, n_heads=3)
     with pytest.raises(ValueError, match="n_layers must be a positive int"):
         make_model(10, 10, n_layers=0)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_decode_step_with_a_cache_equals_the_full_decode(norm_first):
+    from utils.gpt import KVCache
+
+    torch.manual_seed(3)
+    model = make_model(30, 30, n_layers=2, d_model=16, n_heads=4, d_ff=32, norm_first=norm_first, max_len=12).eval()
+    src, tgt = torch.randint(4, 30, (3, 7)), torch.randint(4, 30, (3, 6))
+    src[1, 5:] = PAD                                                   # padded source rows must stay masked
+    with torch.no_grad():
+        memory = model.encode(src)
+        full = model.decode(tgt, memory, src)                          # (3, 6, 30)
+        cache = KVCache()
+        steps = [model.decode_step(tgt[:, t:t + 1], memory, src, cache) for t in range(6)]
+    assert cache.length == 6 and len(cache.keys) == 2
+    for t, logits in enumerate(steps):
+        torch.testing.assert_close(logits, full[:, t], atol=1e-5, rtol=1e-5)
+    with torch.no_grad(), pytest.raises(ValueError, match="beyond the positional table"):
+        for t in range(7):                                             # positions 6 .. 12: 12 is one too many
+            model.decode_step(tgt[:, :1], memory, src, cache)

@@ -1,0 +1,242 @@
+"""Pictures of attention and of translation quality: heatmaps of one head, a layers × heads grid,
+the source–target alignment of one translated sentence, and BLEU per sentence length.
+
+Every function takes torch tensors or NumPy arrays, draws on the ``ax`` it is given (or on a new
+figure sized to the data) and returns what it drew on; nothing calls ``plt.show()``. ::
+
+    with model.attention_maps() as maps:
+        model(src_ids, tgt_ids)                                   # (batch, len) ids; keep example 0
+    fig = plot_attention_grid([m[0] for m in maps["encoder_self"]], src_tokens, src_tokens,
+                              title="encoder self-attention")
+    ax = plot_alignment(maps["cross"][-1][0], src_tokens, tgt_tokens)  # last layer, mean of the heads
+    save_figure(ax.figure, "06_alignment.png")                  # utils.common.save_figure
+
+Convention: weights are ``(q_len, k_len)`` — one row per query (y axis, top to bottom), one column
+per key (x axis); colours run from 0 to ``vmax`` (1 by default, the largest weight a row can hold).
+Layers and heads are counted from 0, as ``maps["cross"][layer][:, head]`` indexes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+__all__ = ["plot_attention", "plot_attention_grid", "plot_alignment", "plot_bleu_by_length"]
+
+#: Key labels are rotated 90° when any is longer than one character or there are more than this many.
+_MAX_UPRIGHT_LABELS = 12
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    """A float NumPy copy of a tensor (any device, dtype, with or without grad) or array-like."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().float().numpy()
+    return np.asarray(x, dtype=float)
+
+
+def _check_labels(shape: tuple[int, int], x_labels: Sequence[str] | None, y_labels: Sequence[str] | None,
+                  x_name: str = "x_labels", y_name: str = "y_labels") -> None:
+    """Labels must count the keys (columns) and the queries (rows) of a ``(q_len, k_len)`` map."""
+    q_len, k_len = shape
+    for name, labels, n, what, one in ((x_name, x_labels, k_len, "keys (columns)", "key"),
+                                       (y_name, y_labels, q_len, "queries (rows)", "query")):
+        if labels is not None and len(labels) != n:
+            raise ValueError(f"{name} has {len(labels)} labels but the weights of shape {shape} have {n} {what}; "
+                             f"pass one label per {one}, or None for no tick labels")
+
+
+def _set_ticks(ax: Axes, x_labels: Sequence[str] | None, y_labels: Sequence[str] | None) -> None:
+    """Label every column with a key and every row with a query; None leaves that axis bare."""
+    if x_labels is None:
+        ax.set_xticks([])
+    else:
+        rotate = len(x_labels) > _MAX_UPRIGHT_LABELS or any(len(str(s)) > 1 for s in x_labels)
+        ax.set_xticks(range(len(x_labels)), [str(s) for s in x_labels], rotation=90 if rotate else 0)
+    if y_labels is None:
+        ax.set_yticks([])
+    else:
+        ax.set_yticks(range(len(y_labels)), [str(s) for s in y_labels])
+
+
+def plot_attention(weights: Any, x_labels: Sequence[str] | None, y_labels: Sequence[str] | None,
+                   ax: Axes | None = None, *, title: str | None = None, vmax: float | None = None,
+                   cmap: str = "viridis", colorbar: bool = False) -> Axes:
+    """Heatmap of one head's attention weights.
+
+    Args:
+        weights: ``(q_len, k_len)``: row ``i`` is how query ``i`` spreads its attention over the keys.
+        x_labels: ``k_len`` key tokens, written along the x axis (rotated 90° when any is longer
+            than one character or there are many); None for no tick labels.
+        y_labels: ``q_len`` query tokens, down the y axis; None for no tick labels.
+        ax: the axes to draw on; None makes a new figure sized to the number of labels.
+        title: the axes' title.
+        vmax: the weight drawn in the brightest colour (the scale starts at 0); default 1.
+        cmap: a Matplotlib colour map name.
+        colorbar: add a colour bar beside the heatmap.
+
+    Returns:
+        The axes; ``ax.images[0].get_array()`` holds the weights.
+
+    Raises:
+        ValueError: ``weights`` not 2-D, label counts that differ from its shape, or ``vmax <= 0``.
+    """
+    w = _to_numpy(weights)
+    if w.ndim != 2:
+        raise ValueError(f"weights must be 2-D (q_len, k_len) for one head, got shape {w.shape}; "
+                         f"select one example and one head first, e.g. maps['cross'][layer][0, head]")
+    _check_labels(w.shape, x_labels, y_labels)
+    vmax = 1.0 if vmax is None else float(vmax)
+    if not vmax > 0:
+        raise ValueError(f"vmax must be positive (the colour scale runs from 0 to vmax), got {vmax!r}")
+    if ax is None:
+        q_len, k_len = w.shape
+        _, ax = plt.subplots(figsize=(max(2.5, 0.4 * k_len + 1.2 + 0.8 * colorbar), max(2.0, 0.4 * q_len + 1.0)),
+                             layout="constrained")
+    image = ax.imshow(w, vmin=0.0, vmax=vmax, cmap=cmap)
+    _set_ticks(ax, x_labels, y_labels)
+    if title is not None:
+        ax.set_title(title)
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax)
+    return ax
+
+
+def _stack_layers(maps: Any) -> np.ndarray:
+    """A list of ``(heads, q, k)`` maps, one per layer, or a 4-D array → ``(layers, heads, q, k)``."""
+    if isinstance(maps, (list, tuple)):
+        if len(maps) == 0:
+            raise ValueError("maps is empty; pass one (heads, q_len, k_len) map per layer")
+        layers = [_to_numpy(m) for m in maps]
+        for i, m in enumerate(layers):
+            if m.ndim != 3:
+                hint = (" — it still has the batch dimension; select one example, e.g. [m[0] for m in maps['cross']]"
+                        if m.ndim == 4 else "")
+                raise ValueError(f"maps[{i}] must be (heads, q_len, k_len), got shape {m.shape}{hint}")
+            if m.shape != layers[0].shape:
+                raise ValueError(f"every layer's map must have the same shape, but maps[0] is {layers[0].shape} "
+                                 f"and maps[{i}] is {m.shape}")
+        return np.stack(layers)
+    arr = _to_numpy(maps)
+    if arr.ndim != 4:
+        raise ValueError(f"maps must be a list of (heads, q_len, k_len) maps, one per layer, or one "
+                         f"(layers, heads, q_len, k_len) array; got an array of shape {arr.shape}")
+    return arr
+
+
+def plot_attention_grid(maps: Any, x_labels: Sequence[str] | None = None, y_labels: Sequence[str] | None = None,
+                        *, title: str | None = None, max_heads: int | None = None,
+                        cell_size: float = 1.8) -> Figure:
+    """Every head of every layer for one example: rows are layers, columns heads.
+
+    Args:
+        maps: a list with one ``(heads, q_len, k_len)`` tensor per layer (one example already
+            selected, e.g. ``[m[0] for m in maps["encoder_self"]]``) or a 4-D
+            ``(layers, heads, q_len, k_len)`` array.
+        x_labels, y_labels: key and query tokens; written only on the bottom row and the left
+            column. None (default) draws no tick labels.
+        title: the figure's title.
+        max_heads: draw only the first ``max_heads`` heads of each layer (default: all).
+        cell_size: width and height of one heatmap in inches.
+
+    Returns:
+        The figure; ``fig.axes`` holds the ``layers × heads`` axes row by row, titled
+        ``"layer i · head h"`` (counted from 0).
+
+    Raises:
+        ValueError: maps of the wrong number of dimensions or of different shapes, label counts
+            that differ from ``(q_len, k_len)``, or a ``max_heads`` / ``cell_size`` that is not positive.
+    """
+    stacked = _stack_layers(maps)
+    if max_heads is not None:
+        if isinstance(max_heads, bool) or not isinstance(max_heads, int) or max_heads < 1:
+            raise ValueError(f"max_heads must be a positive int (or None for all heads), got {max_heads!r}")
+        stacked = stacked[:, :max_heads]
+    if not cell_size > 0:
+        raise ValueError(f"cell_size must be positive (inches per heatmap), got {cell_size!r}")
+    n_layers, n_heads = stacked.shape[:2]
+    _check_labels(stacked.shape[2:], x_labels, y_labels)
+    fig, axes = plt.subplots(n_layers, n_heads, figsize=(cell_size * n_heads, cell_size * n_layers),
+                             squeeze=False, layout="constrained")
+    for i in range(n_layers):
+        for h in range(n_heads):
+            plot_attention(stacked[i, h], x_labels if i == n_layers - 1 else None, y_labels if h == 0 else None,
+                           axes[i, h], title=f"layer {i} · head {h}")
+    if title is not None:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_alignment(cross: Any, src_tokens: Sequence[str], tgt_tokens: Sequence[str], ax: Axes | None = None,
+                   *, title: str | None = None, mark_max: bool = True) -> Axes:
+    """Where each generated target token looked in the source: cross-attention of one sentence.
+
+    Args:
+        cross: ``(tgt_len, src_len)`` weights, or ``(heads, tgt_len, src_len)``, averaged over the heads.
+        src_tokens: ``src_len`` source tokens (x axis).
+        tgt_tokens: ``tgt_len`` target tokens (y axis), the decoder's inputs or the generated words.
+        ax: the axes to draw on; None makes a new figure.
+        title: the axes' title.
+        mark_max: put a small red dot on each row's largest weight (rows that are all zero get none).
+
+    Returns:
+        The axes; ``ax.images[0]`` holds the (head-averaged) map and, with ``mark_max``,
+        ``ax.lines[0]`` the dots at ``(argmax column, row)``.
+
+    Raises:
+        ValueError: ``cross`` not 2-D or 3-D, or token counts that differ from its shape.
+    """
+    w = _to_numpy(cross)
+    if w.ndim == 3:
+        w = w.mean(axis=0)
+    elif w.ndim != 2:
+        raise ValueError(f"cross must be (tgt_len, src_len) or (heads, tgt_len, src_len) for one sentence, "
+                         f"got shape {w.shape}; select one example first, e.g. maps['cross'][-1][0]")
+    _check_labels(w.shape, src_tokens, tgt_tokens, "src_tokens", "tgt_tokens")
+    ax = plot_attention(w, src_tokens, tgt_tokens, ax, title=title)
+    ax.set_xlabel("source")
+    ax.set_ylabel("target")
+    if mark_max:
+        rows = np.flatnonzero(w.sum(axis=1) > 0)
+        ax.plot(w[rows].argmax(axis=1), rows, linestyle="none", marker="o", markersize=4, color="red")
+    return ax
+
+
+def plot_bleu_by_length(buckets: list[str], scores: list[float], counts: list[int], ax: Axes | None = None,
+                        *, title: str | None = None) -> Axes:
+    """Bar chart of BLEU per source-length bucket, each bar topped by its number of sentences.
+
+    Args:
+        buckets: the bucket names, e.g. ``["1-10", "11-20", "21+"]`` (x tick labels).
+        scores: BLEU of each bucket (bar heights).
+        counts: sentences in each bucket, written above the bars as ``n=…``.
+        ax: the axes to draw on; None makes a new figure.
+        title: the axes' title.
+
+    Returns:
+        The axes; ``ax.patches`` are the bars, ``ax.texts`` their counts.
+
+    Raises:
+        ValueError: empty or unequal ``buckets`` / ``scores`` / ``counts``.
+    """
+    if not len(buckets) == len(scores) == len(counts):
+        raise ValueError(f"buckets, scores and counts must have one entry per bucket, got lengths "
+                         f"{len(buckets)}, {len(scores)} and {len(counts)}")
+    if len(buckets) == 0:
+        raise ValueError("no buckets to plot; pass at least one (bucket, score, count)")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(3.0, 0.8 * len(buckets) + 1.5), 3.0), layout="constrained")
+    bars = ax.bar(range(len(buckets)), [float(s) for s in scores], tick_label=[str(b) for b in buckets])
+    ax.bar_label(bars, labels=[f"n={c}" for c in counts], padding=2, fontsize="small")
+    top = max(float(s) for s in scores)
+    ax.set_ylim(0, top * 1.15 if top > 0 else 1.0)  # room for the counts above the bars
+    ax.set_xlabel("source length (tokens)")
+    ax.set_ylabel("BLEU")
+    if title is not None:
+        ax.set_title(title)
+    return ax
