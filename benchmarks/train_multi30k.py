@@ -4,6 +4,8 @@
     python benchmarks/train_multi30k.py --steps 30 --out /tmp/trial  # a smoke run (writes nothing here)
     python benchmarks/train_multi30k.py --minutes 30 --average 5     # translate with the mean of the last
                                                                      # 5 weights, 100 steps apart
+    python benchmarks/train_multi30k.py --minutes 30 --beam 4        # also beam search (written to
+                                                                     # multi30k_test.beam.hyp.en)
     torchrun --nproc_per_node=2 benchmarks/train_multi30k.py --minutes 30   # DistributedDataParallel
 
 The recipe (defaults): a joint BPE vocabulary of 8000 trained on the training split's German and
@@ -49,7 +51,7 @@ from utils.batching import TokenBatches  # noqa: E402
 from utils.bleu import corpus_bleu  # noqa: E402
 from utils.common import get_device, set_seed  # noqa: E402
 from utils.data import load_multi30k  # noqa: E402
-from utils.decode import greedy_decode  # noqa: E402
+from utils.decode import beam_search, greedy_decode  # noqa: E402
 from utils.model import count_parameters, make_model  # noqa: E402
 from utils.tokenize import BPETokenizer, tokenizer_from_dict  # noqa: E402
 from utils.checkpoint import load_checkpoint  # noqa: E402
@@ -84,6 +86,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--average", type=int, default=0,
                    help="translate with the mean of the weights at the last N points --average-every steps apart")
     g.add_argument("--average-every", type=int, default=100)
+    g.add_argument("--beam", type=int, default=0,
+                   help="also translate with beam search of this size (length penalty --alpha); greedy is always reported")
+    g.add_argument("--alpha", type=float, default=0.6, help="length penalty of the beam search (the paper: 0.6)")
     g.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.minutes is None and args.steps is None:
@@ -125,8 +130,9 @@ def joint_tokenizer(train_split, vocab: int, rank: int, world_size: int):
     return tokenizer_from_dict(payload[0])
 
 
-def translate(model, tok, sentences: list[str], device: torch.device, batch_size: int = 100) -> list[str]:
-    """Greedy translations, in the input order (sorted by length inside for speed)."""
+def translate(model, tok, sentences: list[str], device: torch.device, batch_size: int = 100, beam: int = 1,
+              alpha: float = 0.6) -> list[str]:
+    """Greedy (``beam=1``) or beam-search translations, in the input order (sorted by length inside for speed)."""
     ids = tok.encode_batch(sentences, add_special=True)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out: list[str] = [""] * len(ids)
@@ -137,7 +143,10 @@ def translate(model, tok, sentences: list[str], device: torch.device, batch_size
         for row, i in enumerate(chunk):
             src[row, : len(ids[i])] = torch.tensor(ids[i])
         max_len = min(model.config["max_len"] - 1, int(1.5 * width) + 10)
-        hyp = greedy_decode(model, src.to(device), max_len=max_len)
+        if beam == 1:
+            hyp = greedy_decode(model, src.to(device), max_len=max_len)
+        else:
+            hyp = beam_search(model, src.to(device), beam_size=beam, max_len=max_len, length_penalty_alpha=alpha)
         for row, i in enumerate(chunk):
             out[i] = tok.decode(hyp[row].tolist())
     return out
@@ -238,6 +247,15 @@ def main(argv: list[str] | None = None) -> dict | None:
             "test_bleu": round(score.score, 2), "bleu_signature": str(bleu.get_signature()),
             "bleu_detail": str(score), "decoding": "greedy",
         }
+        if args.beam > 1:
+            t1 = time.perf_counter()
+            beam_hyps = translate(model, tok, list(ds["test"]["de"]), device, beam=args.beam, alpha=args.alpha)
+            beam_score = sacrebleu.BLEU().corpus_score(beam_hyps, [refs])
+            (args.out / "multi30k_test.beam.hyp.en").write_text("\n".join(beam_hyps) + "\n", encoding="utf-8")
+            report["beam"] = {"size": args.beam, "alpha": args.alpha, "test_bleu": round(beam_score.score, 2),
+                              "bleu_detail": str(beam_score), "decode_seconds": round(time.perf_counter() - t1, 1),
+                              "hypotheses": "multi30k_test.beam.hyp.en"}
+            print(f"beam {args.beam} (alpha {args.alpha}): test {beam_score}")
         (args.out / "multi30k.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"{state.step} steps in {train_seconds / 60:.1f} min ({report['target_tokens_per_second']:.0f} "
               f"target tokens/s); valid loss {last['loss']:.3f} (ppl {last['ppl']:.2f}); test {score} "
