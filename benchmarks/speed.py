@@ -42,19 +42,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere without installing the package
 
 from utils.attention import MultiHeadAttention  # noqa: E402
+from utils.common import cpu_model  # noqa: E402
 from utils.model import Transformer, make_model  # noqa: E402
 
 PAD = 0
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_average() -> float | None:

@@ -28,7 +28,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ sys.path.insert(0, str(ROOT))  # run from anywhere without installing the packag
 if "ATTN_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
     os.environ["ATTN_DATA_DIR"] = str(ROOT.parent / "shared" / "data")  # as tests/conftest.py does
 
-from utils.common import get_device, set_seed  # noqa: E402
+from utils.common import cpu_model, get_device, set_seed  # noqa: E402
 from utils.data import load_tiny_shakespeare  # noqa: E402
 from utils.gpt import evaluate_loss, make_gpt, train_gpt  # noqa: E402
 from utils.model import count_parameters  # noqa: E402
@@ -120,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                  "clip_norm", "seed")},
         "split": "first 90 % of input.txt trains, last 10 % validates (all of it evaluated)",
         "device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(), "cpu": cpu_model(),
         "torch": torch.__version__,
         "command": " ".join(["python", "benchmarks/train_gpt.py", *(sys.argv[1:] if argv is None else argv)]),
     }

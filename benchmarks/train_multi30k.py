@@ -33,7 +33,6 @@ import argparse
 import collections
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -49,7 +48,7 @@ if "ATTN_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_di
 
 from utils.batching import TokenBatches  # noqa: E402
 from utils.bleu import corpus_bleu  # noqa: E402
-from utils.common import get_device, set_seed  # noqa: E402
+from utils.common import cpu_model, get_device, set_seed  # noqa: E402
 from utils.data import load_multi30k  # noqa: E402
 from utils.decode import beam_search, greedy_decode  # noqa: E402
 from utils.model import count_parameters, make_model  # noqa: E402
@@ -94,16 +93,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.minutes is None and args.steps is None:
         args.minutes = 30.0
     return args
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def setup_distributed(choice: str | None) -> tuple[int, int, torch.device]:

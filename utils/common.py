@@ -1,8 +1,10 @@
-"""Seeds, devices and figures: the three things every notebook needs first."""
+"""Seeds, devices and figures: the three things every notebook needs first (and the CPU's name,
+which every benchmark records)."""
 
 from __future__ import annotations
 
 import os
+import platform
 import random
 from pathlib import Path
 
@@ -29,6 +31,18 @@ def set_seed(seed: int) -> None:
     random.seed(int(seed))
     np.random.seed(int(seed))
     torch.manual_seed(int(seed))  # seeds CUDA too when it is present
+
+
+def cpu_model() -> str:
+    """The processor's name as ``/proc/cpuinfo`` gives it (e.g. ``AMD EPYC 7B13``), or what
+    :mod:`platform` knows where there is no such file."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def get_device(prefer: str | None = None) -> torch.device:
