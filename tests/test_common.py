@@ -62,3 +62,17 @@ def test_save_figure_rejects_paths(name):
     with pytest.raises(ValueError, match="plain file name"):
         common.save_figure(fig, name)
     plt.close(fig)
+
+
+def test_cpu_model_reads_proc_cpuinfo_or_falls_back(monkeypatch, tmp_path):
+    name = common.cpu_model()
+    assert isinstance(name, str) and name.strip() == name and name
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t: x\n")
+    real_path = common.Path
+    monkeypatch.setattr(common, "Path", lambda p: fake if p == "/proc/cpuinfo" else real_path(p))
+    assert common.cpu_model() == "Test CPU 9000"
+    monkeypatch.setattr(common, "Path", lambda p: tmp_path / "missing")
+    monkeypatch.setattr(common.platform, "processor", lambda: "")
+    monkeypatch.setattr(common.platform, "machine", lambda: "x86_64")
+    assert common.cpu_model() == "x86_64", "no /proc/cpuinfo: the machine's architecture"
