@@ -307,3 +307,46 @@ def test_mha_errors():
         mha(x, x, x, mask=torch.ones(2, 1, 1, 4, dtype=torch.bool))
     with pytest.raises(TypeError, match="mask == 0"):
         mha(x, x, x, mask=torch.zeros(5, 5))
+
+
+# -- the KV cache (used by utils.model.Transformer.decode_step and utils.gpt) ----------------------
+def test_cached_cross_attention_equals_the_module_and_projects_memory_once():
+    from utils.attention import KVCache, cached_cross_attention
+
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(16, 4).eval()
+    memory = torch.randn(3, 5, 16)
+    ids = torch.tensor([[5, 6, 7, 0, 0], [5, 6, 7, 8, 9], [5, 0, 0, 0, 0]])
+    mask = padding_mask(ids, 0)                                              # (3, 1, 1, 5)
+    cache = KVCache()
+    steps = [torch.randn(3, 1, 16) for _ in range(3)]
+    for x in steps:
+        want = attn(x, memory, memory, mask, need_weights=False)[0]
+        got = cached_cross_attention(attn, x, memory, cache, 0, mask)
+        assert torch.allclose(got, want, atol=1e-6)
+    # after the first step the memory is not read again: a different memory changes nothing
+    assert torch.allclose(cached_cross_attention(attn, steps[0], torch.zeros_like(memory), cache, 0, mask),
+                          attn(steps[0], memory, memory, mask, need_weights=False)[0], atol=1e-6)
+    assert len(cache.cross_keys) == 1 and cache.cross_keys[0].shape == (3, 4, 5, 4)
+    assert cache.length == 0 and cache.nbytes == 2 * 3 * 5 * 16 * 4
+    with pytest.raises(ValueError, match="one KVCache per batch"):
+        cached_cross_attention(attn, torch.randn(2, 1, 16), memory[:2], cache, 0)
+    with pytest.raises(ValueError, match="run the layers in order"):
+        cached_cross_attention(attn, steps[0], memory, cache, 2)
+
+
+def test_kv_cache_reorder_moves_rows():
+    from utils.attention import KVCache, cached_cross_attention, cached_self_attention
+
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(8, 2).eval()
+    cache = KVCache()
+    cached_self_attention(attn, torch.randn(3, 2, 8), cache, 0)
+    cached_cross_attention(attn, torch.randn(3, 1, 8), torch.randn(3, 4, 8), cache, 0)
+    before = [t.clone() for t in (cache.keys[0], cache.values[0], cache.cross_keys[0], cache.cross_values[0])]
+    rows = torch.tensor([2, 2, 0])
+    cache.reorder(rows, cross=False)
+    assert torch.equal(cache.keys[0], before[0][rows]) and torch.equal(cache.values[0], before[1][rows])
+    assert torch.equal(cache.cross_keys[0], before[2]), "cross=False leaves the cross-attention entries"
+    cache.reorder(rows)
+    assert torch.equal(cache.cross_values[0], before[3][rows])

@@ -207,3 +207,103 @@ def test_the_kv_cache_changes_nothing():
     cached = beam_search(model, src, beam_size=3, max_len=10, return_scores=True)
     plain = beam_search(model, src, beam_size=3, max_len=10, return_scores=True, use_cache=False)
     assert torch.equal(cached[0], plain[0]) and torch.allclose(cached[1], plain[1], atol=1e-5)
+
+
+def plain_beam_one(model, src, k, max_len, alpha):
+    """Beam search for ONE sentence written as plainly as possible (notebook 06's `beam_search_one`):
+    Python lists of (log P, prefix), no cache, no batching. Returns (tokens, log P / lp)."""
+    with torch.no_grad():
+        memory = model.encode(src)
+        live, finished = [(0.0, [BOS])], []
+        for step in range(1, max_len + 1):
+            ys = torch.tensor([prefix for _, prefix in live])
+            logits = model.decode(ys, memory.expand(len(live), -1, -1), src.expand(len(live), -1))[:, -1].float()
+            logits[:, [PAD, BOS]] = float("-inf")                 # never outputs (before the softmax)
+            logp = torch.log_softmax(logits, -1)
+            candidates = sorted(((s + v, prefix + [t]) for (s, prefix), row in zip(live, logp.tolist())
+                                 for t, v in enumerate(row) if v > float("-inf")), key=lambda c: -c[0])[: 2 * k]
+            live = []
+            for rank, (s, prefix) in enumerate(candidates):
+                if prefix[-1] == EOS:
+                    if rank < k:
+                        finished.append((s / length_penalty(step, alpha), prefix[1:]))
+                elif len(live) < k:
+                    live.append((s, prefix))
+            if len(finished) >= k or not live:
+                break
+        if len(finished) < k:
+            finished += [(s / length_penalty(len(prefix) - 1, alpha), prefix[1:]) for s, prefix in live]
+    score, tokens = max(finished, key=lambda f: f[0])
+    return tokens, score
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_batched_beam_equals_the_plain_loop(seed):
+    """The vectorised search (top-k over beam × vocabulary, cache rows reindexed) == the plain loop,
+    for several beam sizes and penalties, with rows that end early and rows that hit max_len."""
+    torch.manual_seed(seed)
+    model = make_model(9, 9, n_layers=2, d_model=16, n_heads=2, d_ff=32, max_len=32, norm_first=bool(seed % 2)).eval()
+    with torch.no_grad():
+        model.generator.bias[EOS] += seed - 1.0                    # some seeds end early, some run to max_len
+    src = torch.randint(3, 9, (5, 6))
+    src[2, 3:] = PAD
+    for k, alpha, max_len in ((1, 0.6, 8), (2, 0.0, 8), (3, 0.6, 6), (5, 1.5, 9)):
+        out, scores = beam_search(model, src, beam_size=k, max_len=max_len, length_penalty_alpha=alpha,
+                                  return_scores=True)
+        for i in range(src.shape[0]):
+            row = src[i:i + 1, : int((src[i] != PAD).sum())]
+            tokens, score = plain_beam_one(model, row, k, max_len, alpha)
+            got = [t for t in out[i].tolist() if t != PAD]
+            assert got == tokens, f"k={k} alpha={alpha} row {i}: {got} != {tokens}"
+            assert scores[i].item() == pytest.approx(score, abs=1e-4)
+
+
+class CharTok:
+    """A tiny tokenizer: 'a'..'f' are ids 3..8 (what translate needs: encode_batch and decode)."""
+
+    def encode_batch(self, texts, add_special=False):
+        return [([BOS] if add_special else []) + [3 + "abcdef".index(c) for c in t] + ([EOS] if add_special else [])
+                for t in texts]
+
+    def decode(self, ids):
+        return "".join("abcdef"[i - 3] for i in ids if i >= 3)
+
+
+def test_translate_equals_decoding_each_sentence_alone_in_the_input_order():
+    from utils.decode import translate
+
+    torch.manual_seed(0)
+    model = make_model(9, 9, n_layers=1, d_model=16, n_heads=2, d_ff=32, max_len=64).eval()
+    with torch.no_grad():
+        model.generator.bias[EOS] += 1.0
+    tok = CharTok()
+    sentences = ["abc", "f", "abcdefab", "dd", "eabc", "cafe", "b"]
+    for beam in (1, 3):
+        texts = translate(model, sentences, tok, beam_size=beam, batch_size=3, max_len=12)
+        ids = translate(model, sentences, tok, beam_size=beam, batch_size=3, max_len=12, output="ids")
+        for sentence, text, got in zip(sentences, texts, ids):
+            src = torch.tensor(tok.encode_batch([sentence], add_special=True))
+            alone = (greedy_decode(model, src, max_len=12) if beam == 1 else
+                     beam_search(model, src, beam_size=beam, max_len=12))[0].tolist()
+            alone = [t for t in alone if t != PAD]
+            assert got == alone and text == tok.decode(alone)
+    # ids in, ids out, without a tokenizer; the default max_len follows the source length
+    src_ids = tok.encode_batch(sentences, add_special=True)
+    assert translate(model, src_ids, output="ids", max_len=12) == translate(model, sentences, tok, output="ids", max_len=12)
+    assert all(len(t) <= int(1.5 * 10) + 10 for t in translate(model, src_ids, output="ids"))
+
+
+def test_translate_refuses_bad_arguments():
+    from utils.decode import translate
+
+    model = make_model(9, 9, n_layers=1, d_model=16, n_heads=2, d_ff=32, max_len=64)
+    with pytest.raises(TypeError, match="one string"):
+        translate(model, "abc", CharTok())
+    with pytest.raises(ValueError, match="tokenizer is needed"):
+        translate(model, ["abc"])
+    with pytest.raises(ValueError, match="output must be"):
+        translate(model, ["abc"], CharTok(), output="tokens")
+    with pytest.raises(ValueError, match="batch_size"):
+        translate(model, ["abc"], CharTok(), batch_size=0)
+    with pytest.raises(ValueError, match="beam_size"):
+        translate(model, ["abc"], CharTok(), beam_size=0)

@@ -223,7 +223,7 @@ def test_input_errors():
 
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_decode_step_with_a_cache_equals_the_full_decode(norm_first):
-    from utils.gpt import KVCache
+    from utils.attention import KVCache
 
     torch.manual_seed(3)
     model = make_model(30, 30, n_layers=2, d_model=16, n_heads=4, d_ff=32, norm_first=norm_first, max_len=12).eval()

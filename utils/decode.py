@@ -11,7 +11,12 @@ Notebook 06 adds beam search, which keeps the ``beam_size`` best prefixes instea
 finished translations with the length penalty of Wu et al. (2016), as the paper does (beam 4,
 alpha 0.6)::
 
-    out = beam_search(model, src_ids, beam_size=4, max_len=20, length_penalty=0.6)
+    out = beam_search(model, src_ids, beam_size=4, max_len=20, length_penalty_alpha=0.6)
+
+:func:`translate` does the whole road from sentences to sentences for a list of any length: encode,
+sort by length, pad, decode in batches (greedy or beam), restore the order, detokenise::
+
+    english = translate(model, german_sentences, tok, beam_size=4)
 
 ``model`` is any object with ``encode(src_ids)``, ``decode(tgt_ids, memory, src_ids)`` and
 ``pad_id`` (``utils.model.Transformer``).
@@ -19,10 +24,17 @@ alpha 0.6)::
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
-__all__ = ["beam_search", "greedy_decode", "length_penalty"]
+from .attention import KVCache
+from .batching import pad_sequences
+
+__all__ = ["beam_search", "greedy_decode", "length_penalty", "translate"]
 
 
 def _check_args(model: nn.Module, src_ids: Tensor, max_len: int) -> None:
@@ -36,13 +48,9 @@ def _check_args(model: nn.Module, src_ids: Tensor, max_len: int) -> None:
         raise ValueError(f"src_ids must be a non-empty (batch, src_len) tensor of ids, got shape {tuple(src_ids.shape)}")
 
 
-def _cache_for(model: nn.Module, use_cache: bool):
+def _cache_for(model: nn.Module, use_cache: bool) -> KVCache | None:
     """A fresh KV cache when the model can decode incrementally (``decode_step``), else None."""
-    if use_cache and hasattr(model, "decode_step"):
-        from .gpt import KVCache  # imported here: utils.gpt imports utils.model, which imports nothing from here
-
-        return KVCache()
-    return None
+    return KVCache() if use_cache and hasattr(model, "decode_step") else None
 
 
 def _never_pad_or_bos(logits: Tensor, pad_id: int, bos_id: int) -> Tensor:
@@ -158,7 +166,8 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
         raise ValueError(f"beam_size must be a positive int (4 in the paper; 1 is greedy), got {beam_size!r}")
     if not length_penalty_alpha >= 0:
         raise ValueError(f"length_penalty_alpha must be >= 0 (0.6 in the paper; 0 = no penalty), got {length_penalty_alpha!r}")
-    batch, k, device = src_ids.shape[0], beam_size, src_ids.device
+    batch, k, device, pad_id = src_ids.shape[0], beam_size, src_ids.device, model.pad_id
+    rows = torch.arange(batch, device=device)                                       # (batch,)
     was_training = model.training
     model.eval()
     try:
@@ -168,61 +177,147 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
             ys = torch.full((batch, k, 1), bos_id, dtype=torch.long, device=device)  # (batch, k, 1) live prefixes
             scores = torch.full((batch, k), float("-inf"), device=device)           # (batch, k) log P of each prefix
             scores[:, 0] = 0.0                                                       # one live prefix to start
-            finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
-            done = [False] * batch
+            # Of the finished hypotheses only the best matters (and how many there are): keep its
+            # score log P / lp (float64, as Python's floats), its tokens and its length.
+            best_score = torch.full((batch,), float("-inf"), dtype=torch.float64, device=device)
+            best_ids = torch.full((batch, max_len), pad_id, dtype=torch.long, device=device)
+            best_len = torch.zeros(batch, dtype=torch.long, device=device)
+            n_finished = torch.zeros(batch, dtype=torch.long, device=device)
+            done = torch.zeros(batch, dtype=torch.bool, device=device)
+            ranks = torch.arange(2 * k, device=device)                              # (2k,)
             cache = _cache_for(model, use_cache)
             for step in range(1, max_len + 1):
                 if cache is not None:                                                  # newest tokens only
                     logits = model.decode_step(ys[:, :, -1:].reshape(batch * k, 1), memory, src_k, cache)
                 else:
                     logits = model.decode(ys.view(batch * k, -1), memory, src_k)[:, -1]  # (batch * k, vocab)
-                logits = _never_pad_or_bos(logits, model.pad_id, bos_id)
+                logits = _never_pad_or_bos(logits, pad_id, bos_id)
                 logp = torch.log_softmax(logits.float(), dim=-1).view(batch, k, -1)    # (batch, k, vocab)
                 vocab = logp.shape[-1]
                 cand = (scores[:, :, None] + logp).view(batch, k * vocab)              # (batch, k * vocab)
-                top_scores, top_idx = cand.topk(min(2 * k, k * vocab), dim=-1)          # (batch, 2k), best first
-                new_ys = torch.full((batch, k, step + 1), model.pad_id, dtype=torch.long, device=device)
-                new_scores = torch.full_like(scores, float("-inf"))                   # (batch, k)
-                origin = torch.arange(k, device=device).repeat(batch, 1)              # (batch, k): prefix each extends
-                for b in range(batch):
-                    if done[b]:
-                        continue
-                    live = 0
-                    for rank, (score, idx) in enumerate(zip(top_scores[b].tolist(), top_idx[b].tolist())):
-                        if score == float("-inf") or live == k:
-                            break
-                        beam, token = divmod(idx, vocab)
-                        if token == eos_id:                                            # a finished hypothesis
-                            if rank < k:
-                                words = ys[b, beam, 1:].tolist() + [eos_id]
-                                finished[b].append((score / length_penalty(step, length_penalty_alpha), words))
-                            continue
-                        new_ys[b, live, :-1] = ys[b, beam]                             # the prefix it extends
-                        new_ys[b, live, -1] = token
-                        new_scores[b, live] = score
-                        origin[b, live] = beam
-                        live += 1
-                    done[b] = len(finished[b]) >= k or live == 0
-                ys, scores = new_ys, new_scores
-                if all(done):
+                n_cand = min(2 * k, k * vocab)
+                top_scores, top_idx = cand.topk(n_cand, dim=-1)                        # (batch, 2k), best first
+                beam, token = top_idx // vocab, top_idx % vocab                        # (batch, 2k) each
+                valid = (top_scores > float("-inf")) & ~done[:, None]                  # rows already done: nothing
+                is_eos = token == eos_id
+                # 1. An <eos> among the first k candidates finishes a hypothesis, scored log P / lp(step).
+                finishing = valid & is_eos & (ranks[:n_cand] < k)                      # (batch, 2k)
+                normed = (top_scores.double() / length_penalty(step, length_penalty_alpha)).masked_fill(
+                    ~finishing, float("-inf"))
+                step_best, at = normed.max(dim=-1)                                     # first of ties: best rank
+                better = step_best > best_score                                       # (batch,)
+                if bool(better.any()):
+                    b = rows[better]
+                    best_score[b] = step_best[b]
+                    best_ids[b, : step - 1] = ys[b, beam[b, at[b]], 1:]               # the prefix it ends
+                    best_ids[b, step - 1] = eos_id
+                    best_len[b] = step
+                n_finished += finishing.sum(dim=-1)
+                # 2. The first k other candidates, in rank order, stay live.
+                extends = valid & ~is_eos
+                keep = extends & (extends.cumsum(dim=-1) <= k)                        # (batch, 2k)
+                order = torch.sort(torch.where(keep, ranks[:n_cand], ranks[:n_cand] + n_cand), dim=-1).indices[:, :k]
+                live = keep.gather(1, order)                                           # (batch, k) real or filler
+                origin = beam.gather(1, order)                                         # (batch, k): prefix each extends
+                scores = top_scores.gather(1, order).masked_fill(~live, float("-inf"))
+                new_token = token.gather(1, order).masked_fill(~live, pad_id)
+                ys = torch.cat([ys.gather(1, origin[:, :, None].expand(-1, -1, ys.shape[2])), new_token[:, :, None]],
+                               dim=2)                                                  # (batch, k, step + 1)
+                ys[~live] = pad_id
+                done |= (n_finished >= k) | ~live.any(dim=-1)
+                if bool(done.all()):
                     break
                 if cache is not None:                                                  # keys follow their prefixes
-                    rows = (origin + k * torch.arange(batch, device=device)[:, None]).flatten()  # (batch * k,)
-                    cache.keys = [t[rows] for t in cache.keys]
-                    cache.values = [t[rows] for t in cache.values]
-            for b in range(batch):                                                      # rows that hit max_len
-                if len(finished[b]) < k:
-                    for beam in range(k):
-                        if scores[b, beam] > float("-inf"):
-                            words = ys[b, beam, 1:].tolist()
-                            finished[b].append((scores[b, beam].item() / length_penalty(len(words), length_penalty_alpha), words))
+                    # Beams move only within their own sentence, whose cross-attention keys are shared.
+                    cache.reorder((origin + k * rows[:, None]).flatten(), cross=False)
+            # Rows that hit max_len with fewer than k finished: their live prefixes are scored as they are.
+            open_rows = n_finished < k
+            if bool(open_rows.any()):
+                length = ys.shape[2] - 1
+                normed = (scores.double() / length_penalty(length, length_penalty_alpha)).masked_fill(
+                    ~open_rows[:, None], float("-inf"))                               # (batch, k)
+                live_best, at = normed.max(dim=-1)
+                better = live_best > best_score
+                b = rows[better]
+                best_score[b] = live_best[b]
+                best_ids[b] = pad_id
+                best_ids[b, :length] = ys[b, at[b], 1:]
+                best_len[b] = length
     finally:
         model.train(was_training)
-    best = [max(hyps, key=lambda h: h[0]) for hyps in finished]
-    n = max(len(words) for _, words in best)
-    out = torch.full((batch, n), model.pad_id, dtype=torch.long, device=device)
-    for b, (_, words) in enumerate(best):
-        out[b, : len(words)] = torch.tensor(words, dtype=torch.long, device=device)
+    out = best_ids[:, : int(best_len.max())]
     if return_scores:
-        return out, torch.tensor([score for score, _ in best], device=device)
+        return out, best_score.float()
+    return out
+
+
+def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int]], tokenizer: Any = None, *,
+              beam_size: int = 1, length_penalty_alpha: float = 0.6, batch_size: int = 100,
+              max_len: int | Callable[[int], int] | None = None, output: str = "text",
+              device: torch.device | str | None = None, progress: bool = False) -> list[str] | list[list[int]]:
+    """Translate every sentence: encode, sort by length, pad, decode in batches, restore the order.
+
+    Sorting by length puts sentences of similar length in one batch, so little is padding and a
+    batch stops soon after its longest translation ends.
+
+    Args:
+        model: an encoder–decoder such as ``utils.model.Transformer``.
+        sentences: source texts (encoded with ``tokenizer.encode(text, add_special=True)``) or lists
+            of source ids (``<bos> … <eos>``, as the model was trained on).
+        tokenizer: encodes the texts and decodes the output (``encode_batch``/``decode`` of
+            :mod:`utils.tokenize`); needed for texts or ``output="text"``.
+        beam_size: 1 decodes greedily (:func:`greedy_decode`); more runs :func:`beam_search`.
+        length_penalty_alpha: the beam's length penalty (ignored by greedy decoding).
+        batch_size: sentences decoded together.
+        max_len: the most tokens per translation: an int, a function of the batch's padded source
+            length, or None for ``1.5 × source length + 10`` (capped by the model's positional table).
+        output: ``"text"`` (detokenised strings) or ``"ids"`` (lists of ids, ``<eos>`` kept, no ``<pad>``).
+        device: where to decode (default: the model's device).
+        progress: show a tqdm bar over the batches.
+
+    Returns:
+        One translation per sentence, in the input order.
+
+    Raises:
+        TypeError: ``sentences`` given as one string instead of a list.
+        ValueError: texts or ``output="text"`` without a tokenizer, an unknown ``output``, a
+            non-positive ``batch_size``, an empty sentence, or the arguments the decoders refuse.
+    """
+    if isinstance(sentences, str):
+        raise TypeError("sentences must be a list of sentences, got one string; wrap it: translate(model, [text], tok)")
+    if output not in ("text", "ids"):
+        raise ValueError(f"output must be 'text' or 'ids', got {output!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
+        raise ValueError(f"beam_size must be a positive int (1 = greedy), got {beam_size!r}")
+    sentences = list(sentences)
+    texts_in = bool(sentences) and isinstance(sentences[0], str)
+    if tokenizer is None and (texts_in or output == "text"):
+        raise ValueError("a tokenizer is needed to encode texts and to decode output='text'; pass the one the "
+                         "model was trained with, or give id lists and output='ids'")
+    ids = tokenizer.encode_batch(sentences, add_special=True) if texts_in else [list(s) for s in sentences]
+    if device is None:
+        device = next(model.parameters()).device if any(True for _ in model.parameters()) else torch.device("cpu")
+    limit = getattr(model, "config", {}).get("max_len")
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    out: list = [None] * len(ids)
+    starts = range(0, len(order), batch_size)
+    if progress:
+        starts = tqdm(starts, desc=f"translating ({'greedy' if beam_size == 1 else f'beam {beam_size}'})")
+    for start in starts:
+        chunk = order[start: start + batch_size]
+        src = pad_sequences([ids[i] for i in chunk], model.pad_id).to(device)             # (b, S)
+        if max_len is None:
+            n = int(1.5 * src.shape[1]) + 10
+            n = min(n, limit) if limit is not None else n
+        else:
+            n = max_len(src.shape[1]) if callable(max_len) else max_len
+        if beam_size == 1:
+            hyp = greedy_decode(model, src, max_len=n)                                       # (b, <= n)
+        else:
+            hyp = beam_search(model, src, beam_size=beam_size, max_len=n, length_penalty_alpha=length_penalty_alpha)
+        for row, i in enumerate(chunk):
+            tokens = [t for t in hyp[row].tolist() if t != model.pad_id]
+            out[i] = tokenizer.decode(tokens) if output == "text" else tokens
     return out

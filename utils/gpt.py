@@ -13,8 +13,10 @@ run with :func:`~utils.attention.causal_mask`; there is no encoder, so no cross-
 
 **The KV cache.** Generating token ``t + 1`` needs attention from position ``t`` to the keys and values
 of positions ``0..t``. Those of ``0..t-1`` were computed at the previous steps and do not change
-(causal mask: a position never sees later ones), so :class:`KVCache` keeps them and each step runs
-the model on the ONE new token. :func:`cached_self_attention` does this with the same
+(causal mask: a position never sees later ones), so :class:`~utils.attention.KVCache` keeps them and
+each step runs the model on the ONE new token. :func:`~utils.attention.cached_self_attention` (both
+live in :mod:`utils.attention`, since the encoder–decoder decodes with them too, and are re-exported
+here) does this with the same
 :class:`~utils.attention.MultiHeadAttention` module (its ``in_proj_weight``/``in_proj_bias`` and
 ``out_proj``) and PyTorch's fused ``F.scaled_dot_product_attention`` (the kernel the module's
 ``need_weights=False`` path calls), so the cached and uncached paths share every weight.
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -32,81 +33,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .attention import MultiHeadAttention, causal_mask
+# The KV cache lives with attention (the encoder–decoder's decoding uses it too); re-exported here.
+from .attention import KVCache, cached_self_attention, causal_mask
 from .embeddings import LearnedPositionalEmbedding, PositionalEncoding, TokenEmbedding
 from .layers import LayerNorm
 from .model import EncoderLayer
 
 __all__ = ["KVCache", "cached_self_attention", "GPT", "make_gpt", "sample_next", "generate",
            "random_windows", "evaluate_loss", "lr_at", "train_gpt"]
-
-
-# -- the cache --------------------------------------------------------------------------------------
-@dataclass
-class KVCache:
-    """The keys and values of every position seen so far, one pair of tensors per layer.
-
-    ``keys[i]`` and ``values[i]`` are ``(batch, heads, length, d_head)`` for layer ``i``. Start
-    empty (``KVCache()``) and pass it to :meth:`GPT.forward`, which appends the new positions.
-    Memory: ``2 · n_layers · batch · length · d_model`` numbers.
-    """
-
-    keys: list[Tensor] = field(default_factory=list)
-    values: list[Tensor] = field(default_factory=list)
-
-    @property
-    def length(self) -> int:
-        """Positions cached so far (0 when empty)."""
-        return self.keys[0].shape[2] if self.keys else 0
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by all cached keys and values."""
-        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
-
-
-def cached_self_attention(attn: MultiHeadAttention, x: Tensor, cache: KVCache, layer: int) -> Tensor:
-    """Causal self-attention of the new positions ``x`` over the cached ones and themselves.
-
-    Uses ``attn``'s own weights: ``[Q K V] = x W_inᵀ + b_in`` (the module's packed projection),
-    appends K and V to ``cache`` (layer ``layer``), attends with ``F.scaled_dot_product_attention``
-    and applies ``attn.out_proj``. With an empty cache this equals
-    ``attn(x, x, x, causal_mask(seq), need_weights=False)[0]``.
-
-    Args:
-        attn: the layer's :class:`~utils.attention.MultiHeadAttention`.
-        x: ``(batch, new, d_model)``, the (normalised) inputs at positions ``past .. past + new - 1``.
-        cache: the :class:`KVCache`; ``cache.keys[layer]`` holds ``past`` positions (or does not exist yet).
-        layer: which layer's entry to read and extend; layers must be filled in order 0, 1, 2, …
-
-    Returns:
-        ``(batch, new, d_model)``.
-
-    Raises:
-        ValueError: a cache whose batch size differs from ``x``'s, or a layer index that skips one.
-    """
-    b, t, d = x.shape
-    qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)                  # (batch, new, 3 d_model)
-    q, k, v = qkv.view(b, t, 3, attn.n_heads, attn.d_head).permute(2, 0, 3, 1, 4).unbind(0)
-    # q, k, v: (batch, heads, new, d_head)
-    if layer < len(cache.keys):
-        if cache.keys[layer].shape[0] != b:
-            raise ValueError(f"the cache holds a batch of {cache.keys[layer].shape[0]} sequences but the input "
-                             f"has {b}; use one KVCache per batch (start a new KVCache() for a new batch)")
-        k = torch.cat([cache.keys[layer], k], dim=2)                           # (batch, heads, past + new, d_head)
-        v = torch.cat([cache.values[layer], v], dim=2)
-        cache.keys[layer], cache.values[layer] = k, v
-    elif layer == len(cache.keys):
-        cache.keys.append(k)
-        cache.values.append(v)
-    else:
-        raise ValueError(f"layer {layer} cannot be cached before layer {len(cache.keys)}; run the layers in order")
-    past = k.shape[2] - t
-    # New position past + i may see keys 0 .. past + i: rows past .. past + t - 1 of the causal mask.
-    mask = None if t == 1 else causal_mask(past + t, x.device)[past:]          # (new, past + new)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                         dropout_p=attn.dropout if attn.training else 0.0)
-    return attn.out_proj(out.transpose(1, 2).reshape(b, t, d))                 # (batch, new, d_model)
 
 
 # -- the model --------------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .attention import MultiHeadAttention, causal_mask, padding_mask
+from .attention import (KVCache, MultiHeadAttention, cached_cross_attention, cached_self_attention, causal_mask,
+                        padding_mask)
 from .checkpoint import load_checkpoint, save_checkpoint
 from .embeddings import PositionalEncoding, TokenEmbedding
 from .layers import LayerNorm, PositionwiseFeedForward, SublayerConnection
@@ -172,22 +173,23 @@ class Transformer(nn.Module):
         y = self.decoder(self.embed_tgt(tgt_ids), memory, tgt_mask, memory_mask)
         return self.generator(y)
 
-    def decode_step(self, new_ids: Tensor, memory: Tensor, src_ids: Tensor, cache: Any) -> Tensor:
+    def decode_step(self, new_ids: Tensor, memory: Tensor, src_ids: Tensor, cache: KVCache) -> Tensor:
         """Logits ``(batch, tgt_vocab)`` for the token after ``new_ids``, with a KV cache.
 
         Incremental decoding: ``new_ids`` ``(batch, new)`` (usually one token) sit at positions
-        ``cache.length ..``; each decoder layer's self-attention reads the keys and values of the
-        earlier positions from ``cache`` (a :class:`utils.gpt.KVCache`, notebook 08; start with
-        ``KVCache()``) and appends the new ones. Equal to ``decode(all_ids, memory, src_ids)[:, -1]``
-        (``tests/test_model.py``) in O(length) work per step instead of O(length²), and only the last
-        position goes through the generator. Target padding is not masked here: feed real tokens
-        (the decoders in :mod:`utils.decode` feed ``<pad>`` only to rows that have finished).
+        ``cache.length ..``. Each decoder layer's self-attention reads the keys and values of the
+        earlier positions from ``cache`` (a :class:`utils.attention.KVCache`; start each batch with
+        ``KVCache()``) and appends the new ones (:func:`~utils.attention.cached_self_attention`); its
+        cross-attention projects the keys and values of ``memory`` once, at the first step, and
+        reads them from the cache after that (:func:`~utils.attention.cached_cross_attention`).
+        Equal to ``decode(all_ids, memory, src_ids)[:, -1]`` (``tests/test_model.py``) in O(length)
+        work per step instead of O(length²), and only the last position goes through the
+        generator. Target padding is not masked here: feed real tokens (the decoders in
+        :mod:`utils.decode` feed ``<pad>`` only to rows that have finished).
 
         Raises:
             ValueError: more positions than the positional table holds.
         """
-        from .gpt import cached_self_attention  # imported here: utils.gpt builds on this module
-
         past, new = cache.length, new_ids.shape[1]
         if past + new > self.config["max_len"]:
             raise ValueError(f"position {past + new - 1} is beyond the positional table (max_len="
@@ -197,7 +199,8 @@ class Transformer(nn.Module):
         memory_mask = padding_mask(src_ids, self.pad_id)                             # (batch, 1, 1, S)
         for i, layer in enumerate(self.decoder.layers):
             y = layer.sublayers[0](y, lambda h: cached_self_attention(layer.self_attn, h, cache, i))
-            y = layer.sublayers[1](y, lambda h: layer.cross_attn(h, memory, memory, memory_mask, need_weights=False)[0])
+            y = layer.sublayers[1](y, lambda h: cached_cross_attention(layer.cross_attn, h, memory, cache, i,
+                                                                       memory_mask))
             y = layer.sublayers[2](y, layer.ffn)
         if self.decoder.norm is not None:
             y = self.decoder.norm(y)
