@@ -86,3 +86,13 @@ def save_figure(fig, name: str, *, dpi: int = 110) -> Path:
     out = FIGURES_DIR / path
     fig.savefig(out, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     return out
+
+
+def use_shared_data() -> str | None:
+    """For the scripts under ``benchmarks/`` (as ``tests/conftest.py`` does for the tests): when
+    ``ATTN_DATA_DIR`` is unset and a ``shared/data`` folder sits beside the repository (the
+    development and CI layout), point the variable there. Returns the variable's value (or None)."""
+    shared = REPO_ROOT.parent / "shared" / "data"
+    if "ATTN_DATA_DIR" not in os.environ and shared.is_dir():
+        os.environ["ATTN_DATA_DIR"] = str(shared)
+    return os.environ.get("ATTN_DATA_DIR")

@@ -1,0 +1,180 @@
+"""Decoding speed: how fast a trained translator turns the 1,000 test sentences into English.
+
+    python benchmarks/decode_speed.py                          # the model benchmarks/train_multi30k.py saved
+    python benchmarks/decode_speed.py --checkpoint checkpoints/multi30k.pt --out /tmp/decode.json
+    python benchmarks/decode_speed.py --quick                  # 100 sentences, a smoke run
+
+What is measured, with the model in ``--checkpoint`` (default ``checkpoints/multi30k.avg.pt``, written
+by ``python benchmarks/train_multi30k.py --average 5``), on ``test_2016_flickr``:
+
+* **sentences per second** for greedy decoding and for beam search (beam 4, alpha 0.6), through
+  ``utils.decode.translate`` (sorted by length, batches of 100, the source encoded once, a KV cache);
+  the BLEU of each is printed too, so a fast but broken decoder shows.
+* **one decoder step against the model's full forward**: the time of ``Transformer.decode_step`` for
+  ONE new token with a KV cache holding ``t - 1`` positions (and the cross-attention keys), against
+  ``Transformer.decode`` on the whole prefix of ``t`` tokens (what decoding without a cache runs at
+  every step), for a batch of 100 sentences, ``t`` = 8, 16, 32. The ratio is the cache's gain.
+
+Each figure is the median of ``--repeats`` runs. The machine should be otherwise idle; the load
+average is recorded. Results go to ``--out`` (default ``benchmarks/results/decode_speed.json``) under
+the ``--label`` given (default ``after``), so one file can hold several runs (e.g. the code before
+and after a change: run this script with ``PYTHONPATH`` pointing at the older checkout and
+``--label before``; for checkouts older than ``utils.decode.translate`` the script falls back to the
+``translate`` helper that ``benchmarks/train_multi30k.py`` had then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import sacrebleu
+import torch
+
+import utils
+from utils.common import cpu_model, use_shared_data
+from utils.data import load_multi30k
+from utils.model import Transformer
+from utils.tokenize import tokenizer_from_dict
+
+try:
+    from utils.attention import KVCache
+except ImportError:                                           # checkouts before the cache moved to attention
+    from utils.gpt import KVCache
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def translator():
+    """``translate(model, sentences, tok, beam_size)`` from ``utils.decode``, or the older benchmark's helper."""
+    try:
+        from utils.decode import translate
+    except ImportError:                                       # before utils.decode.translate existed
+        path = Path(utils.__file__).resolve().parents[1] / "benchmarks" / "train_multi30k.py"
+        spec = importlib.util.spec_from_file_location("old_train_multi30k", path)
+        old = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(old)
+        return lambda model, sentences, tok, beam_size: old.translate(model, tok, sentences, torch.device("cpu"),
+                                                                     beam=beam_size if beam_size > 1 else 1)
+    return lambda model, sentences, tok, beam_size: translate(model, sentences, tok, beam_size=beam_size)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "multi30k.avg.pt")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "decode_speed.json")
+    p.add_argument("--label", default="after", help="the key this run's figures are stored under")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs of each measurement (the median is kept)")
+    p.add_argument("--beam", type=int, default=4)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
+    p.add_argument("--quick", action="store_true", help="100 test sentences, one repeat")
+    args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error(f"--repeats must be at least 1, got {args.repeats}")
+    if args.beam < 2:
+        p.error(f"--beam must be at least 2 (greedy is always measured), got {args.beam}")
+    if not args.checkpoint.is_file():
+        p.error(f"--checkpoint {args.checkpoint} does not exist; train one first with "
+                "`python benchmarks/train_multi30k.py --average 5` (it writes checkpoints/multi30k.avg.pt)")
+    if not args.out.parent.is_dir() or not os.access(args.out.parent, os.W_OK):
+        p.error(f"--out {args.out}: the folder {args.out.parent} does not exist or is not writable")
+    return args
+
+
+def median_seconds(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def step_against_forward(model: Transformer, src: torch.Tensor, lengths: tuple[int, ...], repeats: int) -> dict:
+    """Seconds of one cached decoder step vs. the full decode of the same prefix, per prefix length."""
+    out = {}
+    with torch.no_grad():
+        memory = model.encode(src)                                             # (b, S, d_model)
+        for t in lengths:
+            prefix = torch.randint(4, model.config["tgt_vocab"], (src.shape[0], t), generator=torch.Generator().manual_seed(t))
+            prefix[:, 0] = 1                                                   # <bos>
+
+            def filled_cache() -> KVCache:
+                cache = KVCache()
+                model.decode_step(prefix[:, :-1], memory, src, cache)          # positions 0 .. t-2
+                return cache
+
+            caches = [filled_cache() for _ in range(5 * repeats)]
+
+            def one_step():
+                model.decode_step(prefix[:, -1:], memory, src, caches.pop())
+
+            def full():
+                model.decode(prefix, memory, src)[:, -1]
+
+            step = statistics.median(median_seconds(one_step, 1) for _ in range(5 * repeats))
+            forward = median_seconds(full, 5 * repeats)
+            out[str(t)] = {"step_ms": round(1e3 * step, 3), "full_forward_ms": round(1e3 * forward, 3),
+                           "forward_over_step": round(forward / step, 2)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    use_shared_data()
+    data = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    model = Transformer.load(args.checkpoint).eval()
+    tok = tokenizer_from_dict(data["tokenizer"])
+    test = load_multi30k()["test"]
+    src, ref = list(test["de"]), list(test["en"])
+    if args.quick:
+        src, ref, args.repeats = src[:100], ref[:100], 1
+    translate = translator()
+    results: dict = {}
+    for name, beam in (("greedy", 1), (f"beam {args.beam}", args.beam)):
+        hyps: list[str] = []
+
+        def run(beam=beam):
+            hyps[:] = translate(model, src, tok, beam)
+
+        seconds = median_seconds(run, args.repeats)
+        bleu = sacrebleu.corpus_bleu(hyps, [ref]).score
+        results[name] = {"seconds": round(seconds, 2), "sentences_per_second": round(len(src) / seconds, 1),
+                         "bleu": round(bleu, 2)}
+        print(f"{name:>8}: {len(src)} sentences in {seconds:.2f} s = {len(src) / seconds:.0f} sentences/s "
+              f"(BLEU {bleu:.2f})")
+    batch = tok.encode_batch(src[:100], add_special=True)
+    width = max(len(ids) for ids in batch)
+    src_ids = torch.zeros(len(batch), width, dtype=torch.long)
+    for i, ids in enumerate(batch):
+        src_ids[i, : len(ids)] = torch.tensor(ids)
+    steps = step_against_forward(model, src_ids, (8, 16, 32), args.repeats)
+    for t, r in steps.items():
+        print(f"prefix of {t:>2} tokens, batch of {len(batch)}: one cached step {r['step_ms']:.2f} ms, "
+              f"full forward {r['full_forward_ms']:.2f} ms ({r['forward_over_step']:.1f}×)")
+    record = {
+        "command": "python benchmarks/decode_speed.py" + (" --quick" if args.quick else ""),
+        "checkpoint": str(args.checkpoint.resolve().relative_to(ROOT)) if args.checkpoint.resolve().is_relative_to(ROOT)
+        else str(args.checkpoint),
+        "checkpoint_steps": data.get("steps"),
+        "sentences": len(src), "batch_size": 100, "decode": results, "step_vs_forward_batch_100": steps,
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    previous[args.label] = record
+    args.out.write_text(json.dumps(previous, indent=2, allow_nan=False) + "\n")
+    print(f"wrote {args.out} [{args.label}]")
+    return record
+
+
+if __name__ == "__main__":
+    main()
