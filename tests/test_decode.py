@@ -47,14 +47,18 @@ class Scripted(nn.Module):
         self.calls = 0
 
     def encode(self, src_ids):
-        self.calls = 0
-        return torch.zeros(src_ids.shape[0], src_ids.shape[1], 4)
+        self.calls, self.sizes = 0, []
+        memory = torch.zeros(src_ids.shape[0], src_ids.shape[1], 4)
+        memory[:, 0, 0] = torch.arange(src_ids.shape[0]).float()    # each row knows its number
+        return memory
 
     def decode(self, tgt_ids, memory, src_ids):
         self.calls += 1
+        self.sizes.append(tgt_ids.shape[0])
         step = tgt_ids.shape[1] - 1
+        rows = memory[:, 0, 0].long()                               # the decoder may see a subset of rows
         logits = torch.zeros(tgt_ids.shape[0], tgt_ids.shape[1], self.vocab)
-        logits[torch.arange(tgt_ids.shape[0]), -1, self.script[:, step]] = 1.0
+        logits[torch.arange(tgt_ids.shape[0]), -1, self.script[rows, step]] = 1.0
         return logits
 
 
@@ -73,6 +77,7 @@ def test_pads_after_eos_and_stops_when_every_row_ended():
     out = greedy_decode(model, torch.ones(3, 4, dtype=torch.long), max_len=6)
     assert out.tolist() == [[5, 6, EOS, PAD], [5, EOS, PAD, PAD], [4, 4, 4, EOS]]
     assert model.calls == 4, "decoding stops at the step where the last row emits <eos>"
+    assert model.sizes == [3, 3, 2, 1], "a row that has produced <eos> leaves the batch the model runs on"
 
 
 def test_runs_to_max_len_without_eos():

@@ -99,25 +99,35 @@ def greedy_decode(model: nn.Module, src_ids: Tensor, max_len: int, bos_id: int =
     try:
         with torch.no_grad():
             memory = model.encode(src_ids)                                    # (batch, src_len, d_model)
-            batch = src_ids.shape[0]
-            ys = torch.full((batch, 1), bos_id, dtype=torch.long, device=src_ids.device)  # (batch, 1)
-            done = torch.zeros(batch, dtype=torch.bool, device=src_ids.device)          # (batch,)
+            batch, device = src_ids.shape[0], src_ids.device
+            out = torch.full((batch, max_len), pad_id, dtype=torch.long, device=device)  # <pad> after <eos>
+            # Rows still decoding ("active"): a row that has produced <eos> leaves the batch, so the
+            # model runs only on sentences that are not finished (its cache rows leave with it).
+            active = torch.arange(batch, device=device)                       # (n_active,) row numbers
+            ys = torch.full((batch, 1), bos_id, dtype=torch.long, device=device)  # (n_active, step + 1)
+            src, mem = src_ids, memory
             cache = _cache_for(model, use_cache)
-            for _ in range(max_len):
+            n = 0
+            for step in range(max_len):
                 if cache is not None:
-                    logits = model.decode_step(ys[:, -1:], memory, src_ids, cache)  # (batch, vocab): newest token only
+                    logits = model.decode_step(ys[:, -1:], mem, src, cache)  # (n_active, vocab): newest token only
                 else:
-                    logits = model.decode(ys, memory, src_ids)[:, -1]        # (batch, vocab), last position
-                logits = _never_pad_or_bos(logits, pad_id, bos_id)
-                next_id = logits.argmax(dim=-1)                               # (batch,)
-                next_id = next_id.masked_fill(done, pad_id)                   # finished rows emit <pad>
-                ys = torch.cat([ys, next_id[:, None]], dim=1)                 # (batch, step + 2)
-                done |= next_id == eos_id
-                if bool(done.all()):
+                    logits = model.decode(ys, mem, src)[:, -1]                # (n_active, vocab), last position
+                next_id = _never_pad_or_bos(logits, pad_id, bos_id).argmax(dim=-1)   # (n_active,)
+                out[active, step] = next_id
+                n = step + 1
+                going = next_id != eos_id                                     # (n_active,)
+                if not bool(going.any()):
                     break
+                if not bool(going.all()):                                     # some rows just ended
+                    keep = going.nonzero().squeeze(1)
+                    active, src, mem, ys, next_id = active[keep], src[keep], mem[keep], ys[keep], next_id[keep]
+                    if cache is not None:
+                        cache.reorder(keep)
+                ys = torch.cat([ys, next_id[:, None]], dim=1)                 # (n_active, step + 2)
     finally:
         model.train(was_training)
-    return ys[:, 1:]                                                          # drop <bos>
+    return out[:, :n]                                                         # (batch, n), <bos> not included
 
 
 def length_penalty(length: int, alpha: float) -> float:
@@ -185,18 +195,27 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
             n_finished = torch.zeros(batch, dtype=torch.long, device=device)
             done = torch.zeros(batch, dtype=torch.bool, device=device)
             ranks = torch.arange(2 * k, device=device)                              # (2k,)
+            beams = torch.arange(k, device=device)                                  # (k,)
+            # Sentences still searching ("active"): a sentence that is done leaves the batch the model
+            # runs on, with its k rows of memory and cache.
+            act = rows                                                              # (n_act,)
+            mem, src = memory, src_k                                                # (n_act * k, ...)
             cache = _cache_for(model, use_cache)
             for step in range(1, max_len + 1):
+                n_act, live_ys = act.shape[0], ys[act]                                 # (n_act, k, step)
                 if cache is not None:                                                  # newest tokens only
-                    logits = model.decode_step(ys[:, :, -1:].reshape(batch * k, 1), memory, src_k, cache)
+                    logits = model.decode_step(live_ys[:, :, -1:].reshape(n_act * k, 1), mem, src, cache)
                 else:
-                    logits = model.decode(ys.view(batch * k, -1), memory, src_k)[:, -1]  # (batch * k, vocab)
+                    logits = model.decode(live_ys.view(n_act * k, -1), mem, src)[:, -1]  # (n_act * k, vocab)
                 logits = _never_pad_or_bos(logits, pad_id, bos_id)
-                logp = torch.log_softmax(logits.float(), dim=-1).view(batch, k, -1)    # (batch, k, vocab)
+                logp = torch.log_softmax(logits.float(), dim=-1).view(n_act, k, -1)    # (n_act, k, vocab)
                 vocab = logp.shape[-1]
-                cand = (scores[:, :, None] + logp).view(batch, k * vocab)              # (batch, k * vocab)
+                cand = (scores[act][:, :, None] + logp).view(n_act, k * vocab)         # (n_act, k * vocab)
                 n_cand = min(2 * k, k * vocab)
-                top_scores, top_idx = cand.topk(n_cand, dim=-1)                        # (batch, 2k), best first
+                act_scores, act_idx = cand.topk(n_cand, dim=-1)                        # (n_act, 2k), best first
+                top_scores = torch.full((batch, n_cand), float("-inf"), device=device)
+                top_idx = torch.zeros((batch, n_cand), dtype=torch.long, device=device)
+                top_scores[act], top_idx[act] = act_scores, act_idx                    # (batch, 2k)
                 beam, token = top_idx // vocab, top_idx % vocab                        # (batch, 2k) each
                 valid = (top_scores > float("-inf")) & ~done[:, None]                  # rows already done: nothing
                 is_eos = token == eos_id
@@ -227,9 +246,18 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
                 done |= (n_finished >= k) | ~live.any(dim=-1)
                 if bool(done.all()):
                     break
+                new_act = (~done).nonzero().squeeze(1)                                 # (n_new,)
+                position = torch.empty(batch, dtype=torch.long, device=device)
+                position[act] = torch.arange(n_act, device=device)                     # sentence → its block
+                block = k * position[new_act][:, None]                                 # (n_new, 1)
                 if cache is not None:                                                  # keys follow their prefixes
-                    # Beams move only within their own sentence, whose cross-attention keys are shared.
-                    cache.reorder((origin + k * rows[:, None]).flatten(), cross=False)
+                    # Beams move only within their own sentence, whose cross-attention keys are
+                    # shared; those move only when sentences leave.
+                    cache.reorder((block + origin[new_act]).flatten(), cross=new_act.shape[0] != n_act)
+                if new_act.shape[0] != n_act:
+                    keep = (block + beams).flatten()                                   # (n_new * k,)
+                    mem, src = mem[keep], src[keep]
+                act = new_act
             # Rows that hit max_len with fewer than k finished: their live prefixes are scored as they are.
             open_rows = n_finished < k
             if bool(open_rows.any()):
