@@ -215,6 +215,10 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
+COLOURS = {"baseline": "tab:blue", "baseline_seed1": "tab:gray", "no_warmup": "tab:orange", "post_ln": "tab:green",
+           "post_ln_no_warmup": "tab:red", "no_smoothing": "tab:purple"}
+
+
 def plot(report: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -238,7 +242,8 @@ def plot(report: dict, path: Path) -> None:
             losses = [v["loss"] for v in r["valid_curve"]]
             finite += [x for x in losses if math.isfinite(x)]
             bleu = f", BLEU {r['valid_bleu_greedy']:.1f}" if "valid_bleu_greedy" in r else ", diverged"
-            ax.plot(steps, losses, "o-" if name != "baseline_seed1" else "--", ms=3, label=f"{labels[name]}{bleu}")
+            ax.plot(steps, losses, "o-" if name != "baseline_seed1" else "--", ms=3, color=COLOURS[name],
+                    label=f"{labels[name]}{bleu}")
         if finite:
             ax.set_ylim(min(finite) - 0.1, min(max(finite), min(finite) + 3))
         ax.set(title=title, xlabel="step", ylabel="validation loss (nats/token)")
