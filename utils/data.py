@@ -295,6 +295,8 @@ def load_pairs(data: str | Path | Dataset | DatasetDict, source: str | list[str]
       never used for choices, so it becomes our ``test``, and a new ``validation`` is carved from ``train``;
     * no ``validation``: carved from ``train``; neither: both carved from ``train``.
 
+    Other splits (``unsupervised``, ``test_matched``, …) are left out.
+
     Returns:
         :class:`PairSplits`: a ``DatasetDict`` with the columns ``names`` (and ``keep``), and ``origin``,
         ``carved``, ``dropped`` saying what was done.
