@@ -23,8 +23,10 @@ Every run takes the same number of optimiser steps (``--steps``, default 1200, a
 the results depend on the step count, not on how busy the machine was; on a CPU with ``--threads 1``
 they are bit-for-bit repeatable. Measured: validation loss (plain cross-entropy per token, teacher
 forcing, ``utils.train.evaluate``) every ``--eval-every`` steps, and at the end greedy-decoding BLEU
-on the validation set (sacreBLEU; its parts from ``utils.bleu.bleu_parts``). The test set is not
-touched. A run whose loss turns NaN is reported as diverged.
+on the validation set (sacreBLEU; its parts from ``utils.bleu.bleu_parts``), each variant against the
+baseline with sacreBLEU's paired bootstrap (``utils.bleu.paired_bootstrap``: the 95 % interval of the
+difference over resampled validation sets; the seed-1 run gives the other noise, that of training).
+The test set is not touched. A run whose loss turns NaN is reported as diverged.
 
 **Overfit one batch** (the sanity check to run before any long training): the baseline model
 trained on ONE batch of about 600 tokens, without label smoothing, for ``--overfit-steps`` steps;
@@ -57,7 +59,7 @@ if "ATTN_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_di
 from train_multi30k import translate  # noqa: E402  (greedy decoding of a list of sentences)
 
 from utils.batching import TokenBatches  # noqa: E402
-from utils.bleu import bleu_parts  # noqa: E402
+from utils.bleu import bleu_parts, paired_bootstrap  # noqa: E402
 from utils.common import cpu_model, set_seed  # noqa: E402
 from utils.data import load_multi30k  # noqa: E402
 from utils.model import count_parameters, make_model  # noqa: E402
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
                               tok.encode_batch(valid_split["en"], add_special=True), max_tokens=4000, shuffle=False)
     valid_de, valid_en = list(valid_split["de"]), list(valid_split["en"])
 
-    runs = {}
+    runs, hyps_of = {}, {}
     for name in args.only or VARIANTS:
         settings = VARIANTS[name]
         model, optimizer, scheduler, smoothing = make_run(R, tok.vocab_size, **settings)
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
                "valid": {k: round(last[k], 4) for k in ("loss", "ppl", "acc")}}
         if not diverged:
             t1 = time.perf_counter()
-            hyps = translate(model, tok, valid_de, torch.device("cpu"))
+            hyps = hyps_of[name] = translate(model, tok, valid_de, torch.device("cpu"))
             parts = bleu_parts(hyps, valid_en)
             run["valid_bleu_greedy"] = round(parts.score, 2)
             run["valid_bleu_parts"] = {"precisions": [round(p, 1) for p in parts.precisions], "bp": round(parts.bp, 3),
@@ -186,6 +188,14 @@ def main(argv: list[str] | None = None) -> dict:
         runs[name] = run
         print(f"{name:<18} valid loss {run['valid']['loss']:.3f}  BLEU {run.get('valid_bleu_greedy', float('nan')):5.2f}  "
               f"({seconds:.0f} s{', DIVERGED' if diverged else ''})", flush=True)
+
+    if "baseline" in hyps_of:      # is a BLEU difference more than the luck of which sentences were drawn?
+        for name, hyps in hyps_of.items():
+            if name != "baseline":
+                test = paired_bootstrap(hyps_of["baseline"], hyps, valid_en, names=("baseline", name))
+                runs[name]["valid_bleu_vs_baseline"] = {
+                    "diff": round(test.diff, 2), "interval_95": [round(test.diff_low, 2), round(test.diff_high, 2)],
+                    "p_value": round(test.p_value, 4), "real": test.real, "resamples": test.n_samples}
 
     overfit = overfit_one_batch(R, tok.vocab_size, train_src, train_tgt, args.overfit_steps)
     print(f"overfit one batch   loss {overfit['loss_curve'][0]:.2f} → {overfit['final_loss']:.4f} in "

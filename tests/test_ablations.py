@@ -65,3 +65,14 @@ def test_no_ramp_schedule_starts_at_the_peak_then_follows_the_paper():
     assert all(flat(s) == paper(s) for s in range(299, 2000))
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     assert torch.optim.lr_scheduler.LambdaLR(opt, flat).get_last_lr()[0] == pytest.approx(peak)
+
+
+def test_bleu_differences_come_with_a_paired_bootstrap_interval(quick):
+    runs = quick[1]["runs"]
+    assert "valid_bleu_vs_baseline" not in runs["baseline"]
+    for name in set(runs) - {"baseline"}:
+        vs = runs[name]["valid_bleu_vs_baseline"]
+        assert vs["diff"] == pytest.approx(runs[name]["valid_bleu_greedy"] - runs["baseline"]["valid_bleu_greedy"], abs=0.011)
+        low, high = vs["interval_95"]
+        assert low <= vs["diff"] <= high and 0 < vs["p_value"] <= 1
+        assert (low >= 0 or high <= 0) if vs["real"] else (low <= 0 <= high), "real iff the interval excludes 0"
