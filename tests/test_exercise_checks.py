@@ -214,3 +214,16 @@ def test_reference_attention_equals_utils():
     ref_out, ref_w = scaled_dot_product_attention(*(torch.from_numpy(t) for t in (q, k, v)),
                                                   torch.ones(5, 5, dtype=torch.bool).tril())
     assert np.allclose(out, ref_out.numpy()) and np.allclose(w, ref_w.numpy())
+
+
+@pytest.mark.parametrize("number", ["01", "02", "03", "04"])
+def test_build_exercise_is_called_and_its_solution_hidden(number):
+    import json
+    from pathlib import Path
+    path = next((Path(__file__).resolve().parents[1] / "notebooks").glob(f"{number}_*.ipynb"))
+    cells = [c for c in json.loads(path.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
+    code = ["".join(c["source"]) for c in cells]
+    assert any(re.search(r"check\([^)]*lambda: check_\w+\(", s) for s in code), "the build exercise uses utils.exercise_checks"
+    for cell, text in zip(cells, code):
+        if text.startswith("# SOLUTION"):
+            assert cell["metadata"].get("jupyter", {}).get("source_hidden"), "worked solutions start hidden"

@@ -176,8 +176,10 @@ class Canvas:
         folder.mkdir(parents=True, exist_ok=True)
         svg, png = folder / f"{stem}.svg", folder / f"{stem}.png"
         with plt.rc_context({"svg.hashsalt": "attention-built-up", "svg.fonttype": "path"}):
-            self.fig.savefig(svg, facecolor="white", metadata={"Date": None, "Creator": None})
-            self.fig.savefig(png, dpi=DPI, facecolor="white", metadata={"Software": None})
+            self.fig.savefig(svg, facecolor="white", bbox_inches="tight", pad_inches=0.12,
+                             metadata={"Date": None, "Creator": None})
+            self.fig.savefig(png, dpi=DPI, facecolor="white", bbox_inches="tight", pad_inches=0.12,
+                             metadata={"Software": None})
         plt.close(self.fig)
         return svg, png
 
@@ -343,7 +345,7 @@ def heads_split_merge() -> Canvas:
     """Notebook 03: the reshape and transposes that split d_model into heads and merge them back."""
     seq, d_k, h = 5, 3, 4
     cell = 0.22
-    c = Canvas(27.5, 7.6, "Multi-head attention: split into heads, attend, merge (notebook 03)")
+    c = Canvas(27.5, 6.3, "Multi-head attention: split into heads, attend, merge (notebook 03)")
     blocks = [(d_k, col) for col in HEAD_COLOURS[:h]]
     y0 = 2.6
     mid = y0 + seq * cell / 2
