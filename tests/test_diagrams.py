@@ -11,7 +11,9 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from utils.diagrams import ATTACHMENT, DIAGRAMS, draw_all, embed_in_notebooks
 
@@ -30,6 +32,9 @@ def test_every_diagram_is_named_for_its_notebook_and_committed():
         assert re.fullmatch(r"0[1-8]_diagram_[a-z0-9_]+", stem), stem
         for suffix in (".svg", ".png"):
             assert (FIGURES / f"{stem}{suffix}").is_file(), f"figures/{stem}{suffix} missing: run python -m utils.diagrams"
+        pixels = np.asarray(Image.open(FIGURES / f"{stem}.png").convert("RGBA"))
+        assert pixels[..., 3].min() == 255, f"{stem}.png must be opaque (a white box on a dark theme)"
+        assert (pixels[0, 0, :3] == 255).all(), f"{stem}.png must have a white background"
 
 
 def test_drawing_is_reproducible(tmp_path):
