@@ -40,3 +40,29 @@ def test_bad_lengths_and_years():
         copy_pairs(3, min_len=5, max_len=2)
     with pytest.raises(ValueError, match="first_year"):
         date_pairs(3, first_year=2000, last_year=1999)
+
+
+def test_date_splits_are_disjoint_by_date_and_deterministic():
+    from utils.synthetic import date_splits
+    splits = date_splits(5000, 300, 1000, seed=3)
+    assert [len(splits[k]) for k in ("train", "valid", "test")] == [5000, 300, 1000]
+    assert splits == date_splits(5000, 300, 1000, seed=3) and splits != date_splits(5000, 300, 1000, seed=4)
+    dates = {k: {t for _, t in v} for k, v in splits.items()}
+    assert len(dates["train"]) == 5000, "every date at most once"
+    assert not dates["train"] & dates["test"] and not dates["train"] & dates["valid"] and not dates["valid"] & dates["test"]
+    for src, tgt in splits["test"]:
+        d = dt.date.fromisoformat(tgt)
+        assert src in {f(d) for f in DATE_FORMATS.values()}
+    # the old way (two independent date_pairs draws) overlaps: the reason date_splits exists
+    old_train, old_test = date_pairs(20000, seed=1), date_pairs(1000, seed=2)
+    assert len(set(old_test) & set(old_train)) > 0
+
+
+def test_date_splits_errors():
+    from utils.synthetic import date_splits
+    with pytest.raises(ValueError, match="n_valid must be"):
+        date_splits(10, -1, 10)
+    with pytest.raises(ValueError, match="fewer than"):
+        date_splits(300, 100, 100, first_year=2000, last_year=2000)
+    with pytest.raises(ValueError, match="first_year"):
+        date_splits(1, 1, 1, first_year=2001, last_year=2000)

@@ -4,6 +4,8 @@ given a seed, and small enough to train on a CPU in seconds.
 Each generator returns a list of ``(source, target)`` string pairs.
 
 * :func:`date_pairs` — date normalisation: ``"Tuesday, March 3, 1998"`` → ``"1998-03-03"``.
+* :func:`date_splits` — the same task as train / valid / test splits that share no calendar date,
+  so a test date is never seen in training, in any format (use it to measure generalisation).
 * :func:`copy_pairs` — ``"48213"`` → ``"48213"``.
 * :func:`reverse_pairs` — ``"48213"`` → ``"31284"``.
 """
@@ -57,6 +59,40 @@ def date_pairs(n: int, seed: int = 0, *, first_year: int = 1950, last_year: int 
         d = dt.date.fromordinal(rng.randint(start, end))
         pairs.append((rng.choice(formats)(d), d.isoformat()))
     return pairs
+
+
+def date_splits(n_train: int, n_valid: int, n_test: int, seed: int = 0, *, first_year: int = 1950,
+                last_year: int = 2049) -> dict[str, list[tuple[str, str]]]:
+    """Date-normalisation pairs in three splits that are **disjoint by construction**: the
+    ``n_train + n_valid + n_test`` calendar dates are drawn *without replacement*, then dealt out
+    to the splits, so no date of ``"test"`` (or ``"valid"``) occurs in ``"train"`` at all, neither
+    as the same source string nor written in another format, and its ISO target is new too.
+    Each date is written in one format of :data:`DATE_FORMATS`, chosen at random.
+
+    Returns:
+        ``{"train": [...], "valid": [...], "test": [...]}``, lists of ``(source, iso_target)``.
+
+    Raises:
+        ValueError: if a count is negative, the year range is empty, or it holds fewer days than
+            the three splits need together.
+    """
+    for name, n in (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test)):
+        if n < 0:
+            raise ValueError(f"{name} must be >= 0, got {n}")
+    if first_year > last_year:
+        raise ValueError(f"first_year={first_year} is after last_year={last_year}")
+    start = dt.date(first_year, 1, 1).toordinal()
+    days = dt.date(last_year, 12, 31).toordinal() - start + 1
+    total = n_train + n_valid + n_test
+    if total > days:
+        raise ValueError(f"{first_year}..{last_year} holds {days:,} days, fewer than the {total:,} distinct dates "
+                         "the three splits need; widen the year range or ask for fewer pairs")
+    rng = random.Random(seed)
+    formats = list(DATE_FORMATS.values())
+    dates = [dt.date.fromordinal(start + offset) for offset in rng.sample(range(days), total)]
+    pairs = [(rng.choice(formats)(d), d.isoformat()) for d in dates]
+    return {"train": pairs[:n_train], "valid": pairs[n_train:n_train + n_valid],
+            "test": pairs[n_train + n_valid:]}
 
 
 def _digit_strings(n: int, seed: int, min_len: int, max_len: int) -> list[str]:

@@ -1,0 +1,82 @@
+"""The architecture diagrams (`utils.diagrams`) and how notebooks 01–04 carry them.
+
+Route (see the README): each diagram is drawn by code into ``figures/NN_diagram_*.svg`` (vector
+source) and ``.png``; a notebook shows it through a markdown-cell attachment
+(``![...](attachment:NN_diagram_x.png)`` with the PNG in the cell's ``attachments``), which
+JupyterLab, Colab (a notebook opened alone) and GitHub all render.
+"""
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from utils.diagrams import ATTACHMENT, DIAGRAMS, draw_all, embed_in_notebooks
+
+REPO = Path(__file__).resolve().parents[1]
+FIGURES = REPO / "figures"
+# Notebooks 01–04 carry diagrams today; widen this list when a later notebook gets one.
+DIAGRAM_NOTEBOOKS = sorted((REPO / "notebooks").glob("0[1-4]_*.ipynb"))
+
+
+def markdown_cells(path: Path) -> list[dict]:
+    return [c for c in json.loads(path.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "markdown"]
+
+
+def test_every_diagram_is_named_for_its_notebook_and_committed():
+    for stem in DIAGRAMS:
+        assert re.fullmatch(r"0[1-8]_diagram_[a-z0-9_]+", stem), stem
+        for suffix in (".svg", ".png"):
+            assert (FIGURES / f"{stem}{suffix}").is_file(), f"figures/{stem}{suffix} missing: run python -m utils.diagrams"
+        pixels = np.asarray(Image.open(FIGURES / f"{stem}.png").convert("RGBA"))
+        assert pixels[..., 3].min() == 255, f"{stem}.png must be opaque (a white box on a dark theme)"
+        assert (pixels[0, 0, :3] == 255).all(), f"{stem}.png must have a white background"
+
+
+def test_drawing_is_reproducible(tmp_path):
+    written = draw_all(tmp_path)
+    assert sorted(p.name for p in written) == sorted(f"{s}{x}" for s in DIAGRAMS for x in (".svg", ".png"))
+    for path in written:
+        committed = FIGURES / path.name
+        assert path.read_bytes() == committed.read_bytes(), \
+            f"figures/{path.name} is not what utils.diagrams draws now: run python -m utils.diagrams"
+    for svg in tmp_path.glob("*.svg"):
+        text = svg.read_text(encoding="utf-8")
+        assert "<dc:date>" not in text, "no timestamps in the SVG"
+        assert 'fill="#ffffff"' in text or "fill: #ffffff" in text, "an opaque white background (dark themes)"
+
+
+@pytest.mark.parametrize("path", DIAGRAM_NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_shows_its_diagrams_as_attachments(path):
+    number = path.name[:2]
+    referenced = []
+    for cell in markdown_cells(path):
+        text = "".join(cell["source"])
+        names = ATTACHMENT.findall(text)
+        assert not re.search(r"!\[[^\]]*\]\((?!attachment:|https://)[^)]*\)", text), \
+            "an image with a relative path does not show in Colab: use an attachment"
+        for name in names:
+            assert (FIGURES / name).is_file() and (FIGURES / name).with_suffix(".svg").is_file(), name
+            data = cell.get("attachments", {}).get(name, {}).get("image/png")
+            assert data, f"{name} is referenced but not attached: run python -m utils.diagrams"
+            assert base64.b64decode(data) == (FIGURES / name).read_bytes(), \
+                f"the attached {name} is stale: run python -m utils.diagrams"
+        assert set(cell.get("attachments", {})) <= set(names), "an attachment nothing refers to"
+        referenced += names
+    expected = sorted(f"{stem}.png" for stem in DIAGRAMS if stem.startswith(number))
+    assert sorted(set(referenced)) == expected, f"{path.name} should show {expected}"
+
+
+def test_embedding_is_idempotent():
+    assert embed_in_notebooks(DIAGRAM_NOTEBOOKS) == [], "the notebooks' attachments are out of date"
+
+
+def test_readme_states_the_route():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "python -m utils.diagrams" in readme and "attachment" in readme
+    for stem in DIAGRAMS:
+        assert f"figures/{stem}.svg" in readme, f"README does not list figures/{stem}.svg"

@@ -1,0 +1,700 @@
+"""The architecture diagrams of notebooks 01–04, drawn by code in one visual language.
+
+Every diagram is a function that draws one idea onto a white canvas; :func:`draw_all` writes each
+as ``figures/NN_diagram_<name>.svg`` (the vector source, for the README and GitHub) and
+``figures/NN_diagram_<name>.png`` (the raster that the notebooks embed as a markdown-cell
+attachment, so that JupyterLab, Colab and GitHub all show it; see :func:`embed_in_notebooks`).
+
+The visual language: the same colour for the same kind of thing in every picture (see
+:data:`KINDS`): grey for tensors, purple for embeddings and positions, orange for learned linear
+maps, green for attention, red for masks, yellow for normalisation, blue for the feed-forward
+network, white for parameter-free operations (add, reshape, softmax). Words sit on the picture,
+not in a legend; tensor shapes are written on the arrows; module names (``self_attn``,
+``sublayers[0]``) are the ones in ``utils``. The background is opaque white, so a diagram reads the
+same on a light and a dark JupyterLab theme.
+
+Regenerate everything (figures and the notebooks' attachments) from the repository root::
+
+    python -m utils.diagrams
+
+Output is deterministic: the same code and the same Matplotlib give the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle  # noqa: E402
+
+from utils.common import FIGURES_DIR, REPO_ROOT  # noqa: E402
+
+#: kind → (fill, edge): one colour per kind of thing, in every diagram.
+KINDS = {
+    "tensor": ("#eef1f5", "#5b6b7f"),
+    "embed": ("#efe4fb", "#7b4bb7"),
+    "linear": ("#fde7cf", "#c76f16"),
+    "attention": ("#dcf2e0", "#2f8f46"),
+    "mask": ("#fbe0e0", "#c23b3b"),
+    "norm": ("#fff4c2", "#a68b00"),
+    "ffn": ("#dce9fb", "#2e6db5"),
+    "op": ("#ffffff", "#5b6b7f"),
+    "group": ("#f8f8f8", "#9aa4b1"),
+}
+#: colours for individual attention heads (a diagram's heads, not a kind of module)
+HEAD_COLOURS = ["#e9a23b", "#4c9be8", "#56b870", "#d66ac2"]
+TEXT = "#1d232b"
+SHAPE_TEXT = "#45505e"
+DPI = 150
+UNIT = 0.5  # inches per diagram unit
+
+
+@dataclass
+class Box:
+    x: float
+    y: float
+    w: float
+    h: float
+
+    @property
+    def top(self) -> tuple[float, float]:
+        return (self.x + self.w / 2, self.y + self.h)
+
+    @property
+    def bottom(self) -> tuple[float, float]:
+        return (self.x + self.w / 2, self.y)
+
+    @property
+    def left(self) -> tuple[float, float]:
+        return (self.x, self.y + self.h / 2)
+
+    @property
+    def right(self) -> tuple[float, float]:
+        return (self.x + self.w, self.y + self.h / 2)
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return (self.x + self.w / 2, self.y + self.h / 2)
+
+
+class Canvas:
+    """A white drawing area ``width`` × ``height`` diagram units, with boxes, arrows and labels."""
+
+    def __init__(self, width: float, height: float, title: str | None = None):
+        self.fig = plt.figure(figsize=(width * UNIT, height * UNIT), facecolor="white")
+        self.ax = self.fig.add_axes((0, 0, 1, 1))
+        self.ax.set_xlim(0, width)
+        self.ax.set_ylim(0, height)
+        self.ax.set_axis_off()
+        self.width, self.height = width, height
+        if title:
+            self.text(width / 2, height - 0.45, title, size=12.5, weight="bold")
+
+    def box(self, x: float, y: float, w: float, h: float, label: str = "", kind: str = "op", *,
+            size: float = 10, sub: str | None = None, radius: float = 0.12, lw: float = 1.4) -> Box:
+        """A rounded box at (x, y) (lower-left corner) with a label and an optional smaller second line."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+        fill, edge = KINDS[kind]
+        self.ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle=f"round,pad=0,rounding_size={radius}",
+                                         facecolor=fill, edgecolor=edge, linewidth=lw, zorder=2))
+        if sub:
+            self.text(x + w / 2, y + h * 0.62, label, size=size, zorder=3)
+            self.text(x + w / 2, y + h * 0.27, sub, size=size * 0.78, color=SHAPE_TEXT, zorder=3)
+        elif label:
+            self.text(x + w / 2, y + h / 2, label, size=size, zorder=3)
+        return Box(x, y, w, h)
+
+    def circle_plus(self, cx: float, cy: float, r: float = 0.22) -> Box:
+        """The ⊕ of a residual addition."""
+        self.ax.add_patch(plt.Circle((cx, cy), r, facecolor="white", edgecolor=KINDS["op"][1], lw=1.4, zorder=2))
+        self.ax.plot([cx - r * 0.6, cx + r * 0.6], [cy, cy], color=TEXT, lw=1.3, zorder=3)
+        self.ax.plot([cx, cx], [cy - r * 0.6, cy + r * 0.6], color=TEXT, lw=1.3, zorder=3)
+        return Box(cx - r, cy - r, 2 * r, 2 * r)
+
+    def text(self, x: float, y: float, s: str, *, size: float = 10, color: str = TEXT, ha: str = "center",
+             va: str = "center", weight: str = "normal", style: str = "normal", zorder: int = 3, **kw):
+        return self.ax.text(x, y, s, fontsize=size, color=color, ha=ha, va=va, fontweight=weight,
+                            fontstyle=style, zorder=zorder, **kw)
+
+    def arrow(self, start: tuple[float, float], end: tuple[float, float], label: str | None = None, *,
+              label_side: str = "right", color: str = "#3b4450", lw: float = 1.4, rad: float = 0.0,
+              size: float = 8.2, label_at: float = 0.5, dashed: bool = False) -> None:
+        """An arrow from ``start`` to ``end``; ``label`` (a tensor shape, usually) beside its middle."""
+        self.ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=11, color=color, lw=lw,
+                                          connectionstyle=f"arc3,rad={rad}", zorder=1, shrinkA=0, shrinkB=0,
+                                          linestyle="--" if dashed else "-"))
+        if label:
+            mx = start[0] + (end[0] - start[0]) * label_at
+            my = start[1] + (end[1] - start[1]) * label_at
+            dx = {"right": 0.12, "left": -0.12, "above": 0, "below": 0}[label_side]
+            dy = {"right": 0, "left": 0, "above": 0.16, "below": -0.16}[label_side]
+            ha = {"right": "left", "left": "right", "above": "center", "below": "center"}[label_side]
+            self.text(mx + dx, my + dy, label, size=size, color=SHAPE_TEXT, ha=ha, style="italic")
+
+    def path(self, points: list[tuple[float, float]], *, color: str = "#3b4450", lw: float = 1.4,
+             arrow_end: bool = True) -> None:
+        """A polyline through ``points``, with an arrow head on the last segment (residual paths)."""
+        xs, ys = zip(*points[:-1])
+        self.ax.plot(xs, ys, color=color, lw=lw, zorder=1, solid_capstyle="round")
+        if arrow_end:
+            self.arrow(points[-2], points[-1], color=color, lw=lw)
+        else:
+            self.ax.plot(*zip(points[-2], points[-1]), color=color, lw=lw, zorder=1)
+
+    def cells(self, x: float, y: float, values: np.ndarray, cell: float = 0.22, cmap: str = "RdBu_r",
+              vmin: float = -1.0, vmax: float = 1.0, colours: list[str] | None = None) -> Box:
+        """A row of small squares, one per vector component (a picture of a vector)."""
+        cm = plt.get_cmap(cmap)
+        for i, v in enumerate(values):
+            fill = colours[i] if colours else cm((v - vmin) / (vmax - vmin))
+            self.ax.add_patch(Rectangle((x + i * cell, y), cell, cell, facecolor=fill, edgecolor="white",
+                                        lw=0.6, zorder=2))
+        return Box(x, y, cell * len(values), cell)
+
+    def grid(self, x: float, y: float, allowed: np.ndarray, cell: float = 0.2) -> Box:
+        """A boolean mask as a grid: green = may attend, red = blocked (row 0 on top)."""
+        rows, cols = allowed.shape
+        for i in range(rows):
+            for j in range(cols):
+                fill = KINDS["attention"][1] if allowed[i, j] else "#f3b9b9"
+                self.ax.add_patch(Rectangle((x + j * cell, y + (rows - 1 - i) * cell), cell, cell,
+                                            facecolor=fill, edgecolor="white", lw=0.7, zorder=2))
+        return Box(x, y, cols * cell, rows * cell)
+
+    def save(self, stem: str, folder: Path = FIGURES_DIR) -> tuple[Path, Path]:
+        """Write ``folder/stem.svg`` and ``folder/stem.png`` (opaque white, no timestamps); close the figure."""
+        folder.mkdir(parents=True, exist_ok=True)
+        svg, png = folder / f"{stem}.svg", folder / f"{stem}.png"
+        with plt.rc_context({"svg.hashsalt": "attention-built-up", "svg.fonttype": "path"}):
+            self.fig.savefig(svg, facecolor="white", bbox_inches="tight", pad_inches=0.12,
+                             metadata={"Date": None, "Creator": None})
+            self.fig.savefig(png, dpi=DPI, facecolor="white", bbox_inches="tight", pad_inches=0.12,
+                             metadata={"Software": None})
+        plt.close(self.fig)
+        return svg, png
+
+
+# ---------------------------------------------------------------------------------------------
+# 01 · text → tokens → ids → embedding rows → + positions
+# ---------------------------------------------------------------------------------------------
+
+def _sinusoid(pos: int, d: int) -> np.ndarray:
+    i = np.arange(0, d, 2)
+    angle = pos / 10000 ** (i / d)
+    out = np.zeros(d)
+    out[0::2], out[1::2] = np.sin(angle), np.cos(angle)
+    return out
+
+
+def text_to_vectors() -> Canvas:
+    """Notebook 01: the whole road from a caption to the encoder's input."""
+    tokens = ["<bos>", "▁a", "▁dog", "▁and", "▁a", "▁cat", "<eos>"]
+    ids = [1, 9, 57, 84, 9, 412, 2]                       # example ids (a toy vocabulary)
+    d = 8
+    rng = np.random.default_rng(3)
+    table = {t: rng.normal(0, 0.55, d) for t in dict.fromkeys(tokens)}
+    c = Canvas(21.5, 11.2, "From text to the encoder's input (notebook 01)")
+    col0, step = 6.2, 1.9
+    xs = [col0 + k * step for k in range(len(tokens))]
+    label_x = 0.3
+
+    def stage(y, title, module):
+        c.text(label_x, y + 0.22, title, ha="left", size=10.5, weight="bold")
+        c.text(label_x, y - 0.22, module, ha="left", size=8.3, color=SHAPE_TEXT, family="monospace")
+
+    # text
+    y_text = 9.6
+    stage(y_text, "text", "a caption (str)")
+    c.box(xs[1] - 0.7, y_text - 0.35, xs[-2] - xs[1] + 1.4, 0.7, '"a dog and a cat"', "tensor", size=11)
+    # tokens
+    y_tok = 8.0
+    stage(y_tok, "tokens", "BPETokenizer.tokenize")
+    for x, t in zip(xs, tokens):
+        c.box(x - 0.75, y_tok - 0.32, 1.5, 0.64, t, "tensor", size=9.5)
+    c.arrow((xs[3], y_text - 0.38), (xs[3], y_tok + 0.36), "split into subwords; add <bos>, <eos>")
+    # ids
+    y_ids = 6.5
+    stage(y_ids, "ids", "encode(..., add_special=True)")
+    for x, i in zip(xs, ids):
+        c.arrow((x, y_tok - 0.34), (x, y_ids + 0.3))
+        c.box(x - 0.5, y_ids - 0.28, 1.0, 0.56, str(i), "tensor", size=9.5)
+    c.text(xs[-1] + 0.85, y_ids, "(batch, seq)\n= (1, 7)", ha="left", size=8.2, color=SHAPE_TEXT, style="italic")
+    # embedding rows
+    y_emb = 4.8
+    stage(y_emb, "embedding rows × √d_model", "TokenEmbedding: W[id] · √d_model")
+    cell = 0.19
+    for x, t in zip(xs, tokens):
+        c.arrow((x, y_ids - 0.3), (x, y_emb + 0.24))
+        c.cells(x - d * cell / 2, y_emb - cell / 2, np.tanh(table[t]), cell=cell)
+    c.text(xs[-1] + 0.85, y_emb, "(1, 7, d_model)", ha="left", size=8.2, color=SHAPE_TEXT, style="italic")
+    c.text(xs[1], y_emb - 0.45, "same row", size=7.8, color=KINDS["embed"][1])
+    c.text(xs[4], y_emb - 0.45, "same row", size=7.8, color=KINDS["embed"][1])
+    # positions
+    y_pos = 3.15
+    stage(y_pos, "+ position vectors", "PositionalEncoding: + PE[pos]")
+    for k, x in enumerate(xs):
+        c.text(x - d * cell / 2 - 0.18, y_pos, "+", size=11, weight="bold")
+        c.cells(x - d * cell / 2, y_pos - cell / 2, _sinusoid(k, d), cell=cell)
+        c.text(x, y_pos - 0.4, f"pos {k}", size=7.8, color=SHAPE_TEXT)
+    # sum
+    y_in = 1.3
+    stage(y_in, "= encoder input", "(then dropout 0.1)")
+    for k, (x, t) in enumerate(zip(xs, tokens)):
+        c.arrow((x, y_pos - 0.55), (x, y_in + 0.24))
+        c.cells(x - d * cell / 2, y_in - cell / 2, np.tanh(table[t] + 0.6 * _sinusoid(k, d)), cell=cell)
+    c.text(xs[-1] + 0.85, y_in, "(1, 7, d_model)", ha="left", size=8.2, color=SHAPE_TEXT, style="italic")
+    c.text(xs[1], y_in - 0.42, "now differ", size=7.8, color=KINDS["embed"][1])
+    c.text(xs[4], y_in - 0.42, "now differ", size=7.8, color=KINDS["embed"][1])
+    c.text(c.width / 2, 0.3, "each small square is one of d_model numbers (here 8 of 512); red > 0, blue < 0",
+           size=8.2, color=SHAPE_TEXT)
+    return c
+
+
+# ---------------------------------------------------------------------------------------------
+# 02 · scaled dot-product attention, with shapes and the two masks
+# ---------------------------------------------------------------------------------------------
+
+def attention_flow() -> Canvas:
+    """Notebook 02: the data flow of one attention, the paper's figure 2 (left) with shapes and masks."""
+    c = Canvas(18.6, 12.6, "Scaled dot-product attention (notebook 02)")
+    cx, w, h = 5.2, 3.6, 0.8
+    x0 = cx - w / 2
+    q = c.box(1.2, 0.6, 1.6, 0.75, "Q", "tensor", size=12)
+    k = c.box(4.4, 0.6, 1.6, 0.75, "K", "tensor", size=12)
+    v = c.box(8.3, 0.6, 1.6, 0.75, "V", "tensor", size=12)
+    c.text(q.centre[0], 0.3, "(batch, heads, seq_q, d_k)", size=7.8, color=SHAPE_TEXT, style="italic")
+    c.text(k.centre[0] + 0.35, 0.3, "(…, seq_k, d_k)", size=7.8, color=SHAPE_TEXT, style="italic")
+    c.text(v.centre[0], 0.3, "(…, seq_k, d_v)", size=7.8, color=SHAPE_TEXT, style="italic")
+    mm1 = c.box(x0, 2.2, w, h, "MatMul  Q Kᵀ", "attention", sub="one dot product per (query, key)")
+    c.arrow(q.top, (mm1.x + 0.6, mm1.y))
+    c.arrow(k.top, (mm1.x + w - 0.6, mm1.y), "Kᵀ: transpose(-2, -1)", label_side="right")
+    sc = c.box(x0, 3.9, w, h, "Scale  ÷ √d_k", "op", sub="keeps the scores' variance at 1")
+    c.arrow(mm1.top, sc.bottom, "scores (…, seq_q, seq_k)")
+    mk = c.box(x0, 5.6, w, h, "Mask  (optional)", "mask", sub="masked_fill(~mask, −∞)")
+    c.arrow(sc.top, mk.bottom, "(…, seq_q, seq_k)")
+    sm = c.box(x0, 7.3, w, h, "SoftMax over keys", "attention", sub="each row ≥ 0, sums to 1")
+    c.arrow(mk.top, sm.bottom, "(…, seq_q, seq_k)")
+    mm2 = c.box(x0, 9.3, w, h, "MatMul  weights · V", "attention", sub="a weighted sum of values")
+    c.arrow(sm.top, (mm2.x + 0.6, mm2.y), "weights (…, seq_q, seq_k)", label_side="left", label_at=0.45)
+    c.path([v.top, (v.centre[0], 8.9), (mm2.x + w - 0.6, 8.9), (mm2.x + w - 0.6, mm2.y)])
+    out = c.box(cx - 1.0, 10.75, 2.0, 0.7, "output", "tensor", size=11)
+    c.arrow(mm2.top, out.bottom, "(…, seq_q, d_v)")
+    c.text(0.25, 11.75, "utils.attention.scaled_dot_product_attention(q, k, v, mask)  →  (output, weights)",
+           ha="left", size=8.6, family="monospace", color=SHAPE_TEXT)
+    # the masks, on the right
+    mx = 10.3
+    c.text(mx, 7.75, "where the masks act (True = may attend)", ha="left", size=10, weight="bold")
+    pad = np.array([[1, 1, 1, 1, 0, 0]] * 6, dtype=bool)
+    causal = np.tril(np.ones((6, 6), dtype=bool))
+    g1 = c.grid(mx, 5.5, pad)
+    c.text(mx + 1.45, 6.95, "padding mask", ha="left", size=9.3, weight="bold", color=KINDS["mask"][1])
+    c.text(mx + 1.45, 6.55, "padding_mask(ids, pad_id)", ha="left", size=7.6, family="monospace")
+    c.text(mx + 1.45, 6.2, "(batch, 1, 1, seq_k):", ha="left", size=7.8, color=SHAPE_TEXT, style="italic")
+    c.text(mx + 1.45, 5.85, "no query looks at <pad> keys", ha="left", size=7.8)
+    c.text(mx + 1.45, 5.5, "encoder self-attn, cross-attn,\ndecoder self-attn", ha="left", size=7.8, va="top")
+    g2 = c.grid(mx, 2.7, causal)
+    c.text(mx + 1.45, 4.15, "look-ahead (causal) mask", ha="left", size=9.3, weight="bold", color=KINDS["mask"][1])
+    c.text(mx + 1.45, 3.75, "causal_mask(size)", ha="left", size=7.6, family="monospace")
+    c.text(mx + 1.45, 3.4, "(seq_q, seq_k): query i sees", ha="left", size=7.8, color=SHAPE_TEXT, style="italic")
+    c.text(mx + 1.45, 3.05, "keys j ≤ i only", ha="left", size=7.8)
+    c.text(mx + 1.45, 2.7, "decoder self-attention only", ha="left", size=7.8, va="top")
+    c.text(mx, 2.2, "decoder self-attention: padding & causal\n(broadcast to (batch, 1, seq_q, seq_k))",
+           ha="left", size=7.8, va="top")
+    for g in (g1, g2):
+        c.text(g.x - 0.12, g.y + g.h / 2, "query", rotation=90, size=7, color=SHAPE_TEXT, ha="right")
+        c.text(g.x + g.w / 2, g.y + g.h + 0.12, "key", size=7, color=SHAPE_TEXT, va="bottom")
+    c.arrow((mx - 0.1, 5.9), (mk.right[0] + 0.05, mk.right[1] + 0.1), color=KINDS["mask"][1], rad=0.15, dashed=True)
+    c.arrow((mx - 0.1, 3.3), (mk.right[0] + 0.05, mk.right[1] - 0.1), color=KINDS["mask"][1], rad=-0.25, dashed=True)
+    c.text(mx, 1.05, "a masked score becomes −∞, so its weight exp(−∞) = 0;\nthe other weights of the row still sum to 1",
+           ha="left", size=7.8, va="top", color=SHAPE_TEXT)
+    return c
+
+
+# ---------------------------------------------------------------------------------------------
+# 03 · heads split and merged; the sub-layer in two orders
+# ---------------------------------------------------------------------------------------------
+
+def _matrix(c: Canvas, x: float, y: float, rows: int, col_blocks: list[tuple[int, str]], cell: float = 0.22,
+            row_labels: bool = False) -> Box:
+    """A seq × width matrix drawn as cells, its columns coloured in blocks (one colour per head)."""
+    col = 0
+    for n, colour in col_blocks:
+        for j in range(n):
+            for i in range(rows):
+                shade = 0.55 + 0.45 * ((i * 3 + j) % 5) / 4
+                c.ax.add_patch(Rectangle((x + (col + j) * cell, y + (rows - 1 - i) * cell), cell, cell,
+                                         facecolor=colour, alpha=shade, edgecolor="white", lw=0.5, zorder=2))
+        col += n
+    if row_labels:
+        for i in range(rows):
+            c.text(x - 0.08, y + (rows - 1 - i) * cell + cell / 2, str(i), size=6.5, ha="right", color=SHAPE_TEXT)
+    return Box(x, y, col * cell, rows * cell)
+
+
+def heads_split_merge() -> Canvas:
+    """Notebook 03: the reshape and transposes that split d_model into heads and merge them back."""
+    seq, d_k, h = 5, 3, 4
+    cell = 0.22
+    c = Canvas(27.5, 6.3, "Multi-head attention: split into heads, attend, merge (notebook 03)")
+    blocks = [(d_k, col) for col in HEAD_COLOURS[:h]]
+    y0 = 2.6
+    mid = y0 + seq * cell / 2
+
+    def heading(x, title, sub, sub_colour=SHAPE_TEXT):
+        c.text(x, y0 + seq * cell + 0.95, title, size=10.5, weight="bold")
+        c.text(x, y0 + seq * cell + 0.6, sub, size=7.8, color=sub_colour)
+
+    def shape(x, s, y=y0 - 0.35):
+        c.text(x, y, s, size=8, color=SHAPE_TEXT, style="italic")
+
+    def step(x_from, x_to, *lines):
+        c.arrow((x_from + 0.15, mid), (x_to - 0.15, mid))
+        for k, line in enumerate(lines):
+            c.text((x_from + x_to) / 2, mid + 0.3 + 0.3 * (len(lines) - 1 - k), line, size=8, family="monospace")
+
+    # 1. projected queries
+    a = _matrix(c, 0.9, y0, seq, blocks, cell, row_labels=True)
+    heading(a.centre[0], "Q = x W^Q", "in_proj_weight: one matmul", KINDS["linear"][1])
+    shape(a.centre[0], "(batch, seq, d_model)")
+    c.text(a.centre[0], y0 - 0.7, "columns i·d_k … belong to head i", size=7.8, color=SHAPE_TEXT)
+    # 2. view: (batch, seq, heads, d_k): the same numbers, each position's row cut into h pieces
+    x2, gap_x, gap_y = 6.6, 0.14, 0.07
+    for i in range(seq):
+        for hh in range(h):
+            _matrix(c, x2 + hh * (d_k * cell + gap_x), y0 + (seq - 1 - i) * (cell + gap_y) - 2 * gap_y, 1,
+                    [(d_k, HEAD_COLOURS[hh])], cell)
+    b_w = h * (d_k * cell + gap_x) - gap_x
+    step(a.x + a.w, x2, ".view(b, s, h, d_k)")
+    heading(x2 + b_w / 2, "reshape", "each position's row cut into h pieces")
+    shape(x2 + b_w / 2, "(batch, seq, heads, d_k)")
+    # 3. transpose: (batch, heads, seq, d_k): heads become the outer axis, one matrix each
+    x3 = 12.3
+    mw, mh = d_k * cell, seq * cell
+    for hh in range(h):
+        col, row = hh % 2, hh // 2
+        m = _matrix(c, x3 + col * (mw + 0.75), mid + 0.2 - row * (mh + 0.45), seq, [(d_k, HEAD_COLOURS[hh])], cell)
+        c.text(m.x + m.w + 0.08, m.y + m.h / 2, f"head {hh}", size=7, ha="left", color=SHAPE_TEXT, rotation=90)
+    step(x2 + b_w, x3, ".transpose(1, 2)")
+    c.text(x3 + mw + 0.4, mid + mh + 0.95, "split", size=10.5, weight="bold")
+    c.text(x3 + mw + 0.4, mid + mh + 0.62, "one (seq × d_k) matrix per head", size=7.8, color=SHAPE_TEXT)
+    shape(x3 + mw + 0.4, "(batch, heads, seq, d_k)", y=mid - mh - 0.6)
+    # 4. attention in every head at once
+    att = c.box(16.2, mid - 0.65, 2.6, 1.3, "attention", "attention", sub="every head at once")
+    c.arrow((x3 + 2 * mw + 1.05, mid), att.left)
+    shape(att.centre[0], "weights (batch, heads, seq_q, seq_k)", y=att.y - 0.35)
+    c.text(att.centre[0], att.y + att.h + 0.3, "K and V are split the same way", size=7.6, color=SHAPE_TEXT)
+    # 5. merge: transpose back + reshape = concat
+    x5 = 22.2
+    mg = _matrix(c, x5, y0, seq, blocks, cell)
+    step(att.x + att.w, x5, ".transpose(1, 2)", ".reshape(b, s, d_model)")
+    heading(mg.centre[0], "merge = Concat(heads)", "head i back in columns i·d_k …")
+    shape(mg.centre[0], "(batch, seq, d_model)")
+    wo = c.box(25.4, mid - 0.65, 1.7, 1.3, "W^O", "linear", sub="out_proj")
+    c.arrow((mg.x + mg.w + 0.1, mid), wo.left)
+    shape(wo.centre[0], "(b, s, d_model)", y=wo.y - 0.35)
+    c.text(c.width / 2, 0.35, "merging with .reshape alone (no transpose back) keeps the shape "
+           "and mixes positions: the classic bug", size=8.4, color=KINDS["mask"][1], style="italic")
+    return c
+
+
+def _sublayer_column(c: Canvas, x: float, pre: bool) -> None:
+    w, h = 3.0, 0.75
+    cx = x + w / 2
+    c.box(cx - 0.8, 0.5, 1.6, 0.6, "x", "tensor", size=11)
+    c.text(cx + 0.95, 0.8, "(batch, seq, d_model)", size=7.8, color=SHAPE_TEXT, style="italic", ha="left")
+    ys = [1.7, 3.0, 4.3] if pre else [1.7, 3.0]
+    kinds = (["norm", "ffn", "op"] if pre else ["ffn", "op"])
+    labels = (["LayerNorm", "sub-layer f", "Dropout"] if pre else ["sub-layer f", "Dropout"])
+    subs = (["norm", "attention or FFN", "p = 0.1"] if pre else ["attention or FFN", "p = 0.1"])
+    boxes = []
+    prev = (cx, 1.1)
+    for y, k, lab, sub in zip(ys, kinds, labels, subs):
+        b = c.box(x, y, w, h, lab, "attention" if lab.startswith("sub") and False else k, sub=sub)
+        c.arrow(prev, b.bottom)
+        prev = b.top
+        boxes.append(b)
+    plus_y = ys[-1] + 1.35
+    plus = c.circle_plus(cx, plus_y)
+    c.arrow(prev, plus.bottom)
+    # residual path
+    rx = x - 0.55
+    c.path([(cx, 1.35), (rx, 1.35), (rx, plus_y), (plus.left[0], plus_y)], color=KINDS["tensor"][1])
+    c.text(rx - 0.12, (1.35 + plus_y) / 2, "residual", rotation=90, size=8, color=SHAPE_TEXT, ha="right")
+    if pre:
+        out = c.box(cx - 0.8, plus_y + 0.8, 1.6, 0.6, "y", "tensor", size=11)
+        c.arrow(plus.top, out.bottom)
+        c.text(cx + 0.95, out.centre[1], "stream never normalised:\na final LayerNorm ends the stack",
+               size=7.6, color=SHAPE_TEXT, ha="left")
+    else:
+        ln = c.box(x, plus_y + 0.65, w, h, "LayerNorm", "norm", sub="norm, on the residual path")
+        c.arrow(plus.top, ln.bottom)
+        out = c.box(cx - 0.8, ln.y + ln.h + 0.6, 1.6, 0.6, "y", "tensor", size=11)
+        c.arrow(ln.top, out.bottom)
+
+
+def sublayer_post_pre_ln() -> Canvas:
+    """Notebook 03: SublayerConnection, post-LN (the paper) and pre-LN side by side."""
+    c = Canvas(18.0, 10.0, "One sub-layer: residual, dropout and LayerNorm in two orders (notebook 03)")
+    _sublayer_column(c, 2.0, pre=False)
+    _sublayer_column(c, 11.0, pre=True)
+    for cx, title, formula, call in [(3.5, "post-LN (the paper)", "y = LayerNorm(x + Dropout(f(x)))",
+                                      "SublayerConnection(d, norm_first=False)"),
+                                     (12.5, "pre-LN (GPT-2 and most since)", "y = x + Dropout(f(LayerNorm(x)))",
+                                      "SublayerConnection(d, norm_first=True)")]:
+        c.text(cx, 8.75, title, size=11, weight="bold")
+        c.text(cx, 8.35, formula, size=8.6, family="monospace")
+        c.text(cx, 8.0, call, size=7.6, family="monospace", color=SHAPE_TEXT)
+    c.ax.plot([9.0, 9.0], [0.4, 8.0], color="#c8ced6", lw=1, ls=":")
+    return c
+
+
+# ---------------------------------------------------------------------------------------------
+# 04 · encoder layer, decoder layer, the whole model (the paper's figure 1, redrawn)
+# ---------------------------------------------------------------------------------------------
+
+def _layer_stack(c: Canvas, x: float, y: float, w: float, parts: list[tuple[str, str, str]], *,
+                 h: float = 0.72, gap: float = 0.5, residual_x: float | None = None,
+                 side_inputs: dict[int, str] | None = None) -> list[Box]:
+    """Sub-layers bottom-up, each followed by 'Add & Norm' with its residual path (post-LN)."""
+    boxes = []
+    cx = x + w / 2
+    cur_y = y
+    prev_top = None
+    rx = residual_x if residual_x is not None else x - 0.35
+    for idx, (label, kind, sub) in enumerate(parts):
+        split_y = cur_y - gap / 2 if prev_top is not None else cur_y - 0.35
+        b = c.box(x, cur_y, w, h, label, kind, sub=sub, size=9.5)
+        if prev_top is not None:
+            c.arrow(prev_top, b.bottom)
+        an = c.box(x, cur_y + h + gap * 0.7, w, h * 0.72, "Add & Norm", "norm", size=9)
+        c.arrow(b.top, an.bottom)
+        c.path([(cx, split_y), (rx, split_y), (rx, an.centre[1]), an.left], color=KINDS["tensor"][1], lw=1.2)
+        boxes.append(b)
+        boxes.append(an)
+        prev_top = an.top
+        cur_y = an.y + an.h + gap
+    return boxes
+
+
+def encoder_layer() -> Canvas:
+    """Notebook 04: one encoder layer, post-LN, with module names and shapes."""
+    c = Canvas(11.5, 7.8, "EncoderLayer (notebook 04)")
+    x, w = 3.0, 4.4
+    cx = x + w / 2
+    inp = c.box(cx - 1.0, 0.45, 2.0, 0.6, "x", "tensor", size=11)
+    c.text(cx + 1.15, 0.75, "(batch, S, d_model)", size=8, color=SHAPE_TEXT, style="italic", ha="left")
+    boxes = _layer_stack(c, x, 1.9, w, [
+        ("Multi-head self-attention", "attention", "self_attn(x, x, x, src_mask)"),
+        ("Feed-forward network", "ffn", "ffn: Linear → ReLU → Linear"),
+    ])
+    c.arrow(inp.top, boxes[0].bottom, label="Q = K = V = x", label_side="right", label_at=0.55)
+    labels = ["sublayers[0]", "sublayers[1]"]
+    for an, lab in zip(boxes[1::2], labels):
+        c.text(an.x + an.w + 0.15, an.centre[1], lab, size=7.8, family="monospace", ha="left", color=SHAPE_TEXT)
+    out = c.box(cx - 1.0, boxes[-1].top[1] + 0.6, 2.0, 0.6, "out", "tensor", size=11)
+    c.arrow(boxes[-1].top, out.bottom)
+    c.text(cx + 1.15, out.centre[1], "(batch, S, d_model): same shape,\nso layers stack", size=8,
+           color=SHAPE_TEXT, style="italic", ha="left")
+    mask = c.box(8.1, 2.0, 3.0, 0.55, "src padding mask", "mask", size=8.6)
+    c.text(mask.centre[0], mask.y - 0.25, "(batch, 1, 1, S)", size=7.6, color=SHAPE_TEXT, style="italic")
+    c.arrow(mask.left, (x + w, 2.27), color=KINDS["mask"][1], dashed=True)
+    c.text(0.25, 0.2, "post-LN shown (the paper); norm_first=True moves each norm before its sub-layer",
+           size=7.8, color=SHAPE_TEXT, ha="left")
+    return c
+
+
+def decoder_layer() -> Canvas:
+    """Notebook 04: one decoder layer: masked self-attention, cross-attention, FFN."""
+    c = Canvas(13.8, 9.9, "DecoderLayer (notebook 04)")
+    x, w = 3.5, 5.3
+    cx = x + w / 2
+    inp = c.box(cx - 1.0, 0.45, 2.0, 0.6, "y", "tensor", size=11)
+    c.text(cx + 1.15, 0.75, "(batch, T, d_model)", size=8, color=SHAPE_TEXT, style="italic", ha="left")
+    boxes = _layer_stack(c, x, 1.9, w, [
+        ("Masked multi-head self-attention", "attention", "self_attn(y, y, y, tgt_mask)"),
+        ("Multi-head cross-attention", "attention", "cross_attn(y, memory, memory, memory_mask)"),
+        ("Feed-forward network", "ffn", "ffn"),
+    ])
+    c.arrow(inp.top, boxes[0].bottom, label="Q = K = V = y", label_side="right", label_at=0.55)
+    for an, lab in zip(boxes[1::2], ["sublayers[0]", "sublayers[1]", "sublayers[2]"]):
+        c.text(an.x + an.w + 0.15, an.centre[1], lab, size=7.8, family="monospace", ha="left", color=SHAPE_TEXT)
+    out = c.box(cx - 1.0, boxes[-1].top[1] + 0.6, 2.0, 0.6, "out", "tensor", size=11)
+    c.arrow(boxes[-1].top, out.bottom)
+    c.text(cx + 1.15, out.centre[1], "(batch, T, d_model)", size=8, color=SHAPE_TEXT, style="italic", ha="left")
+    # memory into cross-attention (keys and values)
+    cross = boxes[2]
+    mem = c.box(0.3, cross.y - 1.1, 2.3, 0.65, "memory", "tensor", size=10)
+    c.text(mem.centre[0], mem.y - 0.22, "encoder output", size=7.6, color=SHAPE_TEXT)
+    c.text(mem.centre[0], mem.y - 0.5, "(batch, S, d_model)", size=7.6, color=SHAPE_TEXT, style="italic")
+    c.path([mem.top, (mem.centre[0], cross.centre[1]), cross.left], color=KINDS["attention"][1])
+    c.text(mem.centre[0] + 0.1, cross.centre[1] + 0.22, "K, V", size=8.2, ha="left", color=KINDS["attention"][1])
+    # masks
+    m1 = c.box(10.4, boxes[0].y + 0.05, 3.1, 0.62, "causal & tgt padding", "mask", size=8.4)
+    c.text(m1.centre[0], m1.y - 0.22, "(batch, 1, T, T)", size=7.6, color=SHAPE_TEXT, style="italic")
+    c.arrow(m1.left, (x + w, boxes[0].centre[1]), color=KINDS["mask"][1], dashed=True)
+    m2 = c.box(10.4, cross.y + 0.05, 3.1, 0.62, "src padding", "mask", size=8.4)
+    c.text(m2.centre[0], m2.y - 0.22, "(batch, 1, 1, S)", size=7.6, color=SHAPE_TEXT, style="italic")
+    c.arrow(m2.left, (x + w, cross.centre[1]), color=KINDS["mask"][1], dashed=True)
+    c.text(0.25, 0.2, "post-LN shown (the paper). Cross-attention, scores (batch, heads, T, S), is the only place the decoder reads the source",
+           size=7.8, color=SHAPE_TEXT, ha="left")
+    return c
+
+
+def _mini_layer(c: Canvas, x: float, y: float, w: float, parts: list[tuple[str, str]]) -> float:
+    """A compact layer inside a stack: each sub-layer box and its 'Add & Norm'; returns the top y."""
+    h, hn, gap = 0.55, 0.36, 0.22
+    cx = x + w / 2
+    cur = y
+    prev = None
+    for label, kind in parts:
+        b = c.box(x, cur, w, h, label, kind, size=8.3, radius=0.08)
+        if prev is not None:
+            c.arrow(prev, b.bottom, lw=1.1)
+        an = c.box(x, cur + h + gap, w, hn, "Add & Norm", "norm", size=7.6, radius=0.06)
+        c.arrow(b.top, an.bottom, lw=1.1)
+        c.path([(cx, cur - gap / 2), (x - 0.18, cur - gap / 2), (x - 0.18, an.centre[1]), an.left],
+               color=KINDS["tensor"][1], lw=1.0)
+        prev = an.top
+        cur = an.y + hn + gap
+    return cur - gap
+
+
+def transformer_model() -> Canvas:
+    """Notebook 04: the paper's figure 1 redrawn: stacks, embeddings, generator, with names and shapes."""
+    c = Canvas(17.6, 13.4, "The Transformer, the paper's figure 1 redrawn (notebook 04: utils.model)")
+    ex, dx, w = 2.7, 10.0, 4.4
+    ecx, dcx = ex + w / 2, dx + w / 2
+    # inputs
+    src = c.box(ecx - 1.3, 0.45, 2.6, 0.6, "source ids", "tensor", size=9.5)
+    tgt = c.box(dcx - 1.7, 0.45, 3.4, 0.6, "target ids, shifted right", "tensor", size=8.6)
+    c.text(src.right[0] + 0.1, 0.75, "(batch, S)", size=7.8, color=SHAPE_TEXT, style="italic", ha="left")
+    c.text(tgt.right[0] + 0.1, 0.75, "(batch, T)", size=7.8, color=SHAPE_TEXT, style="italic", ha="left")
+    se = c.box(ex, 1.55, w, 0.62, "src_embed  × √d_model", "embed", size=9)
+    te = c.box(dx, 1.55, w, 0.62, "tgt_embed  × √d_model", "embed", size=9)
+    c.arrow(src.top, se.bottom)
+    c.arrow(tgt.top, te.bottom)
+    sp = c.box(ex, 2.65, w, 0.62, "+ src_pos (sinusoids), dropout", "embed", size=8.6)
+    tp = c.box(dx, 2.65, w, 0.62, "+ tgt_pos (sinusoids), dropout", "embed", size=8.6)
+    c.arrow(se.top, sp.bottom)
+    c.arrow(te.top, tp.bottom)
+    # encoder stack
+    enc_y = 3.95
+    enc_top = _mini_layer(c, ex + 0.4, enc_y + 0.45, w - 0.8, [("self-attention", "attention"),
+                                                               ("feed-forward", "ffn")])
+    c.box(ex - 0.45, enc_y, w + 0.9, enc_top - enc_y + 0.3, "", "group", radius=0.2, lw=1.2)
+    c.ax.patches[-1].set_zorder(0)
+    c.text(ex - 0.6, (enc_y + enc_top) / 2, "N ×", size=11, weight="bold", ha="right")
+    c.text(ex - 0.6, (enc_y + enc_top) / 2 - 0.45, "encoder.layers", size=7.4, family="monospace",
+           ha="right", color=SHAPE_TEXT)
+    c.arrow(sp.top, (ecx, enc_y + 0.45), "(batch, S, d_model)", label_at=0.35)
+    en = c.box(ex, enc_top + 0.75, w, 0.5, "encoder.norm (pre-LN only)", "norm", size=8.2)
+    c.arrow((ecx, enc_top + 0.3), en.bottom)
+    mem_y = en.top[1] + 0.45
+    c.text(ecx, mem_y + 0.15, "memory  (batch, S, d_model)", size=8.6, weight="bold")
+    c.text(ecx, mem_y + 0.55, "K and V of every decoder layer's cross-attention", size=7.6,
+           color=KINDS["attention"][1])
+    # decoder stack
+    dec_y = 3.95
+    dec_top = _mini_layer(c, dx + 0.4, dec_y + 0.45, w - 0.8, [("masked self-attention", "attention"),
+                                                               ("cross-attention", "attention"),
+                                                               ("feed-forward", "ffn")])
+    c.box(dx - 0.45, dec_y, w + 0.9, dec_top - dec_y + 0.3, "", "group", radius=0.2, lw=1.2)
+    c.ax.patches[-1].set_zorder(0)
+    c.text(dx + w + 0.6, (dec_y + dec_top) / 2, "× N", size=11, weight="bold", ha="left")
+    c.text(dx + w + 0.6, (dec_y + dec_top) / 2 - 0.45, "decoder.layers", size=7.4, family="monospace",
+           ha="left", color=SHAPE_TEXT)
+    c.arrow(tp.top, (dcx, dec_y + 0.45), "(batch, T, d_model)", label_at=0.35)
+    # memory → every decoder layer's cross-attention
+    cross_y = dec_y + 0.45 + (0.55 + 0.22 + 0.36 + 0.22) + 0.275
+    c.path([(ecx + 2.35, mem_y + 0.15), (8.0, mem_y + 0.15), (8.0, cross_y), (dx + 0.4, cross_y)],
+           color=KINDS["attention"][1], lw=1.6)
+    c.text(8.1, cross_y + 0.25, "K, V", size=8.2, ha="left", color=KINDS["attention"][1])
+    c.arrow((ecx, en.top[1]), (ecx, mem_y - 0.1))
+    # top of the decoder
+    dn = c.box(dx, dec_top + 0.75, w, 0.5, "decoder.norm (pre-LN only)", "norm", size=8.2)
+    c.arrow((dcx, dec_top + 0.3), dn.bottom)
+    gen = c.box(dx, dn.top[1] + 0.7, w, 0.62, "generator: Linear(d_model, V)", "linear", size=8.8)
+    c.arrow(dn.top, gen.bottom, "(batch, T, d_model)")
+    smx = c.box(dx, gen.top[1] + 0.7, w, 0.62, "softmax", "op", size=9.5, sub="in the loss / when decoding")
+    c.arrow(gen.top, smx.bottom, "logits (batch, T, V)")
+    c.text(dcx, smx.top[1] + 0.35, "next-token probabilities", size=9, weight="bold")
+    c.text(0.3, 0.2, "share_embeddings=True: src_embed, tgt_embed and the generator's weight are one (V, d_model) "
+           "matrix", size=7.8, color=KINDS["embed"][1], ha="left")
+    return c
+
+
+#: every diagram: file stem → drawing function. The stem's prefix names the notebook that shows it.
+DIAGRAMS: dict[str, Callable[[], Canvas]] = {
+    "01_diagram_text_to_vectors": text_to_vectors,
+    "02_diagram_attention": attention_flow,
+    "03_diagram_heads_split_merge": heads_split_merge,
+    "03_diagram_sublayer_post_pre_ln": sublayer_post_pre_ln,
+    "04_diagram_encoder_layer": encoder_layer,
+    "04_diagram_decoder_layer": decoder_layer,
+    "04_diagram_transformer": transformer_model,
+}
+
+
+def draw_all(folder: Path = FIGURES_DIR) -> list[Path]:
+    """Draw every diagram into ``folder`` as SVG and PNG; return the paths written."""
+    written = []
+    for stem, draw in DIAGRAMS.items():
+        written.extend(draw().save(stem, folder))
+    return written
+
+
+ATTACHMENT = re.compile(r"!\[[^\]]*\]\(attachment:([A-Za-z0-9_.-]+\.png)\)")
+
+
+def embed_in_notebooks(notebooks: list[Path] | None = None, folder: Path = FIGURES_DIR) -> list[Path]:
+    """Put each PNG that a markdown cell references as ``attachment:NAME.png`` into that cell's
+    attachments (base64), so the notebook carries its own pictures. Returns the notebooks changed.
+
+    Raises:
+        FileNotFoundError: if a referenced diagram is not in ``folder`` (run :func:`draw_all`).
+    """
+    notebooks = notebooks or sorted((REPO_ROOT / "notebooks").glob("0[1-4]_*.ipynb"))
+    changed = []
+    for path in notebooks:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        dirty = False
+        for cell in nb["cells"]:
+            if cell["cell_type"] != "markdown":
+                continue
+            names = ATTACHMENT.findall("".join(cell["source"]))
+            if not names and "attachments" not in cell:
+                continue
+            attachments = {}
+            for name in names:
+                png = folder / name
+                if not png.is_file():
+                    raise FileNotFoundError(f"{path.name} references {name}, which is not in {folder}; "
+                                            "run `python -m utils.diagrams` to draw it")
+                attachments[name] = {"image/png": base64.b64encode(png.read_bytes()).decode("ascii")}
+            if cell.get("attachments") != attachments:
+                if attachments:
+                    cell["attachments"] = attachments
+                else:
+                    cell.pop("attachments", None)
+                dirty = True
+        if dirty:
+            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            changed.append(path)
+    return changed
+
+
+if __name__ == "__main__":
+    for p in draw_all():
+        print("wrote", p.relative_to(REPO_ROOT))
+    for p in embed_in_notebooks():
+        print("embedded diagrams in", p.relative_to(REPO_ROOT))
