@@ -352,7 +352,7 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
     except BaseException:
         # Keep what was trained: the state is consistent between steps (a failed step changes nothing
         # that a resume reads, except for an error inside optimizer.step itself).
-        if saved_at != state.step and not distributed:
+        if saved_at != state.step:
             try:
                 save()
             except Exception as err:                             # report the original error, not this one
