@@ -32,7 +32,8 @@ class ConfigMismatchError(ValueError):
     """A checkpoint was made for a different model configuration than the one asked for."""
 
 
-_PLAIN = (str, int, float, bool, complex, type(None), torch.Tensor, torch.dtype, torch.device, torch.Size)
+_PLAIN = (str, bytes, bytearray, int, float, bool, complex, type(None), torch.Tensor, torch.dtype, torch.device,
+          torch.Size)
 
 
 def to_plain(value: Any, key: str = "value") -> Any:
@@ -56,6 +57,8 @@ def to_plain(value: Any, key: str = "value") -> Any:
     if isinstance(value, (list, tuple)):
         items = [to_plain(v, f"{key}[{i}]") for i, v in enumerate(value)]
         return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, (set, frozenset)):
+        return {to_plain(v, f"{key} (an item)") for v in value}
     hint = " (a tokenizer: store tokenizer.to_dict())" if hasattr(value, "to_dict") else ""
     hint = hint or (" (a module or optimiser: store its state_dict())" if hasattr(value, "state_dict") else "")
     raise TypeError(f"{key} is a {type(value).__module__}.{type(value).__qualname__}, which a checkpoint cannot "
