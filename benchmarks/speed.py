@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere without installing the package
 
 from utils.attention import MultiHeadAttention  # noqa: E402
+from utils.checkpoint import check_writable  # noqa: E402
 from utils.common import cpu_model  # noqa: E402
 from utils.model import Transformer, make_model  # noqa: E402
 
@@ -177,7 +178,12 @@ def cases(quick: bool) -> list[dict]:
     ]
 
 
-def main(argv: list[str] | None = None) -> dict:
+CASE_NAMES = ("mha", "small", "base")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, checked: an unknown --only case or a bad count stops before any timing
+    (and before the committed results could be overwritten with an empty list)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=20, help="timed pairs per case (base gets half)")
@@ -185,16 +191,28 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="small shapes, few repeats: a smoke test")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: PyTorch's)")
-    parser.add_argument("--only", nargs="*", help="run only these cases (mha, small, base)")
+    parser.add_argument("--only", nargs="+", choices=CASE_NAMES, help="run only these cases (mha, small, base)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "speed.json")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    if args.warmup < 0:
+        parser.error(f"--warmup must be 0 or more, got {args.warmup}")
+    if args.quick and args.only and "base" in args.only:
+        parser.error("--only base: --quick has no 'base' case (it runs mha and small); drop --quick")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but no GPU is visible")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    if args.out.is_dir():
+        parser.error(f"--out {args.out} is a folder; give a file name such as {args.out / 'speed.json'}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    check_writable(args.out, "--out file")                # fail now, not after the timings
     if args.threads is not None:
-        if args.threads < 1:
-            parser.error(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     repeats = 3 if args.quick else args.repeats
@@ -221,7 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
     env["load_average_1min_at_end"] = load_average()   # other jobs on the machine make timings noisy
     report = {"environment": env, "results": results, "target_ratio": 1.1}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     return report
 
 

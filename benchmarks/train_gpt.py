@@ -2,6 +2,7 @@
 
     python benchmarks/train_gpt.py                                   # the 5-minute figure (2 CPU cores)
     python benchmarks/train_gpt.py --minutes 1 --out /tmp/trial      # a smoke run (writes nothing here)
+    python benchmarks/train_gpt.py --steps 2000 --resume             # continue an interrupted run
 
 The split: the first 90 % of ``input.txt`` trains, the last 10 % validates (``utils.data``'s
 ``validation`` and ``test`` slices joined). One token per character (``utils.tokenize.CharTokenizer``
@@ -16,6 +17,13 @@ elapsed fraction of the time budget; gradient clipping at 1
 Threads: PyTorch's default (one per core) is fastest on an idle machine. On a machine shared with
 other jobs pass ``--threads 1`` (or set ``OMP_WAIT_POLICY=PASSIVE``): threads that spin while waiting
 for a busy core made our steps up to six times slower.
+
+Checkpoints: ``--checkpoint`` (default ``checkpoints/gpt_shakespeare.pt``, git-ignored) is written every
+``--checkpoint-every`` steps, at the end, and when the run stops with an error or Ctrl-C; ``--resume``
+continues it. With ``--steps`` (a fixed number of steps instead of a time budget) an interrupted and
+resumed run equals the uninterrupted one bit for bit (``tests/test_benchmarks.py``); with ``--minutes``
+the schedule follows the clock, so no two runs are equal anyway. Every output path is checked before
+the first step.
 
 Writes ``gpt_shakespeare.json`` under ``--out`` (default ``benchmarks/results``): validation loss
 (nats per character) and bits per character, training wall time, steps, characters seen, parameters,
@@ -39,6 +47,7 @@ sys.path.insert(0, str(ROOT))  # run from anywhere without installing the packag
 if "ATTN_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
     os.environ["ATTN_DATA_DIR"] = str(ROOT.parent / "shared" / "data")  # as tests/conftest.py does
 
+from utils.checkpoint import check_writable, check_writable_dir  # noqa: E402
 from utils.common import cpu_model, get_device, set_seed  # noqa: E402
 from utils.data import load_tiny_shakespeare  # noqa: E402
 from utils.gpt import evaluate_loss, make_gpt, train_gpt  # noqa: E402
@@ -48,9 +57,13 @@ from utils.tokenize import UNK_ID, CharTokenizer  # noqa: E402
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--minutes", type=float, default=5.0, help="training wall-clock budget (default 5)")
+    p.add_argument("--minutes", type=float, default=None, help="training wall-clock budget (default 5 unless --steps)")
+    p.add_argument("--steps", type=int, default=None, help="stop after this many steps (repeatable bit for bit)")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: a GPU when present")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for the results")
+    p.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "gpt_shakespeare.pt")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
     p.add_argument("--no-progress", action="store_true")
@@ -69,15 +82,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--weight-decay", type=float, default=0.1)
     g.add_argument("--clip-norm", type=float, default=1.0)
     args = p.parse_args(argv)
-    if args.minutes <= 0:
-        p.error(f"--minutes must be positive, got {args.minutes}")
+    if args.minutes is None and args.steps is None:
+        args.minutes = 5.0
+    check_args(p, args)
     if args.min_lr is None:
         args.min_lr = args.lr / 10
     return args
 
 
+def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse values that would train nonsense (a batch of 0 trains on NaN) before any work."""
+    def positive(name: str, value, zero_ok: bool = False) -> None:
+        if value is not None and not (math.isfinite(value) and (value >= 0 if zero_ok else value > 0)):
+            p.error(f"--{name.replace('_', '-')} must be {'>= 0' if zero_ok else 'positive'}, got {value}")
+
+    for name in ("minutes", "lr", "clip_norm"):
+        positive(name, getattr(args, name))
+    for name in ("steps", "threads", "d_model", "layers", "heads", "d_ff", "context", "batch", "checkpoint_every"):
+        positive(name, getattr(args, name))
+    for name in ("min_lr", "warmup", "weight_decay"):
+        positive(name, getattr(args, name), zero_ok=True)
+    if not 0.0 <= args.dropout < 1.0:
+        p.error(f"--dropout must be in [0, 1), got {args.dropout}")
+    if args.d_model % args.heads:
+        p.error(f"--heads {args.heads} does not divide --d-model {args.d_model}")
+    if args.min_lr is not None and args.min_lr > args.lr:
+        p.error(f"--min-lr {args.min_lr} is above --lr {args.lr}")
+    if args.resume and not args.checkpoint.is_file():
+        p.error(f"--resume: no checkpoint at {args.checkpoint.resolve()}")
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    check_writable_dir(args.out, "--out folder")                # fail now, not after the training
+    check_writable(args.checkpoint, "--checkpoint")
     set_seed(args.seed)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -94,13 +132,16 @@ def main(argv: list[str] | None = None) -> dict:
     model = make_gpt(tok.vocab_size, context=args.context, n_layers=args.layers, d_model=args.d_model,
                      n_heads=args.heads, d_ff=args.d_ff, dropout=args.dropout).to(device)
     params = count_parameters(model)
+    budget = f"{args.minutes:g} min budget" if args.steps is None else f"{args.steps} steps"
     print(f"{params:,} parameters; {len(train_ids):,} training and {len(valid_ids):,} validation characters; "
-          f"vocab {tok.vocab_size}; {device} with {torch.get_num_threads()} threads; {args.minutes:g} min budget")
+          f"vocab {tok.vocab_size}; {device} with {torch.get_num_threads()} threads; {budget}")
 
     t0 = time.perf_counter()
-    losses = train_gpt(model, train_ids.to(device), max_seconds=args.minutes * 60, batch_size=args.batch,
+    losses = train_gpt(model, train_ids.to(device), steps=args.steps,
+                       max_seconds=None if args.minutes is None else args.minutes * 60, batch_size=args.batch,
                        lr=args.lr, warmup=args.warmup, min_lr=args.min_lr, weight_decay=args.weight_decay,
-                       clip_norm=args.clip_norm, seed=args.seed, progress=not args.no_progress)
+                       clip_norm=args.clip_norm, seed=args.seed, progress=not args.no_progress,
+                       checkpoint_path=args.checkpoint, checkpoint_every=args.checkpoint_every, resume=args.resume)
     wall_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     val_loss = evaluate_loss(model, valid_ids.to(device))
@@ -115,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
         "steps": steps, "chars_seen": steps * args.batch * args.context,
         "params": params,
         "config": dict(model.config),
-        "recipe": {k: getattr(args, k) for k in ("minutes", "batch", "lr", "min_lr", "warmup", "weight_decay",
+        "recipe": {k: getattr(args, k) for k in ("minutes", "steps", "batch", "lr", "min_lr", "warmup", "weight_decay",
                                                  "clip_norm", "seed")},
         "split": "first 90 % of input.txt trains, last 10 % validates (all of it evaluated)",
         "device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
@@ -124,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
         "command": " ".join(["python", "benchmarks/train_gpt.py", *(sys.argv[1:] if argv is None else argv)]),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gpt_shakespeare.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (args.out / "gpt_shakespeare.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     print(f"{steps} steps in {wall_s / 60:.2f} min; validation loss {val_loss:.4f} nats/char "
           f"({report['val_bits_per_char']:.3f} bits/char), evaluated in {eval_s:.1f} s; "
           f"wrote {args.out / 'gpt_shakespeare.json'}")

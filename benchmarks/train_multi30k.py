@@ -16,12 +16,20 @@ warm-up steps (``utils.train``). Validation loss every epoch; at the end the tes
 greedily (``utils.decode.greedy_decode``) and scored with sacreBLEU (13a, cased; our own
 ``utils.bleu.corpus_bleu`` must agree).
 
-Writes ``checkpoints/multi30k.pt`` (git-ignored; ``--resume`` continues from it) and, under ``--out``
+Writes ``checkpoints/multi30k.pt`` (git-ignored; ``--resume`` continues from it; also written when
+the run stops with an error or Ctrl-C) and, under ``--out``
 (default ``benchmarks/results``), ``multi30k_test.hyp.en`` (one translation a line) and
 ``multi30k.json`` (parameters, steps, tokens/s, wall time, device, validation loss, test BLEU with
 the sacreBLEU signature). Check the BLEU from the committed file with::
 
     sacrebleu ../shared/data/multi30k/test_2016_flickr.en -i benchmarks/results/multi30k_test.hyp.en
+
+**Resuming is exact** in one process: an interrupted run continued with ``--resume`` ends with the same
+weights, bit for bit, as the uninterrupted one, with or without ``--average`` (whose snapshots are
+kept in ``<checkpoint>.snapshots.pt``); ``tests/test_benchmarks.py`` proves it on a tiny run
+(``--limit`` uses the first N sentence pairs of each split). Every output path is checked before
+the first step. Under ``torchrun`` each process re-seeds its dropout stream from (seed, rank, step)
+after a resume, so there a resumed run is a valid continuation but not the same numbers.
 
 Under ``torchrun`` every process reads its own shard of each epoch's batches; gradients are averaged
 by DistributedDataParallel (gloo on CPUs, NCCL on GPUs); on a GPU the forward pass runs in bf16.
@@ -32,6 +40,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import math
 import os
 import sys
 import time
@@ -53,7 +62,7 @@ from utils.data import load_multi30k  # noqa: E402
 from utils.decode import beam_search, greedy_decode  # noqa: E402
 from utils.model import count_parameters, make_model  # noqa: E402
 from utils.tokenize import BPETokenizer, tokenizer_from_dict  # noqa: E402
-from utils.checkpoint import load_checkpoint  # noqa: E402
+from utils.checkpoint import check_writable, check_writable_dir, load_checkpoint, save_checkpoint  # noqa: E402
 from utils.train import evaluate, make_optimizer, resume, train, warmup_schedule  # noqa: E402
 
 
@@ -66,6 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "multi30k.pt")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None,
+                   help="use only the first N sentence pairs of each split (smoke runs and tests)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads per process (default: PyTorch's choice)")
     g = p.add_argument_group("model")
     g.add_argument("--vocab", type=int, default=8000, help="joint BPE vocabulary size")
@@ -92,7 +103,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.minutes is None and args.steps is None:
         args.minutes = 30.0
+    check_args(p, args)
     return args
+
+
+def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse values that would fail late or train nonsense, before any data is read."""
+    def bad(name: str, value, rule: str) -> None:
+        p.error(f"--{name.replace('_', '-')} must be {rule}, got {value}")
+
+    for name in ("minutes", "lr_scale", "clip_norm"):
+        v = getattr(args, name)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            bad(name, v, "a positive number")
+    for name in ("steps", "limit", "threads", "d_model", "layers", "heads", "d_ff", "max_tokens", "warmup",
+                 "checkpoint_every", "average_every"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            bad(name, v, "a positive int")
+    for name in ("average", "beam"):
+        if getattr(args, name) < 0:
+            bad(name, getattr(args, name), "0 or more")
+    if args.vocab <= 4:
+        bad("vocab", args.vocab, "above the 4 special tokens")
+    if not 0.0 <= args.dropout < 1.0:
+        bad("dropout", args.dropout, "in [0, 1)")
+    if not 0.0 <= args.smoothing <= 1.0:
+        bad("smoothing", args.smoothing, "in [0, 1]")
+    if not (math.isfinite(args.alpha) and args.alpha >= 0):
+        bad("alpha", args.alpha, "a number >= 0")
+    if args.d_model % args.heads:
+        p.error(f"--heads {args.heads} does not divide --d-model {args.d_model}")
+    if args.resume and not args.checkpoint.is_file():
+        p.error(f"--resume: no checkpoint at {args.checkpoint.resolve()}; train without --resume first")
 
 
 def setup_distributed(choice: str | None) -> tuple[int, int, torch.device]:
@@ -145,11 +188,16 @@ def main(argv: list[str] | None = None) -> dict | None:
     args = parse_args(argv)
     rank, world_size, device = setup_distributed(args.device)
     main_process = rank == 0
+    if main_process:                                     # fail now, not after the training
+        check_writable_dir(args.out, "--out folder")
+        check_writable(args.checkpoint, "--checkpoint")
     set_seed(args.seed)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     ds = load_multi30k()
+    if args.limit is not None:
+        ds = {split: ds[split].select(range(min(args.limit, len(ds[split])))) for split in ds}
     if args.resume:
         tok = tokenizer_from_dict(load_checkpoint(args.checkpoint)["tokenizer"])
     else:
@@ -167,8 +215,13 @@ def main(argv: list[str] | None = None) -> dict | None:
                        share_embeddings=True).to(device)
     optimizer = make_optimizer(model)
     scheduler = warmup_schedule(optimizer, args.d_model, args.warmup, scale=args.lr_scale)
-    state = resume(args.checkpoint, model, optimizer, scheduler) if args.resume else None
     torch.manual_seed(args.seed * 1000 + rank)            # each process its own dropout stream
+    state = resume(args.checkpoint, model, optimizer, scheduler) if args.resume else None
+    # resume() restored the random state saved with the checkpoint: re-seeding here would make the
+    # resumed run differ from the uninterrupted one. Under torchrun only rank 0's state was saved,
+    # so every process takes a stream of its own from (seed, rank, step) instead.
+    if state is not None and world_size > 1:
+        torch.manual_seed((args.seed * 1000 + rank) * 1_000_003 + state.step)
     net = model if world_size == 1 else torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
     if main_process:
@@ -186,13 +239,27 @@ def main(argv: list[str] | None = None) -> dict | None:
         last_valid = state.valid[-1]
     else:  # train in chunks of --average-every steps; average the weights after the last --average chunks
         snapshots: collections.deque = collections.deque(maxlen=args.average)
+        snapshot_steps: collections.deque = collections.deque(maxlen=args.average)
+        snapshot_path = args.checkpoint.with_suffix(".snapshots.pt")
+        if state is not None and snapshot_path.is_file():   # the snapshots taken before the interruption
+            saved = load_checkpoint(snapshot_path)
+            for step, snap in zip(saved["steps"], saved["snapshots"]):
+                if step <= state.step:
+                    snapshot_steps.append(step)
+                    snapshots.append(snap)
         while True:
-            left = None if args.minutes is None else args.minutes - (time.perf_counter() - t0) / 60
-            goal = (state.step if state is not None else 0) + args.average_every
+            left = None if args.minutes is None else max(0.0, args.minutes - (time.perf_counter() - t0) / 60)
+            done = state.step if state is not None else 0
+            goal = (done // args.average_every + 1) * args.average_every   # the same points after a resume
             goal = goal if args.steps is None else min(goal, args.steps)
             state = train(net, train_data, optimizer, scheduler, state=state, max_steps=goal, max_minutes=left,
                           **common)
-            snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+            if not snapshot_steps or snapshot_steps[-1] != state.step:
+                snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+                snapshot_steps.append(state.step)
+                if main_process:
+                    save_checkpoint(snapshot_path, {}, dict(model.config), steps=list(snapshot_steps),
+                                    snapshots=list(snapshots))
             if state.step < goal or (args.steps is not None and state.step >= args.steps):
                 break                                    # out of time (every process stops at one step)
         last_valid = state.valid[-1]
@@ -223,7 +290,7 @@ def main(argv: list[str] | None = None) -> dict | None:
                                  "benchmarks/train_multi30k.py", *(sys.argv[1:] if argv is None else argv)]),
             "model": dict(model.config), "parameters": count_parameters(model),
             "recipe": {k: getattr(args, k) for k in ("max_tokens", "warmup", "lr_scale", "smoothing", "clip_norm",
-                                                     "seed", "minutes", "steps")},
+                                                     "seed", "minutes", "steps", "limit")},
             "steps": state.step, "epochs": round(state.step / len(train_data), 2),
             "train_seconds": round(train_seconds, 1), "decode_seconds": round(decode_seconds, 1),
             "target_tokens_per_second": round(float(tokens) / train_seconds, 1),
@@ -245,7 +312,7 @@ def main(argv: list[str] | None = None) -> dict | None:
                               "bleu_detail": str(beam_score), "decode_seconds": round(time.perf_counter() - t1, 1),
                               "hypotheses": "multi30k_test.beam.hyp.en"}
             print(f"beam {args.beam} (alpha {args.alpha}): test {beam_score}")
-        (args.out / "multi30k.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        (args.out / "multi30k.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         print(f"{state.step} steps in {train_seconds / 60:.1f} min ({report['target_tokens_per_second']:.0f} "
               f"target tokens/s); valid loss {last['loss']:.3f} (ppl {last['ppl']:.2f}); test {score} "
               f"[{bleu.get_signature()}]; wrote {args.out}")

@@ -292,11 +292,13 @@ def test_benchmark_script_runs_and_writes_its_report(tmp_path):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     report = script.main(["--minutes", "0.02", "--d-model", "16", "--layers", "1", "--heads", "2", "--context", "32",
-                          "--warmup", "5", "--out", str(tmp_path), "--no-progress", "--threads", "1"])
+                          "--warmup", "5", "--out", str(tmp_path), "--no-progress", "--threads", "1",
+                          "--checkpoint", str(tmp_path / "gpt.pt")])              # not the repository's checkpoints/
     saved = json.loads((tmp_path / "gpt_shakespeare.json").read_text())
     assert saved == report
     for key in ("val_loss", "wall_s", "params", "device", "steps", "config", "torch"):
         assert key in saved, f"the report lacks {key}"
     assert saved["steps"] >= 1 and 1.0 < saved["val_loss"] < 5.0 and saved["config"]["d_model"] == 16
+    assert (tmp_path / "gpt.pt").is_file(), "the run is checkpointed"
     with pytest.raises(SystemExit):
         script.parse_args(["--minutes", "0"])

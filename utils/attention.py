@@ -67,6 +67,11 @@ def _check_mask(mask: Tensor, scores_shape: tuple[int, ...]) -> None:
 
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}; wrap it: torch.as_tensor({name})")
+        if not x.dtype.is_floating_point:
+            raise TypeError(f"{name} must be a floating-point tensor (vectors, not ids), got {x.dtype}; use {name}.float()")
     if q.dim() < 2 or k.dim() < 2 or v.dim() < 2:
         raise ValueError(f"q, k, v need at least 2 dimensions (..., seq, d); got shapes "
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
@@ -77,6 +82,18 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
     if k.shape[-2] != v.shape[-2]:
         raise ValueError(f"k and v must have one row per key (the same seq_k): k has {k.shape[-2]} "
                          f"(shape {tuple(k.shape)}), v has {v.shape[-2]} (shape {tuple(v.shape)})")
+    try:
+        torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except RuntimeError:
+        raise ValueError(f"the leading (batch, head) dimensions of q, k, v must match or broadcast: got shapes "
+                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}") from None
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k, v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}; convert with .to(q.dtype)")
+
+
+def _check_dropout(p: float, name: str = "dropout_p") -> None:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1), got {p!r}; use 0.0 to switch dropout off")
 
 
 # -- the function ---------------------------------------------------------------------------
@@ -98,11 +115,14 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
         each row summing to 1 (0 for fully masked rows), taken *before* dropout.
 
     Raises:
-        ValueError: q and k with different ``d_k``, k and v with different ``seq_k``, or a mask
-            whose shape cannot broadcast to the scores.
-        TypeError: a mask that is not boolean (e.g. an additive float mask).
+        ValueError: q and k with different ``d_k``, k and v with different ``seq_k``, leading
+            dimensions that do not broadcast, a mask whose shape cannot broadcast to the scores, or
+            ``dropout_p`` outside [0, 1).
+        TypeError: a mask that is not boolean (e.g. an additive float mask); q, k, v that are not
+            floating-point tensors of one dtype.
     """
     _check_qkv(q, k, v)
+    _check_dropout(dropout_p)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., seq_q, seq_k)
     if mask is not None:
         _check_mask(mask, tuple(scores.shape))
@@ -172,23 +192,39 @@ def mask_from_torch(attn_mask: Tensor | None = None, key_padding_mask: Tensor | 
         ValueError: float masks holding values other than 0 and -inf (they add a bias, which a
             boolean mask cannot express), or a 3-D ``attn_mask`` without ``n_heads``.
     """
-    def allowed(m: Tensor) -> Tensor:
+    def allowed(m: Tensor, name: str) -> Tensor:
+        if not isinstance(m, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(m).__name__}")
         if m.dtype == torch.bool:
             return ~m
+        if not m.dtype.is_floating_point:
+            raise TypeError(f"{name} has the integer dtype {m.dtype}; PyTorch's masks are boolean (True = blocked) "
+                            f"or float (0 = attend, -inf = blocked). For a 0/1 mask with 1 = blocked pass "
+                            f"{name}.bool()")
         if not bool(((m == 0) | (m == float("-inf"))).all()):
             raise ValueError("a float mask can only be translated when it holds just 0 (attend) and -inf "
                              "(blocked); other values are an additive bias, not a mask")
         return m == 0
 
     ours = None
+    if n_heads is not None and (isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads < 1):
+        raise ValueError(f"n_heads must be a positive int, got {n_heads!r}")
     if attn_mask is not None:
-        ours = allowed(attn_mask)
+        ours = allowed(attn_mask, "attn_mask")
+        if ours.dim() not in (2, 3):
+            raise ValueError(f"attn_mask must be (seq_q, seq_k) or (batch * n_heads, seq_q, seq_k), got shape "
+                             f"{tuple(attn_mask.shape)}")
         if ours.dim() == 3:
             if n_heads is None:
                 raise ValueError("a 3-D attn_mask (batch * n_heads, seq_q, seq_k) needs n_heads to unflatten it")
-            ours = ours.view(-1, n_heads, *ours.shape[-2:])
+            if ours.shape[0] % n_heads:
+                raise ValueError(f"a 3-D attn_mask has batch * n_heads rows, but {ours.shape[0]} is not a multiple of "
+                                 f"n_heads={n_heads}; pass the model's n_heads (shape {tuple(attn_mask.shape)})")
+            ours = ours.reshape(-1, n_heads, *ours.shape[-2:])
     if key_padding_mask is not None:
-        kp = allowed(key_padding_mask)[:, None, None, :]  # (batch, 1, 1, seq_k)
+        if isinstance(key_padding_mask, Tensor) and key_padding_mask.dim() != 2:
+            raise ValueError(f"key_padding_mask must be (batch, seq_k), got shape {tuple(key_padding_mask.shape)}")
+        kp = allowed(key_padding_mask, "key_padding_mask")[:, None, None, :]  # (batch, 1, 1, seq_k)
         ours = kp if ours is None else ours & kp
     return ours
 
@@ -218,14 +254,13 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
-        if d_model < 1 or n_heads < 1:
-            raise ValueError(f"d_model and n_heads must be positive, got d_model={d_model}, n_heads={n_heads}")
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in (d_model, n_heads)) or d_model < 1 or n_heads < 1:
+            raise ValueError(f"d_model and n_heads must be positive ints, got d_model={d_model!r}, n_heads={n_heads!r}")
         if d_model % n_heads:
             divisors = ", ".join(str(d) for d in range(1, min(d_model, 16) + 1) if d_model % d == 0)
             raise ValueError(f"n_heads={n_heads} does not divide d_model={d_model}; "
                              f"pick a divisor such as {divisors}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        _check_dropout(dropout, "dropout")
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
         self.dropout = float(dropout)
         self.in_proj_weight = nn.Parameter(torch.empty(3 * d_model, d_model))  # [W_Q; W_K; W_V]

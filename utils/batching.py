@@ -59,8 +59,14 @@ def pad_sequences(seqs: Sequence[Sequence[int]], pad_id: int = 0) -> Tensor:
     Raises:
         ValueError: for no sequences, or an empty sequence (every sentence needs a token).
     """
+    if isinstance(seqs, (str, Tensor)) or not hasattr(seqs, "__len__"):
+        raise TypeError(f"seqs must be a list of id lists, got {type(seqs).__name__}")
+    if isinstance(pad_id, bool) or not isinstance(pad_id, int):
+        raise TypeError(f"pad_id must be an int, got {pad_id!r}")
     if len(seqs) == 0:
         raise ValueError("cannot pad an empty list of sequences")
+    if any(isinstance(s, str) for s in seqs):
+        raise TypeError("seqs hold strings; encode the sentences first (tok.encode_batch(texts, add_special=True))")
     lengths = [len(s) for s in seqs]
     if min(lengths) == 0:
         raise ValueError(f"sequence {lengths.index(0)} is empty; encode with add_special=True so every "
@@ -80,6 +86,8 @@ def teacher_forcing(tgt: Tensor) -> tuple[Tensor, Tensor]:
     """
     if tgt.dim() != 2 or tgt.shape[1] < 2:
         raise ValueError(f"targets must be (batch, T >= 2) ids such as <bos> ... <eos>, got shape {tuple(tgt.shape)}")
+    if tgt.dtype.is_floating_point or tgt.dtype == torch.bool:
+        raise TypeError(f"targets must hold integer ids (torch.long), got {tgt.dtype}")
     return tgt[:, :-1], tgt[:, 1:]
 
 
@@ -142,9 +150,15 @@ def token_budget_batches(src_lens: Sequence[int], tgt_lens: Sequence[int], max_t
 
 
 def fixed_size_batches(n: int, batch_size: int, seed: int = 0, shuffle: bool = True) -> list[list[int]]:
-    """The naive way, for comparison: ``batch_size`` random pairs a batch, whatever their lengths."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    """The naive way, for comparison: ``batch_size`` random pairs a batch, whatever their lengths.
+
+    Raises:
+        ValueError: ``n`` negative or ``batch_size`` not a positive int.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be positive (an int), got {batch_size!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n (the number of pairs) must be an int >= 0, got {n!r}")
     order = list(range(n))
     if shuffle:
         random.Random(seed).shuffle(order)
@@ -152,7 +166,16 @@ def fixed_size_batches(n: int, batch_size: int, seed: int = 0, shuffle: bool = T
 
 
 def padding_fraction(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> float:
-    """Share of the padded ``(batch, longest)`` positions that are padding, over all batches."""
+    """Share of the padded ``(batch, longest)`` positions that are padding, over all batches.
+
+    Raises:
+        ValueError: an empty batch or an index outside ``lengths``.
+    """
+    if any(len(b) == 0 for b in batches):
+        raise ValueError("batches hold an empty batch; every batch needs at least one index")
+    bad = [i for b in batches for i in b if not 0 <= i < len(lengths)]
+    if bad:
+        raise ValueError(f"index {bad[0]} is outside lengths (0 .. {len(lengths) - 1}); pass the lengths of the same corpus")
     total = sum(len(b) * max(lengths[i] for i in b) for b in batches)
     real = sum(lengths[i] for b in batches for i in b)
     return 1.0 - real / total if total else 0.0
@@ -170,7 +193,9 @@ class TokenBatches:
             (the few left over when the count does not divide evenly are dropped for that epoch).
 
     Raises:
-        ValueError: corpora of different sizes, an empty corpus, or a bad ``rank``.
+        ValueError: corpora of different sizes, an empty corpus, an empty sentence, a
+            ``world_size`` below 1 or a ``rank`` outside ``0 .. world_size - 1``.
+        TypeError: sentences given as text instead of id lists.
     """
 
     def __init__(self, src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]], max_tokens: int,
@@ -179,8 +204,24 @@ class TokenBatches:
             raise ValueError(f"{len(src_ids)} source sentences but {len(tgt_ids)} targets; pairs must line up")
         if len(src_ids) == 0:
             raise ValueError("the corpus is empty")
+        for name, v in (("world_size", world_size), ("rank", rank), ("seed", seed), ("pad_id", pad_id)):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{name} must be an int, got {v!r}")
+        if world_size < 1:
+            raise ValueError(f"world_size must be at least 1 (the number of processes), got {world_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in 0 .. world_size - 1 = {world_size - 1}, got {rank}")
+        for name, corpus in (("src_ids", src_ids), ("tgt_ids", tgt_ids)):
+            if isinstance(corpus, str) or isinstance(corpus[0], str):
+                raise TypeError(f"{name} must hold id lists; encode the sentences first "
+                                "(tok.encode_batch(texts, add_special=True))")
+            empty = next((i for i, x in enumerate(corpus) if len(x) == 0), None)
+            if empty is not None:
+                raise ValueError(f"{name}[{empty}] is empty; encode with add_special=True so every sentence has "
+                                 "<bos> and <eos>")
+        if len(tgt_ids[0]) < 2:
+            raise ValueError("targets need at least 2 ids (<bos> ... <eos>) for teacher forcing; encode them "
+                             "with add_special=True")
         self.src_ids, self.tgt_ids = list(src_ids), list(tgt_ids)
         self.max_tokens, self.pad_id, self.shuffle, self.seed = max_tokens, pad_id, shuffle, seed
         self.rank, self.world_size = rank, world_size

@@ -80,12 +80,29 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str] | Sequence[
     """BLEU of a whole test set, as ``sacrebleu.corpus_bleu(hypotheses, [references])`` (13a, cased, exp).
 
     Raises:
-        ValueError: a reference stream whose length differs from the hypotheses', or no hypotheses.
+        ValueError: a reference stream whose length differs from the hypotheses', no hypotheses, or a
+            ``max_order`` below 1.
+        TypeError: a single string where a list of sentences is expected (it would be scored one
+            character a sentence), or items that are not strings.
     """
+    for name, v in (("hypotheses", hypotheses), ("references", references)):
+        if isinstance(v, (str, bytes)):
+            raise TypeError(f"{name} must be a list of sentences, got a single string ({v[:30]!r}...); wrap it in a list")
+    if isinstance(max_order, bool) or not isinstance(max_order, int) or max_order < 1:
+        raise ValueError(f"max_order must be a positive int (4 for BLEU-4), got {max_order!r}")
+    hypotheses = list(hypotheses)
+    bad = next((i for i, h in enumerate(hypotheses) if not isinstance(h, str)), None)
+    if bad is not None:
+        raise TypeError(f"hypotheses[{bad}] is a {type(hypotheses[bad]).__name__}, not a str; decode ids to text first "
+                        "(tok.decode(ids))")
     if len(hypotheses) == 0:
         raise ValueError("no hypotheses to score")
-    streams = [references] if all(isinstance(r, str) for r in references) else list(references)
+    references = list(references)
+    streams = [references] if all(isinstance(r, str) for r in references) else references
     for stream in streams:
+        if isinstance(stream, str) or not all(r is None or isinstance(r, str) for r in stream):
+            raise TypeError("references must be one list of sentences, or a list of such lists (one per reference "
+                            "set); got a mix of strings and other items")
         if len(stream) != len(hypotheses):
             raise ValueError(f"{len(hypotheses)} hypotheses but a reference stream of {len(stream)} lines; "
                              "give one reference per hypothesis")

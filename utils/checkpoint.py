@@ -6,16 +6,23 @@ lists, dicts), so it loads with ``torch.load(..., weights_only=True)`` (no pickl
     {"format": 1, "config": {...}, "model": state_dict, ...anything else you pass...}
 
 It is written atomically: to a temporary file in the same folder, flushed to disk, then renamed
-over the old one, so an interrupted save leaves the previous checkpoint intact.
+over the old one, so an interrupted save leaves the previous checkpoint intact (and no temporary
+file behind). The file gets the permissions the umask gives any new file.
+
+What saves must load: NumPy scalars become Python numbers, NumPy arrays tensors and paths strings;
+anything else that ``weights_only`` loading would refuse (a tokenizer object, a function) is refused
+at save time with an error naming its key. :func:`check_writable` tells before a long run whether a
+path can be written at all.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 FORMAT_VERSION = 1
@@ -25,6 +32,77 @@ class ConfigMismatchError(ValueError):
     """A checkpoint was made for a different model configuration than the one asked for."""
 
 
+_PLAIN = (str, bytes, bytearray, int, float, bool, complex, type(None), torch.Tensor, torch.dtype, torch.device,
+          torch.Size)
+
+
+def to_plain(value: Any, key: str = "value") -> Any:
+    """``value`` as the plain data ``torch.load(weights_only=True)`` accepts: NumPy scalars → Python
+    numbers, NumPy arrays → tensors, paths → strings, tuples/lists/dicts converted inside.
+
+    Raises:
+        TypeError: any other object, naming where it sits (``key``, e.g. ``config['tokenizer']``)
+            and how to store it instead.
+    """
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, dict):
+        return {to_plain(k, f"{key} (a key)"): to_plain(v, f"{key}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [to_plain(v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, (set, frozenset)):
+        return {to_plain(v, f"{key} (an item)") for v in value}
+    hint = " (a tokenizer: store tokenizer.to_dict())" if hasattr(value, "to_dict") else ""
+    hint = hint or (" (a module or optimiser: store its state_dict())" if hasattr(value, "state_dict") else "")
+    raise TypeError(f"{key} is a {type(value).__module__}.{type(value).__qualname__}, which a checkpoint cannot "
+                    f"hold (it loads with weights_only=True){hint}; store tensors, numbers, strings, lists and "
+                    "dicts only")
+
+
+def check_writable(path: str | Path, what: str = "checkpoint") -> Path:
+    """Make sure ``path`` (a file to be written later) can be written: create its folder and write and
+    delete a probe file there. Call it before a long run, so a bad path fails before any work.
+
+    Raises:
+        OSError: naming ``what``, the path and the reason (a folder in its place, no permission, a
+            parent that is a file, ...).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"the {what} path {path.resolve()} is a folder; give a file name such as {path / 'run.pt'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise type(err)(err.errno, f"cannot write the {what} {path.resolve()}: {err.strerror or err}; "
+                        "pick a folder you can write to") from err
+    return path
+
+
+def check_writable_dir(folder: str | Path, what: str = "output folder") -> Path:
+    """:func:`check_writable` for a folder that files will be written into (created if missing)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"the {what} {folder.resolve()} is a file, not a folder; pick another --out")
+    check_writable(folder / "probe", what)
+    return folder
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(path: str | Path, model_state: Mapping[str, torch.Tensor], config: Mapping[str, Any],
                     **extra: Any) -> Path:
     """Write ``{"format", "config", "model", **extra}`` to ``path`` atomically; returns the path.
@@ -32,17 +110,32 @@ def save_checkpoint(path: str | Path, model_state: Mapping[str, torch.Tensor], c
     ``extra`` may hold optimiser / scheduler state dicts, a step count, RNG states, a tokenizer's
     ``to_dict()``: anything made of tensors and plain Python data.
 
+    NumPy numbers and arrays and paths are converted (:func:`to_plain`); the file gets the umask's
+    permissions, like any file the user creates.
+
     Raises:
         ValueError: if ``extra`` uses a reserved key (``format``, ``config``, ``model``).
+        TypeError: a value a ``weights_only`` load would refuse (the message names its key).
     """
     reserved = {"format", "config", "model"} & set(extra)
     if reserved:
         raise ValueError(f"keys {sorted(reserved)} are reserved in a checkpoint; rename them")
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a dict of the model's settings, got {type(config).__name__}")
+    if not isinstance(model_state, Mapping):
+        raise TypeError(f"model_state must be a state dict (model.state_dict()), got {type(model_state).__name__}")
+    payload = {"format": FORMAT_VERSION, "config": to_plain(dict(config), "config"),
+               "model": to_plain(dict(model_state), "model"),
+               **{k: to_plain(v, k) for k, v in extra.items()}}
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"the checkpoint path {path.resolve()} is a folder; give a file name such as "
+                                f"{path / 'run.pt'}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT_VERSION, "config": dict(config), "model": dict(model_state), **extra}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):                      # mkstemp makes 0600; a checkpoint is an ordinary file
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()
@@ -65,14 +158,23 @@ def load_checkpoint(path: str | Path, expected_config: Mapping[str, Any] | None 
     Raises:
         FileNotFoundError: when ``path`` does not exist (the message says so plainly).
         ConfigMismatchError: as above.
-        ValueError: when the file is not a checkpoint written by :func:`save_checkpoint`.
+        ValueError: when the file is not a checkpoint written by :func:`save_checkpoint`: truncated,
+            corrupt, a text file, a bare state dict, or holding objects ``weights_only`` refuses.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; train a model first or check the path")
-    data = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # EOFError, RuntimeError (zip), UnpicklingError, OSError...: all mean "not readable"
+        raise ValueError(f"{path} is not a readable checkpoint (truncated, corrupt or not written by "
+                         f"utils.checkpoint.save_checkpoint): {type(err).__name__}: {str(err)[:200]}") from err
     if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION or "model" not in data:
-        raise ValueError(f"{path} is not a checkpoint written by utils.checkpoint.save_checkpoint")
+        missing = [k for k in ("format", "config", "model") if not isinstance(data, dict) or k not in data]
+        what = (f"a {type(data).__name__}" if not isinstance(data, dict) else
+                f"a dict without the keys {missing} (a bare state dict?)" if missing else
+                f"format {data['format']!r}, not {FORMAT_VERSION}")
+        raise ValueError(f"{path} is not a checkpoint written by utils.checkpoint.save_checkpoint: it holds {what}")
     if expected_config is not None:
         check_config(data["config"], expected_config, source=str(path))
     return data

@@ -41,7 +41,7 @@ class DataNotFoundError(RuntimeError):
 
 def _local_dir() -> Path | None:
     value = os.environ.get(DATA_DIR_VAR)
-    return Path(value).expanduser() if value else None
+    return Path(value).expanduser().resolve() if value else None   # errors show where it really looked
 
 
 def _not_found(hub_id: str, files: list[str], reason: str) -> DataNotFoundError:
@@ -55,9 +55,21 @@ def _not_found(hub_id: str, files: list[str], reason: str) -> DataNotFoundError:
     )
 
 
+def _read_text(path: Path) -> str:
+    """The file's text (UTF-8, a byte-order mark dropped); a clear error naming the file otherwise."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (byte {err.start}: {err.object[err.start:err.start + 4]!r}); "
+                         f"convert it, e.g. iconv -f latin1 -t utf-8 {path.name} > fixed && mv fixed {path.name}") from err
+    if not text.strip():
+        raise ValueError(f"{path} is empty; restore it from the data set (hub id in utils.data)")
+    return text
+
+
 def _read_lines(path: Path) -> list[str]:
-    with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f]
+    lines = _read_text(path).split("\n")          # not splitlines(): that also cuts at \x0c, \u2028, ...
+    return [line.strip() for line in (lines[:-1] if lines[-1] == "" else lines)]
 
 
 def _load_hub(hub_id: str) -> DatasetDict:
@@ -95,7 +107,8 @@ def load_multi30k() -> DatasetDict:
             de = _read_lines(local / f"multi30k/{stem}.de")
             en = _read_lines(local / f"multi30k/{stem}.en")
             if len(de) != len(en):
-                raise ValueError(f"multi30k/{stem}.de has {len(de)} lines but .en has {len(en)}; the files must be parallel")
+                raise ValueError(f"{local / f'multi30k/{stem}.de'} has {len(de)} lines but .en has {len(en)} "
+                                 f"({local / f'multi30k/{stem}.en'}); the files must be parallel")
             splits[split] = Dataset.from_dict({"de": de, "en": en})
         return DatasetDict(splits)
     try:
@@ -121,7 +134,7 @@ def load_tiny_shakespeare() -> DatasetDict:
         path = local / SHAKESPEARE_FILE
         if not path.is_file():
             raise _not_found(SHAKESPEARE_HUB_ID, [SHAKESPEARE_FILE], f"{DATA_DIR_VAR}={str(local)!r} lacks {SHAKESPEARE_FILE}.")
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path)
         i = int(len(text) * 0.9)
         j = i + (len(text) - i) // 2
         parts = {"train": text[:i], "validation": text[i:j], "test": text[j:]}

@@ -37,15 +37,39 @@ from .batching import pad_sequences
 __all__ = ["beam_search", "greedy_decode", "length_penalty", "translate"]
 
 
-def _check_args(model: nn.Module, src_ids: Tensor, max_len: int) -> None:
+def _check_args(model: nn.Module, src_ids: Tensor, max_len: int, bos_id: int = 1, eos_id: int = 2) -> None:
+    for name in ("encode", "decode", "pad_id"):
+        if not hasattr(model, name):
+            raise TypeError(f"model must be an encoder–decoder with encode, decode and pad_id (utils.model.make_model), "
+                            f"but {type(model).__name__} has no {name!r}")
     if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
         raise ValueError(f"max_len must be a positive int (the most tokens to generate), got {max_len!r}")
-    limit = getattr(model, "config", {}).get("max_len")
+    config = getattr(model, "config", {})
+    limit = config.get("max_len")
     if limit is not None and max_len > limit:
         raise ValueError(f"max_len={max_len} is longer than the model's positional table (max_len={limit}); "
                          f"ask for at most {limit} tokens or build the model with a larger max_len")
-    if src_ids.dim() != 2 or src_ids.shape[0] == 0:
+    if not isinstance(src_ids, Tensor):
+        raise TypeError(f"src_ids must be a (batch, src_len) tensor of ids, got {type(src_ids).__name__}; "
+                        "for one sentence use torch.tensor([ids])")
+    if src_ids.dim() != 2 or src_ids.shape[0] == 0 or src_ids.shape[1] == 0:
         raise ValueError(f"src_ids must be a non-empty (batch, src_len) tensor of ids, got shape {tuple(src_ids.shape)}")
+    if src_ids.dtype.is_floating_point or src_ids.dtype == torch.bool:
+        raise TypeError(f"src_ids must hold integer ids (torch.long), got {src_ids.dtype}")
+    src_vocab, tgt_vocab = config.get("src_vocab"), config.get("tgt_vocab")
+    if src_vocab is not None and (int(src_ids.min()) < 0 or int(src_ids.max()) >= src_vocab):
+        raise ValueError(f"src_ids hold ids {int(src_ids.min())} .. {int(src_ids.max())}, outside the model's source "
+                         f"vocabulary 0 .. {src_vocab - 1}; encode with the tokenizer the model was trained with")
+    pad_id = model.pad_id
+    for name, v in (("bos_id", bos_id), ("eos_id", eos_id)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0 or (tgt_vocab is not None and v >= tgt_vocab):
+            raise ValueError(f"{name} must be an id in the target vocabulary"
+                             f"{f' (0 .. {tgt_vocab - 1})' if tgt_vocab else ''}, got {v!r}")
+    if eos_id in (pad_id, bos_id):
+        raise ValueError(f"eos_id={eos_id} equals {'pad_id' if eos_id == pad_id else 'bos_id'}, which is never "
+                         "generated, so decoding would never stop; utils.tokenize uses <bos>=1, <eos>=2, <pad>=0")
+    if bos_id == pad_id:
+        raise ValueError(f"bos_id={bos_id} equals the model's pad_id: the start token would be masked as padding")
 
 
 def _cache_for(model: nn.Module, use_cache: bool) -> KVCache | None:
@@ -92,7 +116,7 @@ def greedy_decode(model: nn.Module, src_ids: Tensor, max_len: int, bos_id: int =
         ValueError: ``max_len`` not a positive int or longer than the model's positional table;
             ``src_ids`` not 2-D or empty.
     """
-    _check_args(model, src_ids, max_len)
+    _check_args(model, src_ids, max_len, bos_id, eos_id)
     pad_id = model.pad_id
     was_training = model.training
     model.eval()
@@ -133,7 +157,16 @@ def greedy_decode(model: nn.Module, src_ids: Tensor, max_len: int, bos_id: int =
 def length_penalty(length: int, alpha: float) -> float:
     """Wu et al. (2016): ``lp(Y) = ((5 + |Y|) / 6) ** alpha``. A finished translation is ranked by
     ``log P(Y | X) / lp(Y)``; ``alpha = 0`` ranks by plain log-probability (which favours short
-    outputs, since every token multiplies in a probability below 1), larger ``alpha`` favours longer ones."""
+    outputs, since every token multiplies in a probability below 1), larger ``alpha`` favours longer ones.
+
+    Raises:
+        ValueError: a negative ``length`` (the power of a negative base is complex) or an ``alpha``
+            that is negative or not finite.
+    """
+    if isinstance(length, bool) or not isinstance(length, (int, float)) or not length >= 0:
+        raise ValueError(f"length must be a number of tokens >= 0, got {length!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < float("inf"):
+        raise ValueError(f"alpha must be a finite number >= 0 (0.6 in the paper; 0 = no penalty), got {alpha!r}")
     return ((5.0 + length) / 6.0) ** alpha
 
 
@@ -171,7 +204,7 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
         ValueError: ``beam_size`` not a positive int, a negative ``length_penalty_alpha``, or the
             arguments :func:`greedy_decode` refuses.
     """
-    _check_args(model, src_ids, max_len)
+    _check_args(model, src_ids, max_len, bos_id, eos_id)
     if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
         raise ValueError(f"beam_size must be a positive int (4 in the paper; 1 is greedy), got {beam_size!r}")
     if not length_penalty_alpha >= 0:

@@ -73,6 +73,8 @@ class TokenEmbedding(nn.Module):
         super().__init__()
         _check_size("vocab_size", vocab_size)
         _check_size("d_model", d_model)
+        if pad_id is not None and (isinstance(pad_id, bool) or not isinstance(pad_id, int)):
+            raise TypeError(f"pad_id must be an int id or None, got {pad_id!r}")
         if pad_id is not None and not 0 <= pad_id < vocab_size:
             raise ValueError(f"pad_id={pad_id} is outside the vocabulary of {vocab_size} tokens")
         self.vocab_size, self.d_model, self.pad_id = vocab_size, d_model, pad_id
@@ -84,6 +86,8 @@ class TokenEmbedding(nn.Module):
         self.scale = math.sqrt(d_model)
 
     def forward(self, ids: Tensor) -> Tensor:
+        if not isinstance(ids, Tensor):
+            raise TypeError(f"ids must be a tensor of token ids, got {type(ids).__name__}; use torch.tensor(ids)")
         if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
             raise TypeError(f"token ids must be integers (torch.long), got {ids.dtype}; "
                             f"pass the tokenizer's ids, e.g. torch.tensor(ids, dtype=torch.long)")
@@ -129,8 +133,10 @@ class PositionalEncoding(nn.Module):
 
     def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0):
         super().__init__()
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        _check_size("d_model", d_model)
+        _check_size("max_len", max_len)
         self.d_model, self.max_len = d_model, max_len
         self.register_buffer("pe", sinusoidal_positional_encoding(max_len, d_model), persistent=False)
         self.dropout = nn.Dropout(dropout)
@@ -159,8 +165,10 @@ class LearnedPositionalEmbedding(nn.Module):
         super().__init__()
         _check_size("d_model", d_model)
         _check_size("max_len", max_len)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        _check_size("d_model", d_model)
+        _check_size("max_len", max_len)
         self.d_model, self.max_len = d_model, max_len
         self.embedding = nn.Embedding(max_len, d_model)
         self.dropout = nn.Dropout(dropout)

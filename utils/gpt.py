@@ -142,6 +142,11 @@ def make_gpt(vocab_size: int, context: int = 128, n_layers: int = 4, d_model: in
                     ("d_model", d_model), ("n_heads", n_heads), ("d_ff", d_ff)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if d_model % n_heads:
+        divisors = ", ".join(str(k) for k in range(1, min(d_model, 16) + 1) if d_model % k == 0)
+        raise ValueError(f"n_heads={n_heads} does not divide d_model={d_model}; pick a divisor such as {divisors}")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}; use 0.0 to switch it off")
     config = dict(vocab_size=vocab_size, context=context, n_layers=n_layers, d_model=d_model, n_heads=n_heads,
                   d_ff=d_ff, dropout=float(dropout), positions=positions)
     model = GPT(config)
@@ -275,8 +280,13 @@ def evaluate_loss(model: GPT, data: Tensor, context: int | None = None, batch_si
         ValueError: ``data`` not 1-D or with fewer than 2 tokens, or ``context`` above the model's.
     """
     context = model.context if context is None else context
+    if isinstance(context, bool) or not isinstance(context, int) or context < 1:
+        raise ValueError(f"context must be a positive int (or None for the model's), got {context!r}")
     if context > model.context:
         raise ValueError(f"context={context} exceeds the model's context of {model.context}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    _check_ids(data, "data")
     if data.dim() != 1 or data.numel() < 2:
         raise ValueError(f"data must be a 1-D tensor of at least 2 token ids, got shape {tuple(data.shape)}")
     device = next(model.parameters()).device
@@ -302,6 +312,14 @@ def evaluate_loss(model: GPT, data: Tensor, context: int | None = None, batch_si
     return total / count
 
 
+def _check_ids(data: Tensor, name: str) -> None:
+    if not isinstance(data, Tensor):
+        raise TypeError(f"{name} must be a 1-D tensor of token ids (torch.tensor(tok.encode(text))), "
+                        f"got {type(data).__name__}")
+    if data.dtype.is_floating_point or data.dtype.is_complex or data.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer token ids (torch.long), got {data.dtype}; use .long()")
+
+
 def lr_at(step: int, progress: float, lr: float, warmup: int, min_lr: float) -> float:
     """Linear warm-up over ``warmup`` steps times a cosine from ``lr`` down to ``min_lr``.
 
@@ -315,7 +333,8 @@ def lr_at(step: int, progress: float, lr: float, warmup: int, min_lr: float) -> 
 def train_gpt(model: GPT, data: Tensor, *, steps: int | None = None, max_seconds: float | None = None,
               batch_size: int = 32, context: int | None = None, lr: float = 2e-3, warmup: int = 100,
               min_lr: float | None = None, weight_decay: float = 0.1, clip_norm: float | None = 1.0,
-              seed: int = 0, progress: bool = False) -> list[float]:
+              seed: int = 0, progress: bool = False, checkpoint_path: Any = None,
+              checkpoint_every: int | None = None, resume: bool = False) -> list[float]:
     """Train on random windows of ``data`` with AdamW, warm-up + cosine (:func:`lr_at`) and clipping.
 
     Stops after ``steps`` optimiser steps or ``max_seconds`` of wall time, whichever comes first; the
@@ -328,51 +347,136 @@ def train_gpt(model: GPT, data: Tensor, *, steps: int | None = None, max_seconds
         context: window length (default: the model's).
         min_lr: where the cosine ends (default ``lr / 10``).
         progress: show a tqdm bar.
+        checkpoint_path: a file path (str or Path); write the run there (weights, config, optimiser, the window generator and
+            PyTorch's random state, the losses so far, the recipe) every ``checkpoint_every`` steps,
+            at the end, and when the run stops with an error (Ctrl-C, a NaN loss): nothing trained
+            is lost. The path is checked before the first step.
+        resume: continue the run saved at ``checkpoint_path`` (same recipe, same model config). With
+            ``steps`` the resumed run equals the uninterrupted one bit for bit (on the CPU).
 
     Returns:
-        The training loss of every step (floats).
+        The training loss of every step (floats), the resumed run's earlier steps included.
 
     Raises:
-        ValueError: neither ``steps`` nor ``max_seconds`` given, or non-positive values.
+        ValueError: neither ``steps`` nor ``max_seconds`` given, non-positive sizes or rates,
+            ``min_lr`` above ``lr``, a ``context`` above the model's, too little data, or a checkpoint
+            made with another recipe or model.
+        TypeError: ``data`` not a tensor of integer ids.
+        OSError: ``checkpoint_path`` cannot be written.
+        FloatingPointError: the loss became NaN or infinite (the weights stay the last finite ones).
     """
     if steps is None and max_seconds is None:
         raise ValueError("give steps=..., max_seconds=... or both, so training knows when to stop")
-    if (steps is not None and steps < 1) or (max_seconds is not None and max_seconds <= 0):
-        raise ValueError(f"steps and max_seconds must be positive, got steps={steps}, max_seconds={max_seconds}")
+    if (steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1)) or (
+            max_seconds is not None and not (isinstance(max_seconds, (int, float)) and 0 < max_seconds < math.inf)):
+        raise ValueError(f"steps and max_seconds must be positive, got steps={steps!r}, max_seconds={max_seconds!r}")
     context = model.context if context is None else context
+    for name, v in (("batch_size", batch_size), ("context", context)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if context > model.context:
+        raise ValueError(f"context={context} exceeds the model's context of {model.context}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an int >= 0 (steps of linear warm-up), got {warmup!r}")
     min_lr = lr / 10 if min_lr is None else min_lr
+    for name, v in (("lr", lr), ("min_lr", min_lr), ("weight_decay", weight_decay)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (
+                name == "lr" and v == 0):
+            raise ValueError(f"{name} must be a finite number >= 0 (lr > 0), got {v!r}")
+    if min_lr > lr:
+        raise ValueError(f"min_lr={min_lr} is above lr={lr}; the cosine goes down from lr to min_lr")
+    if clip_norm is not None and not (isinstance(clip_norm, (int, float)) and 0 < clip_norm < math.inf):
+        raise ValueError(f"clip_norm must be a positive number or None, got {clip_norm!r}")
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
+                                         or checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be a positive int or None, got {checkpoint_every!r}")
+    if (checkpoint_every is not None or resume) and checkpoint_path is None:
+        raise ValueError("checkpoint_every and resume need checkpoint_path")
+    _check_ids(data, "data")
+    if data.dim() != 1 or data.numel() < context + 1:
+        raise ValueError(f"data must be a 1-D tensor of at least context + 1 = {context + 1} ids, "
+                         f"got shape {tuple(data.shape)}")
+    from .checkpoint import check_writable, load_checkpoint, save_checkpoint  # here: keeps the imports above short
+
+    recipe = dict(steps=steps, max_seconds=max_seconds, batch_size=batch_size, context=context, lr=float(lr),
+                  warmup=warmup, min_lr=float(min_lr), weight_decay=float(weight_decay),
+                  clip_norm=None if clip_norm is None else float(clip_norm), seed=seed)
+    if checkpoint_path is not None:
+        check_writable(checkpoint_path)                               # fail before the first step
     device = next(model.parameters()).device
     matrices = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
     others = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
     optimizer = torch.optim.AdamW([{"params": matrices, "weight_decay": weight_decay},
                                    {"params": others, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99))
     gen = torch.Generator().manual_seed(seed)
-    model.train()
     losses: list[float] = []
+    step, seconds0 = 0, 0.0
+    if resume:
+        ck = load_checkpoint(checkpoint_path, expected_config=model.config)
+        if "gpt_run" not in ck:
+            raise ValueError(f"{checkpoint_path} holds no GPT training run (key 'gpt_run'); it was not written "
+                             "by train_gpt(checkpoint_path=...)")
+        run = ck["gpt_run"]
+        changed = {k: (run["recipe"].get(k), v) for k, v in recipe.items()
+                   if k not in ("steps", "max_seconds") and run["recipe"].get(k) != v}
+        if changed:
+            raise ValueError(f"{checkpoint_path} was trained with another recipe (setting: saved vs now): "
+                             + ", ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in changed.items())
+                             + "; resume with the same settings")
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        gen.set_state(run["generator"])
+        torch.set_rng_state(run["torch_rng"])
+        step, seconds0, losses = run["step"], run["seconds"], list(run["losses"])
+
+    def save() -> None:
+        if checkpoint_path is not None:
+            run = {"recipe": recipe, "step": step, "seconds": seconds0 + time.perf_counter() - t0,
+                   "losses": losses, "generator": gen.get_state(), "torch_rng": torch.get_rng_state()}
+            save_checkpoint(checkpoint_path, model.state_dict(), model.config, optimizer=optimizer.state_dict(),
+                            gpt_run=run)
+
+    model.train()
     t0 = time.perf_counter()
     bar = tqdm(total=steps if steps is not None else round(max_seconds), disable=not progress,
-               unit="step" if steps is not None else "s", leave=False)
-    step = 0
-    while True:
-        elapsed = time.perf_counter() - t0
-        done = max(step / steps if steps else 0.0, elapsed / max_seconds if max_seconds else 0.0)
-        if done >= 1.0:
-            break
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, done, lr, warmup, min_lr)
-        x, y = random_windows(data, batch_size, context, gen)
-        x, y = x.to(device), y.to(device)
-        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip_norm is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-        optimizer.step()
-        losses.append(loss.item())
-        step += 1
-        bar.update(1 if steps is not None else round(time.perf_counter() - t0) - bar.n)
-        if step % 50 == 0:
-            bar.set_postfix(step=step, loss=f"{sum(losses[-50:]) / 50:.3f}")
+               unit="step" if steps is not None else "s", leave=False, initial=step if steps is not None else 0)
+    saved_at = step if resume else None
+    try:
+        while True:
+            elapsed = seconds0 + time.perf_counter() - t0
+            done = max(step / steps if steps else 0.0, elapsed / max_seconds if max_seconds else 0.0)
+            if done >= 1.0:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, done, lr, warmup, min_lr)
+            x, y = random_windows(data, batch_size, context, gen)
+            x, y = x.to(device), y.to(device)
+            loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"the training loss is {loss.item()} at step {step + 1}; the weights were "
+                                         "not updated with it. Lower lr, keep clip_norm, or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+            optimizer.step()
+            losses.append(loss.item())
+            step += 1
+            bar.update(1 if steps is not None else round(time.perf_counter() - t0) - bar.n)
+            if step % 50 == 0:
+                bar.set_postfix(step=step, loss=f"{sum(losses[-50:]) / 50:.3f}")
+            if checkpoint_every is not None and step % checkpoint_every == 0:
+                save()
+                saved_at = step
+    except BaseException:
+        if checkpoint_path is not None and saved_at != step:
+            try:
+                save()                                                # keep what was trained
+            except Exception as err:
+                print(f"could not save the checkpoint after the error: {err}")
+        bar.close()
+        raise
+    save()
     bar.close()
     model.eval()
     return losses

@@ -331,6 +331,20 @@ def make_model(src_vocab: int, tgt_vocab: int, n_layers: int = 6, d_model: int =
                     ("d_model", d_model), ("n_heads", n_heads), ("d_ff", d_ff), ("max_len", max_len)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if isinstance(pad_id, bool) or not isinstance(pad_id, int) or not 0 <= pad_id < min(src_vocab, tgt_vocab):
+        raise ValueError(f"pad_id must be an int id inside both vocabularies (0 .. {min(src_vocab, tgt_vocab) - 1}), "
+                         f"got {pad_id!r}; utils.tokenize uses 0")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}; use 0.0 to switch it off")
+    for name, v in (("norm_first", norm_first), ("share_embeddings", share_embeddings)):
+        if not isinstance(v, bool):
+            raise TypeError(f"{name} must be True or False, got {v!r}")
+    if d_model % n_heads:
+        divisors = ", ".join(str(k) for k in range(1, min(d_model, 16) + 1) if d_model % k == 0)
+        raise ValueError(f"n_heads={n_heads} does not divide d_model={d_model}; pick a divisor such as {divisors}")
+    if d_model % 2:
+        raise ValueError(f"d_model={d_model} is odd; the sinusoidal positions pair a sine with a cosine, so pick an "
+                         f"even d_model such as {d_model + 1}")
     if share_embeddings and src_vocab != tgt_vocab:
         raise ValueError(f"share_embeddings=True needs one joint vocabulary, but src_vocab={src_vocab} and "
                          f"tgt_vocab={tgt_vocab}; train one tokenizer on both languages or set share_embeddings=False")

@@ -9,6 +9,10 @@ All three share one interface and the same four special tokens at fixed ids::
 showing unknown tokens as ``<unk>``. ``to_dict()`` / :func:`tokenizer_from_dict` turn a
 tokenizer into plain JSON-able data (so it can ride inside a checkpoint).
 
+Text is text: the characters ``<eos>`` inside a sentence are five characters (or subwords), never
+the control id 2; special ids come only from ``add_special=True``. The word and BPE tokenizers
+NFC-normalise text first, so a decomposed "fa\u0308hrt" and a composed "fährt" give the same tokens.
+
 The BPE tokenizer is trained with Hugging Face ``tokenizers``; notebook 01 writes the merge loop
 by hand first and compares.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -62,12 +67,18 @@ class Tokenizer:
         return self.vocab_size
 
     def encode(self, text: str, add_special: bool = False) -> list[int]:
-        """Ids of ``text``'s tokens; unknown tokens become ``<unk>`` (id 3)."""
+        """Ids of ``text``'s tokens; unknown tokens become ``<unk>`` (id 3).
+
+        Raises:
+            TypeError: ``text`` is not a string (for a list of sentences use :meth:`encode_batch`).
+        """
+        _check_text(text)
         ids = [self.token_to_id.get(t, UNK_ID) for t in self.tokenize(text)]
         return [BOS_ID, *ids, EOS_ID] if add_special else ids
 
     def encode_batch(self, texts: Iterable[str], add_special: bool = False) -> list[list[int]]:
-        return [self.encode(t, add_special) for t in texts]
+        """:meth:`encode` of every sentence. Raises TypeError for a single string (or a non-string item)."""
+        return [self.encode(t, add_special) for t in _check_texts(texts)]
 
     def decode(self, ids: Iterable[int], skip_special: bool = True) -> str:
         """Text of ``ids`` (ints or a 1-D tensor). ``skip_special`` drops ``<pad> <bos> <eos>``.
@@ -75,6 +86,14 @@ class Tokenizer:
         Raises:
             ValueError: for an id outside ``0 .. vocab_size - 1``.
         """
+        if isinstance(ids, str) or getattr(ids, "ndim", 1) != 1:
+            raise TypeError(f"ids must be a flat sequence of ints or a 1-D tensor, got "
+                            f"{type(ids).__name__}{tuple(ids.shape) if hasattr(ids, 'shape') else ''}; "
+                            "decode a batch row by row: [tok.decode(row) for row in out]")
+        ids = list(ids)
+        floats = [i for i in ids if isinstance(i, float) or getattr(getattr(i, "dtype", None), "is_floating_point", False)]
+        if floats:
+            raise TypeError(f"ids must be integers, got {floats[:5]}; token ids are never fractions (argmax gives ints)")
         ids = [int(i) for i in ids]
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
@@ -93,9 +112,32 @@ class Tokenizer:
         return f"{type(self).__name__}(vocab_size={self.vocab_size})"
 
 
+def _check_text(text: str) -> None:
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}; for a list of sentences use encode_batch")
+
+
+def _check_texts(texts: Iterable[str], name: str = "texts") -> list[str]:
+    """A list of sentences; a single string would be read character by character, so it is refused."""
+    if isinstance(texts, (str, bytes)):
+        raise TypeError(f"{name} must be a list of sentences, got a single {type(texts).__name__} "
+                        f"({texts[:30]!r}...); wrap it in a list: [{name[:-1] if name.endswith('s') else name}]")
+    texts = list(texts)
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise TypeError(f"{name}[{bad[0]}] is a {type(texts[bad[0]]).__name__}, not a str; every item must be a sentence")
+    return texts
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
 def _vocab_from_counts(counts: Counter, min_freq: int, max_size: int | None) -> list[str]:
-    if min_freq < 1:
-        raise ValueError(f"min_freq must be >= 1, got {min_freq}")
+    if isinstance(min_freq, bool) or not isinstance(min_freq, int) or min_freq < 1:
+        raise ValueError(f"min_freq must be an int >= 1, got {min_freq!r}")
+    if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int)):
+        raise ValueError(f"max_size must be an int or None, got {max_size!r}")
     # Most frequent first; ties broken alphabetically so the vocabulary is deterministic.
     kept = sorted((t for t, c in counts.items() if c >= min_freq and t not in SPECIAL_TOKENS),
                   key=lambda t: (-counts[t], t))
@@ -114,8 +156,13 @@ class CharTokenizer(Tokenizer):
 
     @classmethod
     def fit(cls, texts: Iterable[str], min_freq: int = 1, max_size: int | None = None) -> "CharTokenizer":
+        """A vocabulary of every character in ``texts`` (a list of strings) seen ``min_freq`` times.
+
+        Raises:
+            TypeError: ``texts`` is a single string (it would be read as one sentence per character).
+        """
         counts = Counter()
-        for t in texts:
+        for t in _check_texts(texts):
             counts.update(t)
         return cls(_vocab_from_counts(counts, min_freq, max_size))
 
@@ -150,12 +197,19 @@ class WordTokenizer(Tokenizer):
     @classmethod
     def fit(cls, texts: Iterable[str], min_freq: int = 1, max_size: int | None = None,
             lowercase: bool = False) -> "WordTokenizer":
+        """A vocabulary of the words and punctuation marks in ``texts`` (NFC-normalised).
+
+        Raises:
+            TypeError: ``texts`` is a single string (it would be read as one sentence per character).
+        """
         counts = Counter()
-        for t in texts:
+        for t in _check_texts(texts):
+            t = _nfc(t)
             counts.update(_WORD_RE.findall(t.lower() if lowercase else t))
         return cls(_vocab_from_counts(counts, min_freq, max_size), lowercase=lowercase)
 
     def tokenize(self, text: str) -> list[str]:
+        text = _nfc(text)
         return _WORD_RE.findall(text.lower() if self.lowercase else text)
 
     def detokenize(self, tokens: Sequence[str]) -> str:
@@ -181,7 +235,7 @@ class BPETokenizer(Tokenizer):
     def __init__(self, hf: HFTokenizer):
         vocab = hf.get_vocab()
         super().__init__([t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])])
-        self.hf = hf
+        self.hf = _without_added_tokens(hf)
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> "BPETokenizer":
@@ -190,9 +244,13 @@ class BPETokenizer(Tokenizer):
 
         Raises:
             ValueError: if ``vocab_size`` leaves no room beyond the special tokens.
+            TypeError: ``texts`` is a single string instead of a list of sentences.
         """
-        if vocab_size <= len(SPECIAL_TOKENS):
-            raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_TOKENS):
+            raise ValueError(f"vocab_size must be an int above the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size!r}")
+        if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or min_frequency < 1:
+            raise ValueError(f"min_frequency must be an int >= 1, got {min_frequency!r}")
+        texts = _check_texts(texts)
         hf = HFTokenizer(models.BPE(unk_token=UNK))
         hf.normalizer = normalizers.NFC()
         hf.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -209,24 +267,42 @@ class BPETokenizer(Tokenizer):
         return self.hf.decoder.decode(list(tokens))
 
     def encode(self, text: str, add_special: bool = False) -> list[int]:
+        _check_text(text)
         ids = self.hf.encode(text, add_special_tokens=False).ids
         return [BOS_ID, *ids, EOS_ID] if add_special else ids
 
     def encode_batch(self, texts: Iterable[str], add_special: bool = False) -> list[list[int]]:
-        encodings = self.hf.encode_batch(list(texts), add_special_tokens=False)
+        encodings = self.hf.encode_batch(_check_texts(texts), add_special_tokens=False)
         return [[BOS_ID, *e.ids, EOS_ID] if add_special else e.ids for e in encodings]
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "json": self.hf.to_str()}
 
 
+def _without_added_tokens(hf: HFTokenizer) -> HFTokenizer:
+    """The same tokenizer without Hugging Face's "added tokens": with them, the literal text ``<eos>``
+    in a sentence would be cut out as the control token. The four specials stay in the vocabulary
+    (ids 0-3); only ``add_special=True`` puts them into an encoding."""
+    data = json.loads(hf.to_str())
+    if not data.get("added_tokens"):
+        return hf
+    data["added_tokens"] = []
+    return HFTokenizer.from_str(json.dumps(data))
+
+
 def tokenizer_from_dict(data: dict) -> Tokenizer:
     """Rebuild a tokenizer from :meth:`Tokenizer.to_dict`'s output.
 
     Raises:
-        ValueError: for an unknown ``kind``.
+        ValueError: for an unknown ``kind`` or a dict without the fields that kind needs.
+        TypeError: ``data`` is not a dict.
     """
+    if not isinstance(data, dict):
+        raise TypeError(f"data must be the dict that Tokenizer.to_dict() returned, got {type(data).__name__}")
     kind = data.get("kind")
+    need = {"char": "tokens", "word": "tokens", "bpe": "json"}.get(kind)
+    if need is not None and need not in data:
+        raise ValueError(f"a {kind!r} tokenizer dict needs the key {need!r}; it has {sorted(data)}")
     if kind == "char":
         return CharTokenizer(data["tokens"])
     if kind == "word":
@@ -237,5 +313,16 @@ def tokenizer_from_dict(data: dict) -> Tokenizer:
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
-    """Read a tokenizer written by :meth:`Tokenizer.save`."""
-    return tokenizer_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    """Read a tokenizer written by :meth:`Tokenizer.save`.
+
+    Raises:
+        FileNotFoundError: no file at ``path``. ValueError: a file that is not a saved tokenizer.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no tokenizer file at {path.resolve()}; write one with tok.save(path)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not a tokenizer written by Tokenizer.save: {err}") from err
+    return tokenizer_from_dict(data)

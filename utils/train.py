@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .batching import Batch, TokenBatches
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import check_writable, load_checkpoint, save_checkpoint
 from .common import get_device
 
 __all__ = ["label_smoothed_cross_entropy", "WarmupInverseSqrt", "make_optimizer", "warmup_schedule",
@@ -64,10 +64,14 @@ def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, epsilon: float 
     Raises:
         ValueError: shapes that do not match, ε outside [0, 1], or an unknown reduction.
     """
+    if not isinstance(logits, Tensor) or not isinstance(target, Tensor):
+        raise TypeError(f"logits and target must be tensors, got {type(logits).__name__} and {type(target).__name__}")
+    if target.dtype.is_floating_point or target.dtype == torch.bool:
+        raise TypeError(f"target must hold integer token ids (torch.long), got {target.dtype}; use target.long()")
     if logits.shape[:-1] != target.shape:
         raise ValueError(f"logits {tuple(logits.shape)} must be target {tuple(target.shape)} + (vocab,)")
-    if not 0.0 <= epsilon <= 1.0:
-        raise ValueError(f"epsilon (label smoothing) must be in [0, 1], got {epsilon}")
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon (label smoothing) must be a number in [0, 1], got {epsilon!r}")
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     logp = F.log_softmax(logits.float(), dim=-1)                       # (..., V)
@@ -97,7 +101,17 @@ class WarmupInverseSqrt:
 
 
 def make_optimizer(model: nn.Module, betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-9) -> torch.optim.Adam:
-    """Adam with the paper's β and ε and ``lr=1``, for :func:`warmup_schedule` to scale."""
+    """Adam with the paper's β and ε and ``lr=1``, for :func:`warmup_schedule` to scale.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``. ValueError: β outside [0, 1) or ε not positive.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}; pass the model, not its parameters")
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+    if not eps > 0:
+        raise ValueError(f"eps must be positive, got {eps!r}")
     return torch.optim.Adam(model.parameters(), lr=1.0, betas=betas, eps=eps)
 
 
@@ -109,8 +123,12 @@ def warmup_schedule(optimizer: torch.optim.Optimizer, d_model: int, warmup: int,
         ValueError: ``warmup`` or ``d_model`` below 1, or an optimiser whose lr is not 1 (the schedule
             *is* the learning rate: build it with :func:`make_optimizer` or ``lr=1.0``).
     """
-    if warmup < 1 or d_model < 1:
-        raise ValueError(f"warmup and d_model must be positive, got warmup={warmup}, d_model={d_model}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer (make_optimizer(model)), got {type(optimizer).__name__}")
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in (warmup, d_model)):
+        raise ValueError(f"warmup and d_model must be positive ints, got warmup={warmup!r}, d_model={d_model!r}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be a positive number (it multiplies the paper's learning rate), got {scale!r}")
     lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
     if any(lr != 1.0 for lr in lrs):
         raise ValueError(f"the optimiser has lr={lrs}, but the schedule gives the whole learning rate; "
@@ -127,7 +145,14 @@ def _unwrap(model: nn.Module) -> nn.Module:
 def evaluate(model: nn.Module, data: TokenBatches) -> dict[str, float]:
     """Unsmoothed loss per target token, perplexity ``exp(loss)`` and next-token accuracy (teacher
     forcing) over all of ``data``'s epoch-0 batches, in eval mode (the mode is restored), on the
-    model's device. Returns ``{"loss", "ppl", "acc", "tokens"}``."""
+    model's device. Returns ``{"loss", "ppl", "acc", "tokens"}``.
+
+    Raises:
+        TypeError: ``data`` is not a :class:`~utils.batching.TokenBatches`.
+    """
+    if not isinstance(data, TokenBatches):
+        raise TypeError(f"data must be a utils.batching.TokenBatches, got {type(data).__name__}; wrap encoded "
+                        "sentences in TokenBatches(src_ids, tgt_ids, max_tokens=...)")
     core = _unwrap(model)
     device = next(core.parameters()).device
     was_training = core.training
@@ -192,6 +217,9 @@ def _train_step(model: nn.Module, batch: Batch, optimizer, scheduler, smoothing:
     with torch.autocast(batch.src.device.type, dtype=torch.bfloat16, enabled=bf16):
         logits = model(batch.src, batch.tgt_in)                                 # (batch, T, V)
     loss = label_smoothed_cross_entropy(logits, batch.tgt_out, smoothing, batch.pad_id)
+    if not torch.isfinite(loss):       # checked before the step: the weights stay the last finite ones
+        raise FloatingPointError(f"the training loss is {loss.item()}; the weights were not updated with it. "
+                                 "Lower the learning rate (scale), clip gradients (clip_norm) or check the data")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if clip_norm is not None:
@@ -220,11 +248,40 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
             steps and at the end (rank 0 only); ``tokenizer`` rides along.
         progress: a tqdm bar (rank 0 only).
 
+    A run that stops with an error (a NaN loss, Ctrl-C, out of memory) first writes its checkpoint,
+    so the steps it took are not lost (rank 0, when ``checkpoint_path`` is given).
+
     Raises:
-        ValueError: no stopping rule, or bf16 asked for on a CPU.
+        ValueError: no stopping rule, a limit, ``eval_every`` or ``checkpoint_every`` that is not a
+            positive number, ``smoothing`` outside [0, 1], a non-positive ``clip_norm``,
+            ``checkpoint_every`` without ``checkpoint_path``, or bf16 asked for on a CPU.
+        TypeError: ``data``/``valid`` not :class:`~utils.batching.TokenBatches`, ``state`` not a
+            :class:`TrainState`, ``optimizer`` not an optimiser.
+        OSError: ``checkpoint_path`` cannot be written (checked before the first step).
+        FloatingPointError: the loss became NaN or infinite (the checkpoint holds the last finite weights).
     """
     if max_steps is None and max_epochs is None and max_minutes is None:
         raise ValueError("give max_steps, max_epochs or max_minutes, or training never stops")
+    for name, v in (("max_steps", max_steps), ("max_epochs", max_epochs), ("eval_every", eval_every),
+                    ("checkpoint_every", checkpoint_every)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"{name} must be a positive int or None, got {v!r}")
+    for name, v, low in (("max_minutes", max_minutes, "0 or more"), ("clip_norm", clip_norm, "positive")):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                              or v < 0 or (v == 0 and name == "clip_norm")):
+            raise ValueError(f"{name} must be a finite number, {low}, or None; got {v!r}")
+    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0.0 <= smoothing <= 1.0:
+        raise ValueError(f"smoothing (label smoothing ε) must be a number in [0, 1], got {smoothing!r}")
+    if checkpoint_every is not None and checkpoint_path is None:
+        raise ValueError("checkpoint_every needs checkpoint_path: where should the checkpoints go?")
+    for name, v in (("data", data), ("valid", valid)):
+        if v is not None and not isinstance(v, TokenBatches):
+            raise TypeError(f"{name} must be a utils.batching.TokenBatches, got {type(v).__name__}")
+    if state is not None and not isinstance(state, TrainState):
+        raise TypeError(f"state must be a TrainState (what train or resume returned), got {type(state).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer (make_optimizer(model)), got "
+                        f"{type(optimizer).__name__}")
     if device is None or str(device) in ("cpu", "cuda"):
         device = get_device(None if device is None else str(device))
     else:
@@ -235,6 +292,8 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
     state = state if state is not None else TrainState()
     distributed = dist.is_available() and dist.is_initialized()
     main = not distributed or dist.get_rank() == 0
+    if checkpoint_path is not None and main:
+        check_writable(checkpoint_path)                          # fail now, not after the first N steps
     t0, seconds0 = time.perf_counter(), state.seconds
     bar = tqdm(total=max_steps, initial=state.step, disable=not (progress and main), unit="step",
                mininterval=2.0, dynamic_ncols=True)
@@ -260,33 +319,46 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
             save_training_checkpoint(checkpoint_path, model, optimizer, scheduler, state, tokenizer)
 
     stop = False
-    while not stop and (max_epochs is None or state.epoch < max_epochs):
-        batches = data.batches(state.epoch)                      # the same on every run: (seed, epoch)
-        while state.batch_in_epoch < len(batches):
-            if (max_steps is not None and state.step >= max_steps) or out_of_time():
-                stop = True
-                break
-            batch = data.collate(batches[state.batch_in_epoch]).to(device)
-            lr = optimizer.param_groups[0]["lr"]                   # the rate this step uses
-            loss = _train_step(model, batch, optimizer, scheduler, smoothing, clip_norm, bf16)
-            state.step += 1
-            state.batch_in_epoch += 1
-            state.tokens += batch.n_tokens
-            state.seconds = seconds0 + time.perf_counter() - t0
-            state.history.append({"step": state.step, "loss": loss, "lr": lr, "tokens": batch.n_tokens})
-            bar.update(1)
-            if state.step % 10 == 0:
-                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
-            if eval_every is not None and state.step % eval_every == 0:
-                validate()
-            if checkpoint_every is not None and state.step % checkpoint_every == 0:
+    saved_at = None
+    try:
+        while not stop and (max_epochs is None or state.epoch < max_epochs):
+            batches = data.batches(state.epoch)                  # the same on every run: (seed, epoch)
+            while state.batch_in_epoch < len(batches):
+                if (max_steps is not None and state.step >= max_steps) or out_of_time():
+                    stop = True
+                    break
+                batch = data.collate(batches[state.batch_in_epoch]).to(device)
+                lr = optimizer.param_groups[0]["lr"]               # the rate this step uses
+                loss = _train_step(model, batch, optimizer, scheduler, smoothing, clip_norm, bf16)
+                state.step += 1
+                state.batch_in_epoch += 1
+                state.tokens += batch.n_tokens
+                state.seconds = seconds0 + time.perf_counter() - t0
+                state.history.append({"step": state.step, "loss": loss, "lr": lr, "tokens": batch.n_tokens})
+                bar.update(1)
+                if state.step % 10 == 0:
+                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
+                if eval_every is not None and state.step % eval_every == 0:
+                    validate()
+                if checkpoint_every is not None and state.step % checkpoint_every == 0:
+                    save()
+                    saved_at = state.step
+            if not stop:                                         # the epoch ran to its end
+                state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                if eval_every is None:
+                    validate()
+        if valid is not None and (not state.valid or state.valid[-1]["step"] != state.step):
+            validate()
+    except BaseException:
+        # Keep what was trained: the state is consistent between steps (a failed step changes nothing
+        # that a resume reads, except for an error inside optimizer.step itself).
+        if saved_at != state.step:
+            try:
                 save()
-        if not stop:                                             # the epoch ran to its end
-            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-            if eval_every is None:
-                validate()
-    if valid is not None and (not state.valid or state.valid[-1]["step"] != state.step):
-        validate()
+            except Exception as err:                             # report the original error, not this one
+                print(f"could not save the checkpoint after the error: {err}")
+        bar.close()
+        raise
     save()
     bar.close()
     return state
@@ -312,12 +384,28 @@ def resume(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer 
 
     Raises:
         utils.checkpoint.ConfigMismatchError: the file was made for another ``model.config``.
-        FileNotFoundError, ValueError: as :func:`utils.checkpoint.load_checkpoint`.
+        FileNotFoundError, ValueError: as :func:`utils.checkpoint.load_checkpoint`; also a file without
+            the training state (e.g. one written by ``model.save``), or an optimiser of another kind
+            than the one whose state was saved (Adam's state does not fit SGD).
     """
     core = _unwrap(model)
+    if not hasattr(core, "config"):
+        raise TypeError(f"model must carry its config (build it with make_model), got {type(core).__name__}")
     data = load_checkpoint(path, expected_config=core.config)
+    needed = ["train_state"] + (["optimizer"] if optimizer is not None else []) + (["rng"] if restore_rng else [])
+    missing = [k for k in needed if data.get(k) is None]
+    if missing:
+        raise ValueError(f"{path} holds no {', '.join(missing)}: it is not a training checkpoint (written by "
+                         "train or save_training_checkpoint); load weights alone with Transformer.load")
     core.load_state_dict(data["model"])
     if optimizer is not None:
+        stored = data["optimizer"]["param_groups"]
+        if len(stored) != len(optimizer.param_groups) or any(
+                set(a) - {"params", "initial_lr"} != set(b) - {"params", "initial_lr"}
+                for a, b in zip(stored, optimizer.param_groups)):
+            raise ValueError(f"{path} holds the state of another kind of optimiser (settings "
+                             f"{sorted(set(stored[0]) - {'params', 'initial_lr'})}) than the "
+                             f"{type(optimizer).__name__} given; resume with the same optimiser (make_optimizer)")
         optimizer.load_state_dict(data["optimizer"])
     if scheduler is not None and data.get("scheduler") is not None:
         scheduler.load_state_dict(data["scheduler"])

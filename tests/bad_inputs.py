@@ -1,0 +1,596 @@
+"""Bad inputs a careless learner (or a damaged file) gives the public functions of ``utils``, and what
+each should get: a clear error (the right exception, a message naming the argument) or the right
+answer. ``tests/test_bad_inputs.py`` runs every case; run this file to count the outcomes::
+
+    python tests/bad_inputs.py          # counts: handled / clear error / obscure error / silent
+    python tests/bad_inputs.py -v       # and one line per case
+
+Each case is ``(name, thunk, expected)``: ``expected`` is ``(ExceptionTypes, regex)`` for a case
+that must raise, or ``None`` for a case whose thunk returns True when the answer is right.
+Outcomes: ``handled`` (right answer), ``clear`` (expected error, message matches), ``obscure``
+(another exception, or a message that does not name the problem), ``silent`` (a wrong answer or
+no error).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import tempfile
+import unicodedata
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from utils import attention, batching, bleu, checkpoint, decode, embeddings, exercises, layers, tokenize  # noqa: E402
+from utils import gpt as gpt_mod  # noqa: E402
+from utils import model as model_mod  # noqa: E402
+from utils import train as train_mod  # noqa: E402
+
+CASES: list[tuple[str, object, tuple | None]] = []
+V = ValueError
+T = TypeError
+VT = (ValueError, TypeError)
+
+
+def case(name: str, expected: tuple | None):
+    def register(fn):
+        CASES.append((name, fn, expected))
+        return fn
+    return register
+
+
+def raises(name: str, exc, pattern: str, thunk) -> None:
+    CASES.append((name, thunk, (exc, pattern)))
+
+
+def tiny_model(**kw):
+    torch.manual_seed(0)
+    return model_mod.make_model(12, 12, n_layers=1, d_model=8, n_heads=2, d_ff=16, max_len=32, **kw)
+
+
+def tiny_data():
+    src = [[1, 4 + i % 5, 5, 2] for i in range(12)]
+    tgt = [[1, 6, 4 + i % 7, 2] for i in range(12)]
+    return batching.TokenBatches(src, tgt, max_tokens=16, seed=0)
+
+
+def tmp() -> Path:
+    return Path(tempfile.mkdtemp(prefix="bad_inputs_"))
+
+
+SRC = torch.tensor([[1, 5, 6, 2]])
+Q = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0))  # no draw from the global stream
+
+# -- attention -----------------------------------------------------------------------------------
+raises("MultiHeadAttention(8.0, 2)", VT, "d_model", lambda: attention.MultiHeadAttention(8.0, 2))
+raises("MultiHeadAttention(8, 2.0)", VT, "n_heads", lambda: attention.MultiHeadAttention(8, 2.0))
+raises("MultiHeadAttention(dropout=None)", VT, "dropout", lambda: attention.MultiHeadAttention(8, 2, dropout=None))
+raises("MultiHeadAttention(dropout='0.1')", VT, "dropout", lambda: attention.MultiHeadAttention(8, 2, dropout="0.1"))
+raises("MultiHeadAttention(dropout=1.0)", V, "dropout", lambda: attention.MultiHeadAttention(8, 2, dropout=1.0))
+raises("MultiHeadAttention(8, 3)", V, "does not divide", lambda: attention.MultiHeadAttention(8, 3))
+raises("MultiHeadAttention(0, 1)", V, "positive", lambda: attention.MultiHeadAttention(0, 1))
+raises("sdpa(dropout_p=-0.1)", V, "dropout_p", lambda: attention.scaled_dot_product_attention(Q, Q, Q, dropout_p=-0.1))
+raises("sdpa(dropout_p=1.5)", V, "dropout", lambda: attention.scaled_dot_product_attention(Q, Q, Q, dropout_p=1.5))
+raises("sdpa(dropout_p=None)", VT, "dropout_p", lambda: attention.scaled_dot_product_attention(Q, Q, Q, dropout_p=None))
+raises("sdpa(q as a list)", T, "q must be a torch.Tensor", lambda: attention.scaled_dot_product_attention(Q.tolist(), Q, Q))
+raises("sdpa(integer q, k, v)", T, "floating-point", lambda: attention.scaled_dot_product_attention(
+    Q.long(), Q.long(), Q.long()))
+raises("sdpa(batch 2 vs 3)", V, "leading", lambda: attention.scaled_dot_product_attention(
+    Q, torch.randn(3, 3, 4), torch.randn(3, 3, 4)))
+raises("sdpa(float64 k)", T, "dtype", lambda: attention.scaled_dot_product_attention(Q, Q.double(), Q))
+raises("sdpa(int mask)", T, "boolean", lambda: attention.scaled_dot_product_attention(
+    Q, Q, Q, mask=torch.ones(3, 3, dtype=torch.long)))
+raises("sdpa(mask of wrong shape)", V, "cannot broadcast", lambda: attention.scaled_dot_product_attention(
+    Q, Q, Q, mask=torch.ones(5, 5, dtype=torch.bool)))
+raises("mask_from_torch(int key_padding_mask)", T, "integer dtype", lambda: attention.mask_from_torch(
+    key_padding_mask=torch.zeros(2, 3, dtype=torch.long)))
+raises("mask_from_torch(uint8 key_padding_mask)", T, "integer dtype", lambda: attention.mask_from_torch(
+    key_padding_mask=torch.zeros(2, 3, dtype=torch.uint8)))
+raises("mask_from_torch(3-D mask, wrong n_heads)", V, "n_heads", lambda: attention.mask_from_torch(
+    torch.zeros(6, 3, 3, dtype=torch.bool), n_heads=4))
+raises("mask_from_torch(3-D mask, n_heads=0)", V, "n_heads", lambda: attention.mask_from_torch(
+    torch.zeros(6, 3, 3, dtype=torch.bool), n_heads=0))
+raises("mask_from_torch(1-D attn_mask)", V, "attn_mask", lambda: attention.mask_from_torch(
+    torch.zeros(3, dtype=torch.bool)))
+raises("mask_from_torch(1-D key_padding_mask)", V, "key_padding_mask", lambda: attention.mask_from_torch(
+    key_padding_mask=torch.zeros(3, dtype=torch.bool)))
+raises("mask_from_torch(float bias mask)", V, "0 \\(attend\\) and -inf", lambda: attention.mask_from_torch(
+    torch.full((3, 3), 0.5)))
+raises("causal_mask(0)", V, "size", lambda: attention.causal_mask(0))
+raises("causal_mask(3.0)", V, "size", lambda: attention.causal_mask(3.0))
+raises("padding_mask(1-D ids)", V, "batch, seq", lambda: attention.padding_mask(torch.tensor([1, 2]), 0))
+raises("MHA forward(wrong d_model)", V, "d_model", lambda: attention.MultiHeadAttention(8, 2)(
+    torch.randn(1, 3, 4), torch.randn(1, 3, 4), torch.randn(1, 3, 4)))
+raises("MHA forward(3-D mask, 3 heads for 2)", V, "cannot broadcast", lambda: (lambda x: attention.MultiHeadAttention(8, 2)(
+    x, x, x, mask=torch.ones(1, 3, 3, 3, dtype=torch.bool)))(torch.randn(1, 3, 8)))
+
+# -- model -----------------------------------------------------------------------------------------
+raises("make_model(pad_id=None)", V, "pad_id", lambda: tiny_model(pad_id=None))
+raises("make_model(pad_id=12)", V, "pad_id", lambda: tiny_model(pad_id=12))
+raises("make_model(pad_id=-1)", V, "pad_id", lambda: tiny_model(pad_id=-1))
+raises("make_model(dropout=None)", V, "dropout", lambda: tiny_model(dropout=None))
+raises("make_model(dropout=1.2)", V, "dropout", lambda: tiny_model(dropout=1.2))
+raises("make_model(n_heads=3)", V, "does not divide", lambda: model_mod.make_model(12, 12, d_model=8, n_heads=3))
+raises("make_model(d_model=6, n_heads=2): odd d_head fine, but d_model 7", V, "d_model",
+       lambda: model_mod.make_model(12, 12, d_model=7, n_heads=7))
+raises("make_model(norm_first='yes')", T, "norm_first", lambda: tiny_model(norm_first="yes"))
+raises("make_model(src_vocab=12.0)", V, "src_vocab", lambda: model_mod.make_model(12.0, 12))
+raises("make_model(share_embeddings, 12 vs 13)", V, "share_embeddings",
+       lambda: model_mod.make_model(12, 13, share_embeddings=True))
+
+# -- decoding --------------------------------------------------------------------------------------
+raises("greedy_decode(eos_id=0)", V, "eos_id", lambda: decode.greedy_decode(tiny_model(), SRC, 5, eos_id=0))
+raises("greedy_decode(eos_id=1 = bos)", V, "eos_id", lambda: decode.greedy_decode(tiny_model(), SRC, 5, eos_id=1))
+raises("greedy_decode(eos_id=99)", V, "eos_id", lambda: decode.greedy_decode(tiny_model(), SRC, 5, eos_id=99))
+raises("greedy_decode(bos_id=0 = pad)", V, "bos_id", lambda: decode.greedy_decode(tiny_model(), SRC, 5, bos_id=0))
+raises("greedy_decode(src id 40 of 12)", V, "vocabulary", lambda: decode.greedy_decode(
+    tiny_model(), torch.tensor([[1, 40, 2]]), 5))
+raises("greedy_decode(negative src id)", V, "vocabulary", lambda: decode.greedy_decode(
+    tiny_model(), torch.tensor([[1, -3, 2]]), 5))
+raises("greedy_decode(float src)", T, "integer", lambda: decode.greedy_decode(tiny_model(), SRC.float(), 5))
+raises("greedy_decode(src as a list)", T, "src_ids", lambda: decode.greedy_decode(tiny_model(), [[1, 5, 2]], 5))
+raises("greedy_decode(src of length 0)", V, "src_ids", lambda: decode.greedy_decode(
+    tiny_model(), torch.zeros(1, 0, dtype=torch.long), 5))
+raises("greedy_decode(max_len=0)", V, "max_len", lambda: decode.greedy_decode(tiny_model(), SRC, 0))
+raises("greedy_decode(max_len=99 > table)", V, "max_len", lambda: decode.greedy_decode(tiny_model(), SRC, 99))
+raises("greedy_decode(model = nn.Linear)", T, "encode", lambda: decode.greedy_decode(nn.Linear(2, 2), SRC, 5))
+raises("beam_search(eos_id=0)", V, "eos_id", lambda: decode.beam_search(tiny_model(), SRC, 2, 5, eos_id=0))
+raises("beam_search(beam_size=0)", V, "beam_size", lambda: decode.beam_search(tiny_model(), SRC, 0, 5))
+raises("beam_search(alpha=-1)", V, "length_penalty_alpha", lambda: decode.beam_search(
+    tiny_model(), SRC, 2, 5, length_penalty_alpha=-1))
+raises("length_penalty(-10, 0.6)", V, "length", lambda: decode.length_penalty(-10, 0.6))
+raises("length_penalty(5, -1)", V, "alpha", lambda: decode.length_penalty(5, -1))
+raises("length_penalty(5, nan)", V, "alpha", lambda: decode.length_penalty(5, math.nan))
+raises("length_penalty(5, None)", V, "alpha", lambda: decode.length_penalty(5, None))
+
+# -- training --------------------------------------------------------------------------------------
+
+
+def _train(**kw):
+    model = tiny_model()
+    opt = train_mod.make_optimizer(model)
+    args = dict(max_steps=2, device="cpu", progress=False)
+    args.update(kw)
+    return train_mod.train(model, args.pop("data", tiny_data()), opt, **args)
+
+
+raises("train(eval_every=0)", V, "eval_every", lambda: _train(eval_every=0))
+raises("train(checkpoint_every=0)", V, "checkpoint_every", lambda: _train(checkpoint_every=0,
+                                                                          checkpoint_path=tmp() / "c.pt"))
+raises("train(checkpoint_every=5, no path)", V, "checkpoint_path", lambda: _train(checkpoint_every=5))
+raises("train(max_steps=0)", V, "max_steps", lambda: _train(max_steps=0))
+raises("train(max_steps=2.5)", V, "max_steps", lambda: _train(max_steps=2.5))
+raises("train(max_epochs=-1)", V, "max_epochs", lambda: _train(max_epochs=-1))
+raises("train(max_minutes=-1)", V, "max_minutes", lambda: _train(max_minutes=-1))
+raises("train(smoothing=1.5)", V, "smoothing", lambda: _train(smoothing=1.5))
+raises("train(clip_norm=0)", V, "clip_norm", lambda: _train(clip_norm=0))
+raises("train(data = a list of batches)", T, "TokenBatches", lambda: _train(data=list(tiny_data())))
+raises("train(state = a dict)", T, "TrainState", lambda: _train(state={"step": 0}))
+raises("train(checkpoint_path=<a file>/x.pt)", OSError, "cannot write", lambda: _train(
+    checkpoint_path=(lambda d: (d / "f").write_text("x") and d / "f" / "x.pt")(tmp())))
+raises("train(checkpoint_path=<a folder>)", OSError, "is a folder", lambda: _train(checkpoint_path=tmp()))
+raises("evaluate(data = a list)", T, "TokenBatches", lambda: train_mod.evaluate(tiny_model(), list(tiny_data())))
+raises("label_smoothed_cross_entropy(float target)", T, "integer", lambda: train_mod.label_smoothed_cross_entropy(
+    torch.randn(2, 3, 5), torch.zeros(2, 3)))
+raises("label_smoothed_cross_entropy(epsilon=None)", V, "epsilon", lambda: train_mod.label_smoothed_cross_entropy(
+    torch.randn(2, 3, 5), torch.zeros(2, 3, dtype=torch.long), None))
+raises("warmup_schedule(warmup=0)", V, "warmup", lambda: train_mod.warmup_schedule(
+    train_mod.make_optimizer(tiny_model()), 8, 0))
+raises("warmup_schedule(warmup=10.5)", V, "warmup", lambda: train_mod.warmup_schedule(
+    train_mod.make_optimizer(tiny_model()), 8, 10.5))
+raises("warmup_schedule(scale=-1)", V, "scale", lambda: train_mod.warmup_schedule(
+    train_mod.make_optimizer(tiny_model()), 8, 10, scale=-1))
+raises("warmup_schedule(model instead of optimizer)", T, "optimizer", lambda: train_mod.warmup_schedule(
+    tiny_model(), 8, 10))
+raises("make_optimizer(model.parameters())", T, "nn.Module", lambda: train_mod.make_optimizer(
+    tiny_model().parameters()))
+raises("make_optimizer(betas=(0.9, 1.5))", V, "beta", lambda: train_mod.make_optimizer(tiny_model(), betas=(0.9, 1.5)))
+
+
+def _resume_into(optimizer_factory, model_only: bool = False):
+    d = tmp()
+    model = tiny_model()
+    if model_only:
+        model.save(d / "m.pt")
+    else:
+        train_mod.train(model, tiny_data(), train_mod.make_optimizer(model), max_steps=1, device="cpu",
+                        progress=False, checkpoint_path=d / "m.pt")
+    fresh = tiny_model()
+    return train_mod.resume(d / "m.pt", fresh, optimizer_factory(fresh))
+
+
+raises("resume(Adam state into SGD)", V, "another kind of optimiser", lambda: _resume_into(
+    lambda m: torch.optim.SGD(m.parameters(), lr=0.1)))
+raises("resume(a model-only file)", V, "not a training checkpoint", lambda: _resume_into(
+    train_mod.make_optimizer, model_only=True))
+
+
+@case("train: NaN loss stops with an error", (FloatingPointError, "loss is nan"))
+def _nan_train():
+    model = tiny_model()
+    with torch.no_grad():
+        model.generator.bias.fill_(math.nan)
+    _train_model(model)
+
+
+def _train_model(model, **kw):
+    return train_mod.train(model, tiny_data(), train_mod.make_optimizer(model), max_steps=2, device="cpu",
+                           progress=False, **kw)
+
+
+@case("train: an error in a run saves what it trained", None)
+def _error_saves():
+    d = tmp()
+    model = tiny_model()
+    calls = {"n": 0}
+    real = model.forward
+
+    def failing(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("out of memory (simulated)")
+        return real(*a, **k)
+
+    model.forward = failing
+    try:
+        _train_model(model, checkpoint_path=d / "run.pt")
+    except RuntimeError:
+        pass
+    return (d / "run.pt").is_file() and checkpoint.load_checkpoint(d / "run.pt")["train_state"]["step"] == 2
+
+
+# -- GPT -------------------------------------------------------------------------------------------
+GPT_IDS = torch.randint(0, 10, (200,), generator=torch.Generator().manual_seed(0))
+raises("make_gpt(dropout=None)", V, "dropout", lambda: gpt_mod.make_gpt(10, 8, 1, 8, 2, dropout=None))
+raises("make_gpt(dropout=1.0)", V, "dropout", lambda: gpt_mod.make_gpt(10, 8, 1, 8, 2, dropout=1.0))
+raises("make_gpt(n_heads=3)", V, "does not divide", lambda: gpt_mod.make_gpt(10, 8, 1, 8, 3))
+raises("make_gpt(positions='rope')", V, "positions", lambda: gpt_mod.make_gpt(10, 8, positions="rope"))
+raises("evaluate_loss(context=0)", V, "context", lambda: gpt_mod.evaluate_loss(gpt_mod.make_gpt(10, 8, 1, 8, 2),
+                                                                              GPT_IDS, context=0))
+raises("evaluate_loss(batch_size=0)", V, "batch_size", lambda: gpt_mod.evaluate_loss(
+    gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS, batch_size=0))
+raises("evaluate_loss(float data)", T, "integer", lambda: gpt_mod.evaluate_loss(
+    gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS.float()))
+raises("evaluate_loss(data as a list)", T, "tensor", lambda: gpt_mod.evaluate_loss(
+    gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS.tolist()))
+raises("train_gpt(batch_size=0)", V, "batch_size", lambda: gpt_mod.train_gpt(
+    gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS, steps=2, batch_size=0))
+raises("train_gpt(lr=nan)", V, "lr|learning rate", lambda: gpt_mod.train_gpt(gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS, steps=2,
+                                                               lr=math.nan))
+raises("train_gpt(min_lr > lr)", V, "min_lr", lambda: gpt_mod.train_gpt(gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS,
+                                                                        steps=2, lr=1e-3, min_lr=1e-2))
+raises("train_gpt(context=0)", V, "context", lambda: gpt_mod.train_gpt(gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS,
+                                                                       steps=2, context=0))
+raises("train_gpt(context=99 > model)", V, "context", lambda: gpt_mod.train_gpt(
+    gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS, steps=2, context=99))
+raises("train_gpt(warmup=-5)", V, "warmup", lambda: gpt_mod.train_gpt(gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS,
+                                                                      steps=2, warmup=-5))
+raises("train_gpt(float data)", T, "integer", lambda: gpt_mod.train_gpt(gpt_mod.make_gpt(10, 8, 1, 8, 2),
+                                                                        GPT_IDS.float(), steps=2))
+raises("train_gpt(steps=2.5)", V, "steps", lambda: gpt_mod.train_gpt(gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS,
+                                                                     steps=2.5))
+raises("train_gpt(NaN loss)", FloatingPointError, "loss is nan", lambda: gpt_mod.train_gpt(
+    (lambda m: (torch.nn.init.constant_(m.head.bias, math.nan), m)[1])(gpt_mod.make_gpt(10, 8, 1, 8, 2)),
+    GPT_IDS, steps=2))
+raises("train_gpt(checkpoint_path=<a folder>)", OSError, "is a folder", lambda: gpt_mod.train_gpt(
+    gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS, steps=2, checkpoint_path=tmp()))
+
+# -- batching --------------------------------------------------------------------------------------
+raises("TokenBatches(world_size=0)", V, "world_size", lambda: batching.TokenBatches([[1, 2]], [[1, 2]], 8,
+                                                                                    world_size=0))
+raises("TokenBatches(rank=2.0)", T, "rank", lambda: batching.TokenBatches([[1, 2]], [[1, 2]], 8, rank=1.0,
+                                                                          world_size=2))
+raises("TokenBatches(text, not ids)", T, "encode", lambda: batching.TokenBatches(["a b"], ["c d"], 8))
+raises("TokenBatches(an empty sentence)", V, "empty", lambda: batching.TokenBatches([[1, 2], []], [[1, 2], [1, 2]], 8))
+raises("TokenBatches(targets of one id)", V, "teacher forcing", lambda: batching.TokenBatches([[1, 2]], [[1]], 8))
+raises("TokenBatches(max_tokens=0)", V, "max_tokens", lambda: batching.TokenBatches([[1, 2]], [[1, 2]], 0))
+raises("pad_sequences(strings)", T, "encode", lambda: batching.pad_sequences(["abc", "de"]))
+raises("pad_sequences(pad_id=None)", T, "pad_id", lambda: batching.pad_sequences([[1, 2]], pad_id=None))
+raises("fixed_size_batches(n=-1)", V, "n ", lambda: batching.fixed_size_batches(-1, 4))
+raises("fixed_size_batches(batch_size=2.5)", V, "batch_size", lambda: batching.fixed_size_batches(10, 2.5))
+raises("padding_fraction(index outside lengths)", V, "outside", lambda: batching.padding_fraction([[0, 5]], [3, 4]))
+raises("teacher_forcing(float targets)", T, "integer", lambda: batching.teacher_forcing(torch.zeros(2, 4)))
+raises("collate(3 sources, 2 targets)", V, "line up", lambda: batching.collate([[1, 2]] * 3, [[1, 2]] * 2))
+
+# -- embeddings and layers -------------------------------------------------------------------------
+raises("TokenEmbedding(pad_id=1.5)", VT, "pad_id", lambda: embeddings.TokenEmbedding(10, 8, pad_id=1.5))
+raises("TokenEmbedding forward(a list)", T, "tensor", lambda: embeddings.TokenEmbedding(10, 8)([[1, 2]]))
+raises("TokenEmbedding forward(id 10 of 10)", V, "outside", lambda: embeddings.TokenEmbedding(10, 8)(
+    torch.tensor([[10]])))
+raises("PositionalEncoding(dropout=None)", V, "dropout", lambda: embeddings.PositionalEncoding(8, dropout=None))
+raises("PositionalEncoding(max_len=0)", V, "max_len", lambda: embeddings.PositionalEncoding(8, max_len=0))
+raises("LearnedPositionalEmbedding(dropout='x')", V, "dropout", lambda: embeddings.LearnedPositionalEmbedding(
+    8, 10, dropout="x"))
+raises("LearnedPositionalEmbedding(d_model=0)", V, "d_model", lambda: embeddings.LearnedPositionalEmbedding(0, 10))
+raises("sinusoidal_positional_encoding(odd d_model)", V, "odd", lambda: embeddings.sinusoidal_positional_encoding(
+    10, 7))
+raises("LayerNorm(eps=0)", V, "eps", lambda: layers.LayerNorm(8, eps=0))
+raises("LayerNorm(d_model=8.0)", V, "d_model", lambda: layers.LayerNorm(8.0))
+raises("PositionwiseFeedForward(dropout=None)", V, "dropout", lambda: layers.PositionwiseFeedForward(8, 16, None))
+raises("SublayerConnection(dropout=-0.1)", V, "dropout", lambda: layers.SublayerConnection(8, -0.1))
+
+# -- tokenizers ------------------------------------------------------------------------------------
+raises("WordTokenizer.fit(a str)", T, "list of sentences", lambda: tokenize.WordTokenizer.fit("a cat sat"))
+raises("CharTokenizer.fit(a str)", T, "list of sentences", lambda: tokenize.CharTokenizer.fit("a cat sat"))
+raises("BPETokenizer.train(a str)", T, "list of sentences", lambda: tokenize.BPETokenizer.train("a cat sat", 30))
+raises("encode_batch(a str)", T, "list of sentences", lambda: tokenize.CharTokenizer.fit(["ab"]).encode_batch("ab"))
+raises("encode(a list)", T, "encode_batch", lambda: tokenize.WordTokenizer.fit(["a b"]).encode(["a", "b"]))
+raises("BPE encode(a list)", T, "encode_batch", lambda: tokenize.BPETokenizer.train(["a b c"], 30).encode(["a b"]))
+raises("fit(a list holding a number)", T, "str", lambda: tokenize.WordTokenizer.fit(["a b", 3]))
+raises("fit(min_freq=0)", V, "min_freq", lambda: tokenize.WordTokenizer.fit(["a b"], min_freq=0))
+raises("fit(min_freq=1.5)", V, "min_freq", lambda: tokenize.WordTokenizer.fit(["a b"], min_freq=1.5))
+raises("BPETokenizer.train(vocab_size=30.5)", V, "vocab_size", lambda: tokenize.BPETokenizer.train(["a b"], 30.5))
+raises("BPETokenizer.train(min_frequency=0)", V, "min_frequency", lambda: tokenize.BPETokenizer.train(
+    ["a b"], 30, min_frequency=0))
+raises("decode(a 2-D tensor)", T, "row by row", lambda: tokenize.CharTokenizer.fit(["ab"]).decode(
+    torch.tensor([[4, 5]])))
+raises("decode(float ids)", T, "integers", lambda: tokenize.CharTokenizer.fit(["ab"]).decode([4.7, 5.2]))
+raises("decode(id outside)", V, "outside", lambda: tokenize.CharTokenizer.fit(["ab"]).decode([99]))
+raises("tokenizer_from_dict(a str)", T, "to_dict", lambda: tokenize.tokenizer_from_dict("char"))
+raises("tokenizer_from_dict({'kind': 'char'})", V, "tokens", lambda: tokenize.tokenizer_from_dict({"kind": "char"}))
+raises("load_tokenizer(missing file)", FileNotFoundError, "nope.json", lambda: tokenize.load_tokenizer(
+    tmp() / "nope.json"))
+raises("load_tokenizer(not JSON)", V, "not a tokenizer", lambda: tokenize.load_tokenizer(
+    (lambda p: (p.write_text("hello"), p)[1])(tmp() / "t.json")))
+
+
+@case("BPE: literal '<eos>' text is not the control id", None)
+def _bpe_literal_eos():
+    tok = tokenize.BPETokenizer.train(["a cat sat on the mat", "the dog ran"], vocab_size=40)
+    return tokenize.EOS_ID not in tok.encode("the <eos> cat") and tokenize.EOS_ID not in tok.encode_batch(
+        ["the <eos> cat"])[0]
+
+
+@case("BPE from an old dict: literal '<eos>' is still text", None)
+def _bpe_old_dict():
+    tok = tokenize.BPETokenizer.train(["a cat sat on the mat", "the dog ran"], vocab_size=40)
+    data = json.loads(tok.hf.to_str())
+    data["added_tokens"] = [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+                             "normalized": False, "special": True} for i, t in enumerate(tokenize.SPECIAL_TOKENS)]
+    old = tokenize.tokenizer_from_dict({"kind": "bpe", "json": json.dumps(data)})
+    return tokenize.EOS_ID not in old.encode("x <eos> y")
+
+
+@case("WordTokenizer: NFD 'fährt' = NFC 'fährt'", None)
+def _word_nfc():
+    tok = tokenize.WordTokenizer.fit([unicodedata.normalize("NFC", "er fährt heim")])
+    return tok.encode(unicodedata.normalize("NFD", "er fährt heim")) == tok.encode("er fährt heim") and \
+        tokenize.UNK_ID not in tok.encode(unicodedata.normalize("NFD", "er fährt heim"))
+
+
+@case("WordTokenizer.fit on NFD text, encode NFC", None)
+def _word_nfc_fit():
+    tok = tokenize.WordTokenizer.fit([unicodedata.normalize("NFD", "er fährt heim")])
+    return tokenize.UNK_ID not in tok.encode("er fährt heim")
+
+
+# -- BLEU ------------------------------------------------------------------------------------------
+raises("corpus_bleu(str, str)", T, "list of sentences", lambda: bleu.corpus_bleu("a cat", "a cat"))
+raises("corpus_bleu(list, str)", T, "list of sentences", lambda: bleu.corpus_bleu(["a cat"], "a cat"))
+raises("corpus_bleu(ids, not text)", T, "decode", lambda: bleu.corpus_bleu([[1, 2]], ["a b"]))
+raises("corpus_bleu(max_order=0)", V, "max_order", lambda: bleu.corpus_bleu(["a"], ["a"], max_order=0))
+raises("corpus_bleu(2 hyps, 1 ref)", V, "reference", lambda: bleu.corpus_bleu(["a", "b"], ["a"]))
+
+# -- checkpoints -----------------------------------------------------------------------------------
+STATE = nn.Linear(2, 2).state_dict()
+
+
+def _round_trip(**extra):
+    path = checkpoint.save_checkpoint(tmp() / "c.pt", STATE, {"d": 2}, **extra)
+    return checkpoint.load_checkpoint(path)
+
+
+@case("save_checkpoint(np.int64 step) loads back as 7", None)
+def _np_int():
+    return _round_trip(step=np.int64(7))["step"] == 7
+
+
+@case("save_checkpoint(np.float32) loads back", None)
+def _np_float():
+    return _round_trip(loss=np.float32(1.5))["loss"] == 1.5
+
+
+@case("save_checkpoint(np.ndarray) loads back", None)
+def _np_array():
+    return torch.equal(_round_trip(hist=np.arange(3))["hist"], torch.arange(3))
+
+
+@case("save_checkpoint(Path in the config) loads back", None)
+def _path_config():
+    path = checkpoint.save_checkpoint(tmp() / "c.pt", STATE, {"data": Path("x/y")})
+    return checkpoint.load_checkpoint(path)["config"]["data"] == "x/y"
+
+
+raises("save_checkpoint(a tokenizer object)", T, "tokenizer", lambda: _round_trip(
+    tokenizer=tokenize.CharTokenizer.fit(["ab"])))
+raises("save_checkpoint(a function in the config)", T, "config", lambda: checkpoint.save_checkpoint(
+    tmp() / "c.pt", STATE, {"act": print}))
+raises("save_checkpoint(path is a folder)", OSError, "is a folder", lambda: checkpoint.save_checkpoint(
+    tmp(), STATE, {}))
+raises("save_checkpoint(config = a list)", T, "config", lambda: checkpoint.save_checkpoint(tmp() / "c.pt", STATE, [1]))
+
+
+def _bad_file(content: bytes, name: str = "c.pt") -> Path:
+    p = tmp() / name
+    p.write_bytes(content)
+    return p
+
+
+def _truncated() -> Path:
+    good = checkpoint.save_checkpoint(tmp() / "c.pt", STATE, {"d": 2})
+    good.write_bytes(good.read_bytes()[:200])
+    return good
+
+
+raises("load_checkpoint(truncated)", V, "not a readable checkpoint", lambda: checkpoint.load_checkpoint(_truncated()))
+raises("load_checkpoint(a text file)", V, "not a readable checkpoint", lambda: checkpoint.load_checkpoint(
+    _bad_file(b"hello, world\n")))
+raises("load_checkpoint(an empty file)", V, "not a readable checkpoint", lambda: checkpoint.load_checkpoint(
+    _bad_file(b"")))
+raises("load_checkpoint(a bare state dict)", V, "not a checkpoint", lambda: checkpoint.load_checkpoint(
+    (lambda p: (torch.save(STATE, p), p)[1])(tmp() / "s.pt")))
+
+
+@case("save_checkpoint: file gets the umask's permissions", None)
+def _umask():
+    import os
+    mask = os.umask(0o022)
+    try:
+        path = checkpoint.save_checkpoint(tmp() / "c.pt", STATE, {})
+        return (path.stat().st_mode & 0o777) == 0o644
+    finally:
+        os.umask(mask)
+
+
+@case("save_checkpoint: a failed save leaves no temporary file", None)
+def _no_orphan():
+    d = tmp()
+    real = torch.save
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    torch.save = boom
+    try:
+        checkpoint.save_checkpoint(d / "c.pt", STATE, {})
+    except OSError:
+        pass
+    finally:
+        torch.save = real
+    try:
+        checkpoint.save_checkpoint(d / "c.pt", STATE, {"f": print})
+    except TypeError:
+        pass
+    return list(d.iterdir()) == []
+
+
+# -- exercises -------------------------------------------------------------------------------------
+@case("exercises.check(test returning False) is not solved", None)
+def _check_false():
+    return exercises.check("ex", lambda: False) is False
+
+
+raises("exercises.check(test_fn() instead of test_fn)", T, "function", lambda: exercises.check("ex", None))
+
+
+# -- data files ------------------------------------------------------------------------------------
+def _with_data(files: dict[str, bytes], loader: str):
+    import os
+
+    from utils import data
+    d = tmp()
+    shared = Path(os.environ.get("ATTN_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    for f in list(data.MULTI30K_FILES.values()):
+        for lang in ("de", "en"):
+            target = d / "multi30k" / f"{f}.{lang}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes((shared / "multi30k" / f"{f}.{lang}").read_bytes()[:2000].rsplit(b"\n", 1)[0] + b"\n")
+    lines = {f"{f}.{lang}": len((d / "multi30k" / f"{f}.{lang}").read_bytes().splitlines())
+             for f in data.MULTI30K_FILES.values() for lang in ("de", "en")}
+    for f in data.MULTI30K_FILES.values():   # make the pairs parallel again after cutting
+        n = min(lines[f"{f}.de"], lines[f"{f}.en"])
+        for lang in ("de", "en"):
+            p = d / "multi30k" / f"{f}.{lang}"
+            p.write_bytes(b"\n".join(p.read_bytes().splitlines()[:n]) + b"\n")
+    (d / "tinyshakespeare").mkdir()
+    (d / "tinyshakespeare" / "input.txt").write_bytes(b"First Citizen:\nBefore we proceed any further.\n" * 10)
+    for name, content in files.items():
+        (d / name).write_bytes(content)
+    old = os.environ.get("ATTN_DATA_DIR")
+    os.environ["ATTN_DATA_DIR"] = str(d)
+    try:
+        return getattr(data, loader)()
+    finally:
+        if old is None:
+            del os.environ["ATTN_DATA_DIR"]
+        else:
+            os.environ["ATTN_DATA_DIR"] = old
+
+
+raises("load_multi30k(an empty test.en and .de)", V, "test_2016_flickr.(de|en) is empty", lambda: _with_data(
+    {"multi30k/test_2016_flickr.en": b"", "multi30k/test_2016_flickr.de": b""}, "load_multi30k"))
+raises("load_multi30k(train.de 1 line longer)", V, "train.de has", lambda: _with_data(
+    {"multi30k/train.de": b"ein Satz\n" * 50, "multi30k/train.en": b"a sentence\n" * 49}, "load_multi30k"))
+raises("load_multi30k(a latin-1 val.de)", V, "val.de is not UTF-8", lambda: _with_data(
+    {"multi30k/val.de": "Ein Mann fährt.\n".encode("latin-1")}, "load_multi30k"))
+raises("load_tiny_shakespeare(a latin-1 file)", V, "input.txt is not UTF-8", lambda: _with_data(
+    {"tinyshakespeare/input.txt": "Thou art façade.\n".encode("latin-1") * 5}, "load_tiny_shakespeare"))
+raises("load_tiny_shakespeare(an empty file)", V, "input.txt is empty", lambda: _with_data(
+    {"tinyshakespeare/input.txt": b""}, "load_tiny_shakespeare"))
+
+
+@case("load_multi30k: a UTF-8 BOM is not part of the first sentence", None)
+def _bom():
+    ds = _with_data({"multi30k/val.de": b"\xef\xbb\xbfEin Satz.\n", "multi30k/val.en": b"A sentence.\n"},
+                    "load_multi30k")
+    return ds["validation"]["de"][0] == "Ein Satz."
+
+
+@case("load_tiny_shakespeare: a UTF-8 BOM is dropped", None)
+def _bom_shakespeare():
+    ds = _with_data({"tinyshakespeare/input.txt": b"\xef\xbb\xbf" + b"First Citizen:\n" * 20}, "load_tiny_shakespeare")
+    return ds["train"]["text"][0].startswith("First")
+
+
+@case("a relative ATTN_DATA_DIR is shown resolved in the error", None)
+def _relative_dir():
+    import os
+
+    from utils import data
+    old = os.environ.get("ATTN_DATA_DIR")
+    os.environ["ATTN_DATA_DIR"] = "no/such/dir"
+    try:
+        data.load_multi30k()
+    except data.DataNotFoundError as err:
+        return str(Path("no/such/dir").resolve()) in str(err)
+    finally:
+        if old is None:
+            del os.environ["ATTN_DATA_DIR"]
+        else:
+            os.environ["ATTN_DATA_DIR"] = old
+    return False
+
+
+# -- running ---------------------------------------------------------------------------------------
+def outcome(thunk, expected) -> tuple[str, str]:
+    """(outcome, detail) of one case."""
+    try:
+        result = thunk()
+    except Exception as err:  # noqa: BLE001 - classifying every error is the point
+        detail = f"{type(err).__name__}: {str(err)[:160]}"
+        if expected is None:
+            return "obscure", detail
+        exc, pattern = expected
+        if isinstance(err, exc) and re.search(pattern, str(err)):
+            return "clear", detail
+        return "obscure", detail
+    if expected is None:
+        return ("handled", "") if result is True else ("silent", f"returned {result!r}")
+    return "silent", f"no error (returned {type(result).__name__})"
+
+
+def main(argv: list[str]) -> Counter:
+    import contextlib
+    import io
+
+    counts: Counter = Counter()
+    for name, thunk, expected in CASES:
+        with contextlib.redirect_stdout(io.StringIO()):
+            kind, detail = outcome(thunk, expected)
+        counts[kind] += 1
+        if "-v" in argv:
+            print(f"{kind:8} {name:55} {detail}")
+    print(f"{len(CASES)} bad inputs: " + ", ".join(f"{counts[k]} {k}" for k in ("handled", "clear", "obscure", "silent")))
+    return counts
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

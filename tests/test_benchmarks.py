@@ -1,0 +1,153 @@
+"""The benchmark scripts on tiny runs: exact resume, output paths checked before any work, arguments
+validated, strict JSON. Each run takes a few seconds (a few hundred sentences, a model of width 16)."""
+
+import importlib.util
+import json
+import math
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight the other tests for the cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def multi30k():
+    return load_script("train_multi30k")
+
+
+@pytest.fixture(scope="module")
+def gpt():
+    return load_script("train_gpt")
+
+
+TINY_MT = ["--limit", "150", "--vocab", "80", "--d-model", "16", "--layers", "1", "--heads", "2", "--d-ff", "32",
+           "--max-tokens", "300", "--warmup", "2", "--no-progress"]
+TINY_GPT = ["--d-model", "16", "--layers", "1", "--heads", "2", "--context", "16", "--batch", "4", "--dropout", "0.1",
+            "--no-progress"]
+
+
+def weights(path: Path) -> dict:
+    return torch.load(path, weights_only=True)["model"]
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("average", [[], ["--average", "3", "--average-every", "2"]], ids=["last", "average"])
+def test_multi30k_resume_equals_the_uninterrupted_run(multi30k, tmp_path, average):
+    def run(name: str, steps: int, *extra: str) -> dict:
+        return multi30k.main([*TINY_MT, *average, "--steps", str(steps), "--checkpoint", str(tmp_path / f"{name}.pt"),
+                              "--out", str(tmp_path / name), *extra])
+
+    straight = run("straight", 8)
+    run("resumed", 4)                                            # the interrupted run ...
+    resumed = run("resumed", 8, "--resume")                     # ... continued
+    assert resumed["steps"] == straight["steps"] == 8
+    assert same_weights(weights(tmp_path / "resumed.pt"), weights(tmp_path / "straight.pt"))
+    if average:
+        assert resumed["averaged_last"] == straight["averaged_last"] == 3
+        assert same_weights(weights(tmp_path / "resumed.avg.pt"), weights(tmp_path / "straight.avg.pt"))
+    assert resumed["valid"] == straight["valid"]
+    assert ((tmp_path / "resumed" / "multi30k_test.hyp.en").read_text()
+            == (tmp_path / "straight" / "multi30k_test.hyp.en").read_text())
+    # The dropout stream matters: without restoring it the weights differ (the test can fail).
+    assert straight["model"]["dropout"] > 0
+
+
+def test_gpt_interrupted_and_resumed_equals_the_uninterrupted_run(gpt, tmp_path, monkeypatch):
+    def run(name: str, *extra: str) -> dict:
+        return gpt.main([*TINY_GPT, "--steps", "6", "--checkpoint", str(tmp_path / f"{name}.pt"),
+                         "--out", str(tmp_path / name), *extra])
+
+    straight = run("straight")
+    real = gpt.train_gpt.__globals__["random_windows"]
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):                            # Ctrl-C before step 4
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setitem(gpt.train_gpt.__globals__, "random_windows", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run("resumed")
+    monkeypatch.setitem(gpt.train_gpt.__globals__, "random_windows", real)
+    saved = torch.load(tmp_path / "resumed.pt", weights_only=True)
+    assert saved["gpt_run"]["step"] == 3, "the interrupted run saved the 3 steps it took"
+    resumed = run("resumed", "--resume")
+    assert same_weights(weights(tmp_path / "resumed.pt"), weights(tmp_path / "straight.pt"))
+    assert resumed["val_loss"] == straight["val_loss"] and resumed["steps"] == 6
+
+
+@pytest.mark.parametrize("script, tiny", [("train_gpt", TINY_GPT + ["--steps", "2"]),
+                                          ("train_multi30k", TINY_MT + ["--steps", "2"])])
+@pytest.mark.parametrize("which", ["--out", "--checkpoint"])
+def test_unwritable_paths_fail_before_any_work(script, tiny, which, tmp_path, monkeypatch):
+    module = load_script(script)
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    bad_paths = [a_file / "sub"]                                 # a folder that cannot exist: its parent is a file
+    if os.name == "posix" and os.geteuid() != 0:                # root may write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
+        bad_paths.append(locked / "sub")
+    started = []
+    monkeypatch.setitem(module.main.__globals__, "load_multi30k" if script == "train_multi30k"
+                        else "load_tiny_shakespeare", lambda: started.append(1) or 1 / 0)
+    paths = {"--out": str(tmp_path / "out"), "--checkpoint": str(tmp_path / "ck.pt")}
+    for bad in bad_paths:
+        args = {**paths, which: str(bad if which == "--out" else bad / "ck.pt")}
+        with pytest.raises(OSError, match=str(bad.parent.resolve())):
+            module.main([*tiny, *[x for kv in args.items() for x in kv]])
+    assert not started, "the data was loaded before the paths were checked"
+
+
+@pytest.mark.parametrize("script, argv", [
+    ("train_gpt", ["--batch", "0"]), ("train_gpt", ["--lr", "nan"]), ("train_gpt", ["--heads", "3"]),
+    ("train_gpt", ["--steps", "0"]), ("train_gpt", ["--dropout", "1.5"]), ("train_gpt", ["--context", "0"]),
+    ("train_gpt", ["--min-lr", "1"]), ("train_gpt", ["--warmup", "-1"]),
+    ("train_multi30k", ["--max-tokens", "0"]), ("train_multi30k", ["--vocab", "3"]),
+    ("train_multi30k", ["--average-every", "0"]), ("train_multi30k", ["--heads", "3"]),
+    ("train_multi30k", ["--smoothing", "2"]), ("train_multi30k", ["--beam", "-1"]),
+    ("train_multi30k", ["--steps", "0"]), ("train_multi30k", ["--minutes", "-1"]),
+    ("train_multi30k", ["--resume", "--checkpoint", "/nonexistent/ck.pt"]),
+    ("speed", ["--only", "nosuchcase"]), ("speed", ["--repeats", "0"]),
+])
+def test_benchmark_arguments_are_checked(script, argv, capsys):
+    module = load_script(script)
+    with pytest.raises(SystemExit) as err:
+        module.parse_args(argv)
+    assert err.value.code == 2
+    assert argv[0] in capsys.readouterr().err
+
+
+def test_nan_loss_stops_the_gpt_benchmark_and_json_is_strict(gpt, tmp_path):
+    with pytest.raises(FloatingPointError, match="loss is nan"):
+        gpt.main([*TINY_GPT, "--steps", "3", "--lr", "1e30", "--clip-norm", "1e30", "--checkpoint",
+                  str(tmp_path / "ck.pt"), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out" / "gpt_shakespeare.json").exists()
+    with pytest.raises(ValueError):
+        json.dumps({"val_loss": math.nan}, allow_nan=False)      # what the scripts now pass
