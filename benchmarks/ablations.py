@@ -50,21 +50,16 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from anywhere without installing the package
-sys.path.insert(0, str(ROOT / "benchmarks"))
-if "ATTN_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
-    os.environ["ATTN_DATA_DIR"] = str(ROOT.parent / "shared" / "data")  # as tests/conftest.py does
+from utils.batching import TokenBatches
+from utils.bleu import bleu_parts, paired_bootstrap
+from utils.common import REPO_ROOT as ROOT, cpu_model, set_seed, use_shared_data
+from utils.data import load_multi30k
+from utils.decode import translate
+from utils.model import count_parameters, make_model
+from utils.tokenize import BPETokenizer
+from utils.train import WarmupInverseSqrt, evaluate, make_optimizer, train, warmup_schedule
 
-from train_multi30k import translate  # noqa: E402  (greedy decoding of a list of sentences)
-
-from utils.batching import TokenBatches  # noqa: E402
-from utils.bleu import bleu_parts, paired_bootstrap  # noqa: E402
-from utils.common import cpu_model, set_seed  # noqa: E402
-from utils.data import load_multi30k  # noqa: E402
-from utils.model import count_parameters, make_model  # noqa: E402
-from utils.tokenize import BPETokenizer  # noqa: E402
-from utils.train import WarmupInverseSqrt, evaluate, make_optimizer, train, warmup_schedule  # noqa: E402
+use_shared_data()  # ATTN_DATA_DIR defaults to ../shared/data beside the checkout, as tests/conftest.py does
 
 #: name → what it changes from the baseline (the keys are make_run's arguments)
 VARIANTS: dict[str, dict] = {
@@ -179,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
                "valid": {k: round(last[k], 4) for k in ("loss", "ppl", "acc")}}
         if not diverged:
             t1 = time.perf_counter()
-            hyps = hyps_of[name] = translate(model, tok, valid_de, torch.device("cpu"))
+            hyps = hyps_of[name] = translate(model, valid_de, tok)
             parts = bleu_parts(hyps, valid_en)
             run["valid_bleu_greedy"] = round(parts.score, 2)
             run["valid_bleu_parts"] = {"precisions": [round(p, 1) for p in parts.precisions], "bp": round(parts.bp, 3),

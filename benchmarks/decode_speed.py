@@ -37,7 +37,7 @@ import sacrebleu
 import torch
 
 import utils
-from utils.common import cpu_model, use_shared_data
+from utils.common import REPO_ROOT as ROOT, cpu_model, use_shared_data
 from utils.data import load_multi30k
 from utils.model import Transformer
 from utils.tokenize import tokenizer_from_dict
@@ -47,7 +47,6 @@ try:
 except ImportError:                                           # checkouts before the cache moved to attention
     from utils.gpt import KVCache
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def translator():

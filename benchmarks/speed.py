@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,13 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from anywhere without installing the package
-
-from utils.attention import MultiHeadAttention  # noqa: E402
-from utils.checkpoint import check_writable  # noqa: E402
-from utils.common import cpu_model  # noqa: E402
-from utils.model import Transformer, make_model  # noqa: E402
+from utils.attention import MultiHeadAttention
+from utils.checkpoint import check_writable
+from utils.common import REPO_ROOT as ROOT, cpu_model
+from utils.model import Transformer, make_model
 
 PAD = 0
 

@@ -35,24 +35,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from anywhere without installing the package
-if "ATTN_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
-    os.environ["ATTN_DATA_DIR"] = str(ROOT.parent / "shared" / "data")  # as tests/conftest.py does
+from utils.checkpoint import check_writable, check_writable_dir
+from utils.common import REPO_ROOT as ROOT, cpu_model, get_device, set_seed, use_shared_data
+from utils.data import load_tiny_shakespeare
+from utils.gpt import evaluate_loss, make_gpt, train_gpt
+from utils.model import count_parameters
+from utils.tokenize import UNK_ID, CharTokenizer
 
-from utils.checkpoint import check_writable, check_writable_dir  # noqa: E402
-from utils.common import cpu_model, get_device, set_seed  # noqa: E402
-from utils.data import load_tiny_shakespeare  # noqa: E402
-from utils.gpt import evaluate_loss, make_gpt, train_gpt  # noqa: E402
-from utils.model import count_parameters  # noqa: E402
-from utils.tokenize import UNK_ID, CharTokenizer  # noqa: E402
+use_shared_data()  # ATTN_DATA_DIR defaults to ../shared/data beside the checkout, as tests/conftest.py does
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

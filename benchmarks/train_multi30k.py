@@ -13,7 +13,7 @@ English, pre-LN Transformer with d_model 256, 3 + 3 layers, 4 heads, d_ff 512, d
 embeddings (``utils.model.make_model``); label smoothing 0.1; batches of about 4000 tokens by length
 (``utils.batching.TokenBatches``); Adam (0.9, 0.98, 1e-9) with the paper's warm-up schedule, 400
 warm-up steps (``utils.train``). Validation loss every epoch; at the end the test set is translated
-greedily (``utils.decode.greedy_decode``) and scored with sacreBLEU (13a, cased; our own
+greedily (``utils.decode.translate``) and scored with sacreBLEU (13a, cased; our own
 ``utils.bleu.corpus_bleu`` must agree).
 
 Writes ``checkpoints/multi30k.pt`` (git-ignored; ``--resume`` continues from it; also written when
@@ -50,20 +50,17 @@ import sacrebleu
 import torch
 import torch.distributed as dist
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from anywhere without installing the package
-if "ATTN_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
-    os.environ["ATTN_DATA_DIR"] = str(ROOT.parent / "shared" / "data")  # as tests/conftest.py does
+from utils.batching import TokenBatches
+from utils.bleu import corpus_bleu
+from utils.common import REPO_ROOT as ROOT, cpu_model, get_device, set_seed, use_shared_data
+from utils.data import load_multi30k
+from utils.decode import translate
+from utils.model import count_parameters, make_model
+from utils.tokenize import BPETokenizer, tokenizer_from_dict
+from utils.checkpoint import check_writable, check_writable_dir, load_checkpoint, save_checkpoint
+from utils.train import evaluate, make_optimizer, resume, train, warmup_schedule
 
-from utils.batching import TokenBatches  # noqa: E402
-from utils.bleu import corpus_bleu  # noqa: E402
-from utils.common import cpu_model, get_device, set_seed  # noqa: E402
-from utils.data import load_multi30k  # noqa: E402
-from utils.decode import beam_search, greedy_decode  # noqa: E402
-from utils.model import count_parameters, make_model  # noqa: E402
-from utils.tokenize import BPETokenizer, tokenizer_from_dict  # noqa: E402
-from utils.checkpoint import check_writable, check_writable_dir, load_checkpoint, save_checkpoint  # noqa: E402
-from utils.train import evaluate, make_optimizer, resume, train, warmup_schedule  # noqa: E402
+use_shared_data()  # ATTN_DATA_DIR defaults to ../shared/data beside the checkout, as tests/conftest.py does
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -162,28 +159,6 @@ def joint_tokenizer(train_split, vocab: int, rank: int, world_size: int):
     return tokenizer_from_dict(payload[0])
 
 
-def translate(model, tok, sentences: list[str], device: torch.device, batch_size: int = 100, beam: int = 1,
-              alpha: float = 0.6) -> list[str]:
-    """Greedy (``beam=1``) or beam-search translations, in the input order (sorted by length inside for speed)."""
-    ids = tok.encode_batch(sentences, add_special=True)
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out: list[str] = [""] * len(ids)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start: start + batch_size]
-        width = max(len(ids[i]) for i in chunk)
-        src = torch.zeros(len(chunk), width, dtype=torch.long)
-        for row, i in enumerate(chunk):
-            src[row, : len(ids[i])] = torch.tensor(ids[i])
-        max_len = min(model.config["max_len"] - 1, int(1.5 * width) + 10)
-        if beam == 1:
-            hyp = greedy_decode(model, src.to(device), max_len=max_len)
-        else:
-            hyp = beam_search(model, src.to(device), beam_size=beam, max_len=max_len, length_penalty_alpha=alpha)
-        for row, i in enumerate(chunk):
-            out[i] = tok.decode(hyp[row].tolist())
-    return out
-
-
 def main(argv: list[str] | None = None) -> dict | None:
     args = parse_args(argv)
     rank, world_size, device = setup_distributed(args.device)
@@ -275,7 +250,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     report = None
     if main_process:
         t1 = time.perf_counter()
-        hyps = translate(model, tok, list(ds["test"]["de"]), device)
+        hyps = translate(model, list(ds["test"]["de"]), tok, device=device)
         decode_seconds = time.perf_counter() - t1
         refs = list(ds["test"]["en"])
         bleu = sacrebleu.BLEU()
@@ -305,7 +280,8 @@ def main(argv: list[str] | None = None) -> dict | None:
         }
         if args.beam > 1:
             t1 = time.perf_counter()
-            beam_hyps = translate(model, tok, list(ds["test"]["de"]), device, beam=args.beam, alpha=args.alpha)
+            beam_hyps = translate(model, list(ds["test"]["de"]), tok, beam_size=args.beam,
+                                  length_penalty_alpha=args.alpha, device=device)
             beam_score = sacrebleu.BLEU().corpus_score(beam_hyps, [refs])
             (args.out / "multi30k_test.beam.hyp.en").write_text("\n".join(beam_hyps) + "\n", encoding="utf-8")
             report["beam"] = {"size": args.beam, "alpha": args.alpha, "test_bleu": round(beam_score.score, 2),
