@@ -71,13 +71,14 @@ def main() -> None:
     decoder = "greedy" if args.beam == 1 else f"beam {args.beam}, alpha {args.alpha:g}"
 
     t0 = time.perf_counter()
-    valid_hyp = translate(model, valid_src, tok, beam_size=args.beam, length_penalty_alpha=args.alpha)
+    batch = 25 if args.beam > 1 else 100                      # a batch runs until its longest beam ends: keep them small
+    valid_hyp = translate(model, valid_src, tok, beam_size=args.beam, length_penalty_alpha=args.alpha, batch_size=batch)
     pick = showcase_sentence(valid_src, valid_hyp, valid_ref)
     sentence_bleu = sacrebleu.sentence_bleu(valid_hyp[pick], [valid_ref[pick]]).score
     test_bleu = None
     if not args.quick:
         test_src, test_ref = list(ds["test"]["de"]), list(ds["test"]["en"])
-        test_bleu = sacrebleu.corpus_bleu(translate(model, test_src, tok, beam_size=args.beam,
+        test_bleu = sacrebleu.corpus_bleu(translate(model, test_src, tok, beam_size=args.beam, batch_size=batch,
                                                     length_penalty_alpha=args.alpha), [test_ref]).score
     name = path.name
     size = f"{count_parameters(model) / 1e6:.1f}M parameters"
