@@ -156,3 +156,49 @@ def test_plot_bleu_by_length_rejects_unequal_or_empty():
         plot_bleu_by_length(["a", "b"], [1.0, 2.0, 3.0], [1, 2])
     with pytest.raises(ValueError, match="no buckets"):
         plot_bleu_by_length([], [], [])
+
+
+# -- the grid's colour bar and scale; the showcase ----------------------------------------------
+def test_plot_attention_grid_colour_bar_and_square_root_scale():
+    maps = np.full((2, 3, 4, 4), 0.25)                                     # diffuse heads: every weight 1/4
+    fig = plot_attention_grid(maps, colorbar=True, gamma=0.5)
+    assert len(fig.axes) == 2 * 3 + 1, "the panels, then one colour bar"
+    image = fig.axes[0].images[0]
+    assert image.norm(0.25) == pytest.approx(0.5), "w ** 0.5: a weight of 1/4 is drawn half-way up the scale, not black"
+    assert image.norm.vmin == 0 and image.norm.vmax == 1
+    linear = plot_attention_grid(maps)
+    assert len(linear.axes) == 2 * 3 and linear.axes[0].images[0].norm(0.25) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="gamma"):
+        plot_attention_grid(maps, gamma=0)
+    plt.close("all")
+
+
+def test_showcase_sentence_follows_its_rule():
+    from utils.plots import showcase_sentence
+
+    sources = ["kurz", "ein Mann mit einem Hut geht über die Straße", "eine Frau mit einem Hund läuft im Park ."]
+    refs = ["short", "a man in a hat crosses the street", "a woman with a dog runs in the park ."]
+    hyps = ["short", "a man crosses a road", "a woman with a dog runs in the park ."]
+    assert showcase_sentence(sources, hyps, refs) == 2, "the best sentence BLEU among 8–14 words"
+    assert showcase_sentence(sources, ["x", "a man in a hat crosses the street", "x"], refs) == 1
+    with pytest.raises(ValueError, match="no source"):
+        showcase_sentence(sources, hyps, refs, min_words=20, max_words=30)
+    with pytest.raises(ValueError, match="one entry per sentence"):
+        showcase_sentence(sources, hyps[:2], refs)
+
+
+def test_plot_showcase_draws_three_captioned_figures():
+    from utils.plots import plot_showcase, token_label
+
+    assert [token_label(t) for t in ("▁Hund", "en", "<eos>")] == ["Hund", "·en", "<eos>"]
+    layers, heads, S, T = 2, 3, 5, 4
+    maps = {"encoder_self": [torch.full((1, heads, S, S), 1 / S)] * layers,
+            "decoder_self": [torch.tril(torch.ones(T, T)).div(torch.arange(1, T + 1)[:, None]).expand(1, heads, T, T)] * layers,
+            "cross": [torch.softmax(torch.randn(1, heads, T, S), -1)] * layers}
+    figs = plot_showcase(maps, list("abcde"), list("wxyz"), list("xyz."), "model: toy, test BLEU 0.0")
+    assert set(figs) == {"alignment", "encoder_grid", "decoder_grid"}
+    assert len(figs["alignment"].axes) == layers and len(figs["encoder_grid"].axes) == layers * heads + 1
+    assert all(f._supxlabel.get_text() == "model: toy, test BLEU 0.0" for f in figs.values())
+    with pytest.raises(ValueError, match="cross"):
+        plot_showcase({"cross": maps["cross"]}, list("abcde"), list("wxyz"), list("xyz."), "c")
+    plt.close("all")

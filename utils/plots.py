@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
 __all__ = ["plot_attention", "plot_attention_grid", "plot_alignment", "plot_bleu_by_length"]
@@ -131,7 +132,7 @@ def _stack_layers(maps: Any) -> np.ndarray:
 
 def plot_attention_grid(maps: Any, x_labels: Sequence[str] | None = None, y_labels: Sequence[str] | None = None,
                         *, title: str | None = None, max_heads: int | None = None,
-                        cell_size: float = 1.8) -> Figure:
+                        cell_size: float = 1.8, colorbar: bool = False, gamma: float | None = None) -> Figure:
     """Every head of every layer for one example: rows are layers, columns heads.
 
     Args:
@@ -143,15 +144,21 @@ def plot_attention_grid(maps: Any, x_labels: Sequence[str] | None = None, y_labe
         title: the figure's title.
         max_heads: draw only the first ``max_heads`` heads of each layer (default: all).
         cell_size: width and height of one heatmap in inches.
+        colorbar: add one colour bar for the whole grid (every heatmap shares the 0–1 scale).
+        gamma: draw the weights on a power scale ``w ** gamma`` (``matplotlib.colors.PowerNorm``,
+            still 0 to 1): ``gamma=0.5`` lifts small weights, so a diffuse head (every weight near
+            ``1 / k_len``) shows its pattern instead of turning black. None: a linear scale.
 
     Returns:
         The figure; ``fig.axes`` holds the ``layers × heads`` axes row by row, titled
-        ``"layer i · head h"`` (counted from 0).
+        ``"layer i · head h"`` (counted from 0), then the colour bar's axes if there is one.
 
     Raises:
         ValueError: maps of the wrong number of dimensions or of different shapes, label counts
-            that differ from ``(q_len, k_len)``, or a ``max_heads`` / ``cell_size`` that is not positive.
+            that differ from ``(q_len, k_len)``, or a ``max_heads`` / ``cell_size`` / ``gamma`` that is not positive.
     """
+    if gamma is not None and not gamma > 0:
+        raise ValueError(f"gamma must be positive (0.5 lifts small weights; None for a linear scale), got {gamma!r}")
     stacked = _stack_layers(maps)
     if max_heads is not None:
         if isinstance(max_heads, bool) or not isinstance(max_heads, int) or max_heads < 1:
@@ -167,6 +174,11 @@ def plot_attention_grid(maps: Any, x_labels: Sequence[str] | None = None, y_labe
         for h in range(n_heads):
             plot_attention(stacked[i, h], x_labels if i == n_layers - 1 else None, y_labels if h == 0 else None,
                            axes[i, h], title=f"layer {i} · head {h}")
+            if gamma is not None:
+                axes[i, h].images[0].set_norm(PowerNorm(gamma, vmin=0.0, vmax=1.0))
+    if colorbar:
+        fig.colorbar(axes[0, 0].images[0], ax=axes, shrink=0.6,
+                     label="attention weight" + (f" (colour ∝ weight ** {gamma:g})" if gamma is not None else ""))
     if title is not None:
         fig.suptitle(title)
     return fig
@@ -240,3 +252,79 @@ def plot_bleu_by_length(buckets: list[str], scores: list[float], counts: list[in
     if title is not None:
         ax.set_title(title)
     return ax
+
+
+# -- the showcase: the pictures a visitor sees first (notebook 06, benchmarks/showcase.py) ---------
+
+def token_label(token: str) -> str:
+    """A readable tick label for a BPE piece: ``'▁Hund'`` (a word's start) → ``'Hund'``; ``'en'`` (a
+    piece inside a word) → ``'·en'``; specials such as ``'<eos>'`` unchanged."""
+    return token[1:] if token.startswith("▁") else token if token.startswith("<") else "·" + token
+
+
+def showcase_sentence(sources: Sequence[str], hypotheses: Sequence[str], references: Sequence[str], *,
+                      min_words: int = 8, max_words: int = 14) -> int:
+    """The rule that picks the sentence the showcase draws: among sources of ``min_words`` to
+    ``max_words`` words (long enough to show an alignment, short enough to read), the one whose
+    translation has the highest sentence BLEU (sacreBLEU, its default smoothing) against its
+    reference; the first such sentence on a tie. Use it on the validation set, never the test set.
+
+    Returns:
+        The index of the chosen sentence.
+
+    Raises:
+        ValueError: lists of different lengths, or no source in the length range.
+    """
+    import sacrebleu
+
+    if not len(sources) == len(hypotheses) == len(references):
+        raise ValueError(f"sources, hypotheses and references must have one entry per sentence, got lengths "
+                         f"{len(sources)}, {len(hypotheses)} and {len(references)}")
+    candidates = [i for i, s in enumerate(sources) if min_words <= len(s.split()) <= max_words]
+    if not candidates:
+        raise ValueError(f"no source has {min_words} to {max_words} words; widen the range")
+    scores = [sacrebleu.sentence_bleu(hypotheses[i], [references[i]]).score for i in candidates]
+    return candidates[int(np.argmax(scores))]
+
+
+def plot_showcase(maps: dict, src_tokens: Sequence[str], in_tokens: Sequence[str], out_tokens: Sequence[str],
+                  caption: str, *, cell_size: float = 2.6, gamma: float = 0.5) -> dict[str, Figure]:
+    """The showcase figures of one translated sentence, each captioned (e.g. with the model's test BLEU).
+
+    Args:
+        maps: ``model.attention_maps()`` of one sentence (batch 1): ``maps[kind][layer]`` is
+            ``(1, heads, q_len, k_len)`` for ``kind`` in ``encoder_self``, ``decoder_self``, ``cross``.
+        src_tokens: the source's tokens (encoder positions); ``in_tokens``: what each decoder position
+            reads (``<bos>`` + translation); ``out_tokens``: what each decoder position writes.
+        caption: written under every figure, e.g. ``"model: 6M, test BLEU 38.5 (beam 4)"``.
+        cell_size, gamma: as :func:`plot_attention_grid` (the grids get a colour bar and a square-root scale).
+
+    Returns:
+        ``{"alignment": fig, "encoder_grid": fig, "decoder_grid": fig}``: the cross-attention
+        (mean of the heads) of every layer with each row's strongest source token marked, and the
+        layers × heads grids of the encoder's and the decoder's self-attention.
+
+    Raises:
+        ValueError: ``maps`` without the three kinds, or token counts that differ from the maps' shapes.
+    """
+    if not {"encoder_self", "decoder_self", "cross"} <= set(maps):
+        raise ValueError(f"maps must hold 'encoder_self', 'decoder_self' and 'cross' (model.attention_maps()), "
+                         f"got {sorted(maps)}")
+    n_layers = len(maps["cross"])
+    fig, axes = plt.subplots(1, n_layers, figsize=(4.4 * n_layers, 4.9), squeeze=False, layout="constrained")
+    for layer, ax in enumerate(axes[0]):
+        plot_alignment(maps["cross"][layer][0], src_tokens, out_tokens, ax=ax,
+                       title=f"cross-attention, layer {layer} (mean of heads)")
+    figs = {"alignment": fig}
+    figs["encoder_grid"] = plot_attention_grid([m[0] for m in maps["encoder_self"]], src_tokens, src_tokens,
+                                               cell_size=cell_size, colorbar=True, gamma=gamma,
+                                               title="Encoder self-attention: every layer and head")
+    figs["decoder_grid"] = plot_attention_grid([m[0] for m in maps["decoder_self"]], in_tokens, in_tokens,
+                                               cell_size=cell_size, colorbar=True, gamma=gamma,
+                                               title="Decoder masked self-attention: every layer and head")
+    for f in figs.values():
+        f.supxlabel(caption, fontsize="small", color="dimgrey")
+    return figs
+
+
+__all__ += ["token_label", "showcase_sentence", "plot_showcase"]

@@ -1,0 +1,117 @@
+"""The showcase: the attention pictures a visitor sees first, drawn from a trained translator.
+
+    python benchmarks/showcase.py                                    # checkpoints/multi30k.avg.pt
+    python benchmarks/showcase.py --checkpoint checkpoints/05_translator.pt --prefix /tmp/short_
+    python benchmarks/showcase.py --quick                            # 200 validation sentences, no test BLEU
+
+What it does, with the model in ``--checkpoint`` (default ``checkpoints/multi30k.avg.pt``, written by
+``python benchmarks/train_multi30k.py --average 5``):
+
+1. translates the **validation** set with beam search (``--beam``, ``--alpha``) and picks the sentence
+   by a stated rule, ``utils.plots.showcase_sentence``: among sources of 8 to 14 words, the highest
+   sentence BLEU against its reference (the rule, not a person, chooses; the test set is not looked at);
+2. translates the **test** set once with the same decoder and computes its corpus BLEU (sacreBLEU
+   13a, cased), which captions every figure together with the checkpoint's name and size;
+3. runs the model once on that sentence and its translation (``model.attention_maps()``) and draws
+   ``utils.plots.plot_showcase``: the cross-attention alignment of every layer, and the encoder's and
+   decoder's self-attention grids (colour bar, square-root colour scale);
+4. writes ``figures/06_showcase_alignment.png``, ``06_showcase_encoder_grid.png``,
+   ``06_showcase_decoder_grid.png`` (``--prefix`` changes ``figures/06_showcase_``) and what was
+   chosen, with the scores, to ``benchmarks/results/showcase.json`` (``--json``).
+
+Notebook 06 draws the same figures (the same functions) from whichever model it has and says which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import sacrebleu  # noqa: E402
+import torch  # noqa: E402
+
+from utils.common import REPO_ROOT, use_shared_data  # noqa: E402
+from utils.data import load_multi30k  # noqa: E402
+from utils.decode import translate  # noqa: E402
+from utils.model import Transformer, count_parameters  # noqa: E402
+from utils.plots import plot_showcase, showcase_sentence, token_label  # noqa: E402
+from utils.tokenize import BOS_ID, tokenizer_from_dict  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default="checkpoints/multi30k.avg.pt", help="relative to the repository root")
+    parser.add_argument("--beam", type=int, default=4, help="beam size (1 = greedy)")
+    parser.add_argument("--alpha", type=float, default=0.6, help="length penalty alpha")
+    parser.add_argument("--prefix", default="figures/06_showcase_", help="where the figures go: PREFIX + name + .png")
+    parser.add_argument("--json", default="benchmarks/results/showcase.json", help="what was chosen, and the scores")
+    parser.add_argument("--quick", action="store_true", help="200 validation sentences, no test BLEU (a smoke run)")
+    args = parser.parse_args()
+    use_shared_data()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    path = Path(args.checkpoint)
+    path = path if path.is_absolute() else REPO_ROOT / path
+    if not path.is_file():
+        raise SystemExit(f"no checkpoint at {path}: train one with `python benchmarks/train_multi30k.py --average 5` "
+                         f"or pass --checkpoint checkpoints/05_translator.pt (notebook 05's short run)")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model = Transformer.load(path).eval()
+    tok = tokenizer_from_dict(saved["tokenizer"])
+    ds = load_multi30k()
+    valid_src, valid_ref = list(ds["validation"]["de"]), list(ds["validation"]["en"])
+    if args.quick:
+        valid_src, valid_ref = valid_src[:200], valid_ref[:200]
+    decoder = "greedy" if args.beam == 1 else f"beam {args.beam}, alpha {args.alpha:g}"
+
+    t0 = time.perf_counter()
+    batch = 25 if args.beam > 1 else 100                      # a batch runs until its longest beam ends: keep them small
+    valid_hyp = translate(model, valid_src, tok, beam_size=args.beam, length_penalty_alpha=args.alpha, batch_size=batch)
+    pick = showcase_sentence(valid_src, valid_hyp, valid_ref)
+    sentence_bleu = sacrebleu.sentence_bleu(valid_hyp[pick], [valid_ref[pick]]).score
+    test_bleu = None
+    if not args.quick:
+        test_src, test_ref = list(ds["test"]["de"]), list(ds["test"]["en"])
+        test_bleu = sacrebleu.corpus_bleu(translate(model, test_src, tok, beam_size=args.beam, batch_size=batch,
+                                                    length_penalty_alpha=args.alpha), [test_ref]).score
+    name = path.name
+    size = f"{count_parameters(model) / 1e6:.1f}M parameters"
+    caption = (f"model: {name} ({size}), test BLEU {test_bleu:.2f} ({decoder}, sacreBLEU 13a cased); "
+               if test_bleu is not None else f"model: {name} ({size}), test BLEU not measured (--quick); ")
+    caption += f"validation sentence {pick}, chosen by rule: highest sentence BLEU among 8–14 words"
+
+    src_ids = tok.encode(valid_src[pick], add_special=True)
+    out_ids = translate(model, [src_ids], beam_size=args.beam, length_penalty_alpha=args.alpha, output="ids")[0]
+    src = torch.tensor([src_ids])                                                    # (1, S)
+    tgt_in = torch.tensor([[BOS_ID] + out_ids[:-1]])                                 # (1, T): <bos> + translation
+    with torch.no_grad(), model.attention_maps() as maps:
+        model(src, tgt_in)
+    figs = plot_showcase(maps, [token_label(tok.id_to_token[i]) for i in src_ids],
+                         [token_label(tok.id_to_token[i]) for i in tgt_in[0].tolist()],
+                         [token_label(tok.id_to_token[i]) for i in out_ids], caption)
+    written = []
+    for key, fig in figs.items():
+        out = Path(f"{args.prefix}{key}.png")
+        out = out if out.is_absolute() else REPO_ROOT / out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=110, bbox_inches="tight", metadata={"Software": None})
+        written.append(str(out.relative_to(REPO_ROOT)) if out.is_relative_to(REPO_ROOT) else str(out))
+    record = dict(checkpoint=name, parameters=count_parameters(model), decoder=decoder, test_bleu=test_bleu,
+                  validation_index=pick, source=valid_src[pick], translation=valid_hyp[pick],
+                  reference=valid_ref[pick], sentence_bleu=sentence_bleu, figures=written, caption=caption,
+                  seconds=round(time.perf_counter() - t0, 1))
+    out_json = Path(args.json)
+    out_json = out_json if out_json.is_absolute() else REPO_ROOT / out_json
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    print(json.dumps(record, indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""utils.recipes holds the training recipes of notebooks 04 and 05: these tests bind each recipe to the
+notebook that builds it, by running the notebook's own cells (read from the .ipynb) for a few steps
+next to the recipe on the same data and asserting equal weights, to the bit."""
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from utils import recipes
+from utils.batching import TokenBatches
+from utils.synthetic import date_pairs
+from utils.tokenize import BPETokenizer, CharTokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cells(name: str) -> list[str]:
+    nb = json.loads((REPO / "notebooks" / name).read_text(encoding="utf-8"))
+    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def functions(sources: list[str], names: set[str]) -> str:
+    """The source of the top-level functions called ``names`` in the notebook's code cells."""
+    found = {}
+    for src in sources:
+        tree = ast.parse(src)
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name in names:
+                found[node.name] = ast.get_source_segment(src, node)
+    assert set(found) == names, f"the notebook no longer defines {sorted(names - set(found))}"
+    return "\n\n".join(found.values())
+
+
+def cell_with(sources: list[str], marker: str, replace: dict[str, str] | None = None) -> str:
+    """The one code cell that contains ``marker``, with ``replace`` applied and its top-level asserts removed
+    (they hold for the full run, not for a few steps)."""
+    hits = [s for s in sources if marker in s]
+    assert len(hits) == 1, f"expected one cell containing {marker!r}, found {len(hits)}"
+    src = hits[0]
+    for old, new in (replace or {}).items():
+        assert old in src, f"the cell no longer contains {old!r}"
+        src = src.replace(old, new)
+    tree = ast.parse(src)
+    tree.body = [n for n in tree.body if not isinstance(n, ast.Assert)]
+    return ast.unparse(tree)
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_date_recipe_equals_notebook_04():
+    src04 = cells("04_encoder_decoder.ipynb")
+    pairs = date_pairs(600, seed=1)
+    tok = CharTokenizer.fit([text for pair in pairs for text in pair])
+    ns = {"train_pairs": pairs, "tok": tok, "V": tok.vocab_size}
+    exec("import math, time\nimport torch\nimport torch.nn.functional as F\n"
+         "from torch.nn.utils.rnn import pad_sequence\nfrom tqdm.auto import tqdm\n"
+         "from utils.common import set_seed\nfrom utils.model import make_model\nfrom utils.tokenize import PAD_ID\n", ns)
+    exec(functions(src04, {"make_batch", "loss_fn", "small_model", "adam"}), ns)
+    exec(cell_with(src04, "STEPS, WARMUP, BATCH = ",
+                   {"STEPS, WARMUP, BATCH = 750, 100, 128": "STEPS, WARMUP, BATCH = 12, 4, 16"}), ns)
+    ours = recipes.train_date_model(pairs, tok, steps=12, warmup=4, batch=16)
+    assert same_weights(ns["date_model"], ours), "utils.recipes.train_date_model drifted from notebook 04's loop"
+    assert recipes.DATE_RUN == {"steps": 750, "warmup": 100, "batch": 128, "lr": 2e-3}
+    assert "STEPS, WARMUP, BATCH = 750, 100, 128" in "".join(src04) and "adam(date_model, 2e-3)" in "".join(src04)
+    src, tgt = ns["make_batch"](pairs[:5])
+    assert all(torch.equal(x, y) for x, y in zip((src, tgt), recipes.date_batch(pairs[:5], tok)))
+
+
+def test_date_recipe_refuses_bad_arguments():
+    pairs = date_pairs(10, seed=1)
+    tok = CharTokenizer.fit([text for pair in pairs for text in pair])
+    with pytest.raises(ValueError, match="warmup"):
+        recipes.train_date_model(pairs, tok, steps=5, warmup=5)
+    with pytest.raises(ValueError, match="empty"):
+        recipes.train_date_model([], tok, steps=5, warmup=1)
+
+
+def tiny_multi30k(n: int = 160) -> dict:
+    """A Multi30k-shaped toy: German/English sentences made of a few words, deterministic."""
+    de = ["ein", "Mann", "eine", "Frau", "Hund", "spielt", "läuft", "im", "Park", "mit", "dem", "Ball"]
+    en = ["a", "man", "woman", "dog", "plays", "runs", "in", "the", "park", "with", "ball"]
+    g = torch.Generator().manual_seed(0)
+    pick = lambda words, k: " ".join(words[int(i)] for i in torch.randint(0, len(words), (k,), generator=g))  # noqa: E731
+    rows = [(pick(de, 3 + i % 7), pick(en, 3 + i % 6)) for i in range(n)]
+    return {"train": {"de": [d for d, _ in rows], "en": [e for _, e in rows]}}
+
+
+def test_short_translator_equals_notebook_05(tmp_path):
+    """Notebook 05 trains its short run in two halves, with a checkpoint, a resume and validation in between;
+    the recipe trains in one go. Both, for 8 steps on a toy corpus: the same weights."""
+    src05 = cells("05_training_multi30k.ipynb")
+    joined = "".join(src05)
+    assert "SHORT_RUN" in joined and "make_translator" in joined, "notebook 05 builds its short run from utils.recipes"
+    ds = tiny_multi30k()
+    ours, tok_ours = recipes.train_short_translator(ds, "cpu", steps=8)
+
+    tok = BPETokenizer.train(list(ds["train"]["de"]) + list(ds["train"]["en"]), vocab_size=recipes.SHORT_RUN["vocab"])
+    assert tok.to_dict() == tok_ours.to_dict()
+    run = dict(recipes.SHORT_RUN, steps=8, minutes=None)
+    train_data = TokenBatches(tok.encode_batch(ds["train"]["de"], add_special=True),
+                              tok.encode_batch(ds["train"]["en"], add_special=True), max_tokens=run["max_tokens"], seed=0)
+    valid_data = TokenBatches(tok.encode_batch(ds["train"]["de"][:20], add_special=True),
+                              tok.encode_batch(ds["train"]["en"][:20], add_special=True), max_tokens=4000, shuffle=False)
+    ns = {"RUN": run, "tok": tok, "train_data": train_data, "valid_data": valid_data, "DEVICE": torch.device("cpu"),
+          "REPO_ROOT": tmp_path}
+    exec("import shutil, tempfile\nfrom pathlib import Path\nimport torch\nfrom utils.common import set_seed\n"
+         "from utils.model import count_parameters\nfrom utils.recipes import SHORT_RUN, make_translator\n"
+         "from utils.train import make_optimizer, resume, train, warmup_schedule\n", ns)
+    exec(functions(src05, {"make_run_model"}), ns)
+    exec(cell_with(src05, 'CHECKPOINT = Path(tempfile.mkdtemp()) / "multi30k_short.pt"'), ns)
+    exec(cell_with(src05, "state = resume(CHECKPOINT, model, opt, sched)"), ns)
+    assert ns["state"].step == 8
+    assert same_weights(ns["model"], ours), "utils.recipes.train_short_translator drifted from notebook 05's run"
+    assert (tmp_path / "checkpoints" / "05_translator.pt").is_file()

@@ -1,0 +1,132 @@
+"""The training recipes of notebooks 04 and 05, in one place.
+
+Notebook 04 builds the date model's training loop step by step, and notebook 05 the translator's
+short run; the finished recipes live here, so that a later notebook (06) that needs a trained model
+and finds no checkpoint trains exactly the same one: same seeds, same order of random draws, so the
+same weights come out. ``tests/test_recipes.py`` binds each recipe to its notebook.
+
+* Dates (notebook 04, section 9): :func:`date_batch`, :func:`make_date_model`,
+  :func:`date_lr_factor`, :func:`train_date_model`.
+* Multi30k (notebook 05, sections 2 and 9): :data:`SHORT_RUN`, :func:`make_translator`,
+  :func:`train_short_translator`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from utils.batching import TokenBatches, pad_sequences
+from utils.common import set_seed
+from utils.model import Transformer, make_model
+from utils.tokenize import PAD_ID, BPETokenizer
+from utils.train import make_optimizer, train, warmup_schedule
+
+# ---------------------------------------------------------------- dates (notebook 04)
+
+#: Notebook 04's date run: 2 + 2 layers, d_model 64, Adam 2e-3, warm-up then cosine decay.
+DATE_RUN = dict(steps=750, warmup=100, batch=128, lr=2e-3)
+
+
+def date_batch(pairs: Sequence[tuple[str, str]], tokenizer: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source ids ``(n, S)`` (no specials) and target ids ``(n, T)`` (``<bos> … <eos>``), padded with ``<pad>``.
+
+    ``tokenizer`` is the ``CharTokenizer`` fitted on the training pairs (notebook 04's ``make_batch``).
+    """
+    src = pad_sequences([tokenizer.encode(s) for s, _ in pairs], PAD_ID)                        # (n, S)
+    tgt = pad_sequences([tokenizer.encode(t, add_special=True) for _, t in pairs], PAD_ID)      # (n, T)
+    return src, tgt
+
+
+def make_date_model(vocab_size: int) -> Transformer:
+    """Notebook 04's ``small_model``: 2 + 2 pre-LN layers, d_model 64, 4 heads, d_ff 256, no dropout."""
+    return make_model(vocab_size, vocab_size, n_layers=2, d_model=64, n_heads=4, d_ff=256, dropout=0.0,
+                      norm_first=True)
+
+
+def date_lr_factor(step: int, warmup: int, steps: int) -> float:
+    """The factor on the learning rate at ``step``: linear warm-up over ``warmup`` steps, then cosine to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / (steps - warmup)))
+
+
+def train_date_model(pairs: Sequence[tuple[str, str]], tokenizer: Any, *, steps: int = DATE_RUN["steps"],
+                     warmup: int = DATE_RUN["warmup"], batch: int = DATE_RUN["batch"], lr: float = DATE_RUN["lr"],
+                     progress: bool = False) -> Transformer:
+    """Notebook 04, section 9: train the date model on ``pairs`` and return it in evaluation mode.
+
+    Seeds with ``set_seed(0)`` before building the model and samples batches (with replacement)
+    from a generator seeded 0, in notebook 04's order, so the weights equal the notebook's.
+
+    Raises:
+        ValueError: ``warmup`` not in ``[1, steps)`` or an empty ``pairs``.
+    """
+    if not 1 <= warmup < steps:
+        raise ValueError(f"warmup must be in [1, steps={steps}), got {warmup}")
+    if len(pairs) == 0:
+        raise ValueError("pairs is empty: pass the training pairs, e.g. utils.synthetic.date_pairs(20000, seed=1)")
+    set_seed(0)
+    model = make_date_model(tokenizer.vocab_size)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-9)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: date_lr_factor(s, warmup, steps))
+    src_all, tgt_all = date_batch(pairs, tokenizer)                                             # (n, S), (n, T)
+    gen = torch.Generator().manual_seed(0)
+    for _ in tqdm(range(steps), desc="dates", mininterval=2.0, disable=not progress):
+        idx = torch.randint(0, len(pairs), (batch,), generator=gen)
+        src, tgt = src_all[idx], tgt_all[idx]
+        src = src[:, : int((src != PAD_ID).sum(1).max())]                                       # drop all-padding columns
+        logits = model(src, tgt[:, :-1])                                                        # (batch, T-1, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), tgt[:, 1:].flatten(), ignore_index=PAD_ID)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    return model.eval()
+
+
+# ---------------------------------------------------------------- Multi30k (notebook 05)
+
+#: Notebook 05's short run (its default on a CPU): about two minutes on a 2-core CPU.
+SHORT_RUN = dict(vocab=2000, d_model=128, n_layers=2, n_heads=4, d_ff=256, dropout=0.0, max_tokens=600,
+                 warmup=300, steps=1200)
+
+
+def make_translator(vocab_size: int, run: dict = SHORT_RUN, dropout: float | None = None) -> Transformer:
+    """Notebook 05's ``make_run_model``: a pre-LN Transformer with shared embeddings, sized by ``run``
+    (``d_model``, ``n_layers``, ``n_heads``, ``d_ff``, ``dropout``; ``dropout`` overrides the run's)."""
+    return make_model(vocab_size, vocab_size, n_layers=run["n_layers"], d_model=run["d_model"],
+                      n_heads=run["n_heads"], d_ff=run["d_ff"], dropout=run["dropout"] if dropout is None else dropout,
+                      norm_first=True, share_embeddings=True)
+
+
+def train_short_translator(ds: Any, device: torch.device | str = "cpu", *, src: str = "de", tgt: str = "en",
+                           steps: int | None = None, progress: bool = False) -> tuple[Transformer, BPETokenizer]:
+    """Notebook 05's short run in one call: joint BPE on the training pairs, token-budget batches,
+    ``SHORT_RUN["steps"]`` steps (or ``steps``) of :func:`utils.train.train`. Returns ``(model, tokenizer)``,
+    the model in evaluation mode.
+
+    Notebook 05 trains the same run in two halves with a checkpoint and a resume in between, which
+    it shows gives the same weights as one go (its section 8).
+
+    Args:
+        ds: Multi30k as :func:`utils.data.load_multi30k` returns it (a ``train`` split with ``src``/``tgt`` columns).
+        device: where to train (bf16 autocast on CUDA, as notebook 05).
+    """
+    texts = list(ds["train"][src]) + list(ds["train"][tgt])
+    tok = BPETokenizer.train(texts, vocab_size=SHORT_RUN["vocab"])
+    data = TokenBatches(tok.encode_batch(ds["train"][src], add_special=True),
+                        tok.encode_batch(ds["train"][tgt], add_special=True), max_tokens=SHORT_RUN["max_tokens"],
+                        seed=0)
+    device = torch.device(device)
+    set_seed(0)
+    model = make_translator(tok.vocab_size).to(device)
+    opt = make_optimizer(model)
+    train(model, data, opt, warmup_schedule(opt, SHORT_RUN["d_model"], SHORT_RUN["warmup"]),
+          max_steps=SHORT_RUN["steps"] if steps is None else steps, device=device, bf16=device.type == "cuda",
+          progress=progress)
+    return model.eval(), tok
