@@ -17,16 +17,12 @@ by ``python benchmarks/train_multi30k.py --average 5``), on ``test_2016_flickr``
 
 Each figure is the median of ``--repeats`` runs. The machine should be otherwise idle; the load
 average is recorded. Results go to ``--out`` (default ``benchmarks/results/decode_speed.json``) under
-the ``--label`` given (default ``after``), so one file can hold several runs (e.g. the code before
-and after a change: run this script with ``PYTHONPATH`` pointing at the older checkout and
-``--label before``; for checkouts older than ``utils.decode.translate`` the script falls back to the
-``translate`` helper that ``benchmarks/train_multi30k.py`` had then).
+the ``--label`` given (default ``after``), so one file can hold several runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -36,31 +32,13 @@ from pathlib import Path
 import sacrebleu
 import torch
 
-import utils
+from utils.attention import KVCache
+from utils.batching import pad_sequences
 from utils.common import REPO_ROOT as ROOT, cpu_model, use_shared_data
 from utils.data import load_multi30k
+from utils.decode import translate
 from utils.model import Transformer
 from utils.tokenize import tokenizer_from_dict
-
-try:
-    from utils.attention import KVCache
-except ImportError:                                           # checkouts before the cache moved to attention
-    from utils.gpt import KVCache
-
-
-
-def translator():
-    """``translate(model, sentences, tok, beam_size)`` from ``utils.decode``, or the older benchmark's helper."""
-    try:
-        from utils.decode import translate
-    except ImportError:                                       # before utils.decode.translate existed
-        path = Path(utils.__file__).resolve().parents[1] / "benchmarks" / "train_multi30k.py"
-        spec = importlib.util.spec_from_file_location("old_train_multi30k", path)
-        old = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(old)
-        return lambda model, sentences, tok, beam_size: old.translate(model, tok, sentences, torch.device("cpu"),
-                                                                     beam=beam_size if beam_size > 1 else 1)
-    return lambda model, sentences, tok, beam_size: translate(model, sentences, tok, beam_size=beam_size)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -136,13 +114,12 @@ def main(argv: list[str] | None = None) -> dict:
     src, ref = list(test["de"]), list(test["en"])
     if args.quick:
         src, ref, args.repeats = src[:100], ref[:100], 1
-    translate = translator()
     results: dict = {}
     for name, beam in (("greedy", 1), (f"beam {args.beam}", args.beam)):
         hyps: list[str] = []
 
         def run(beam=beam):
-            hyps[:] = translate(model, src, tok, beam)
+            hyps[:] = translate(model, src, tok, beam_size=beam)
 
         seconds = median_seconds(run, args.repeats)
         bleu = sacrebleu.corpus_bleu(hyps, [ref]).score
@@ -151,10 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name:>8}: {len(src)} sentences in {seconds:.2f} s = {len(src) / seconds:.0f} sentences/s "
               f"(BLEU {bleu:.2f})")
     batch = tok.encode_batch(src[:100], add_special=True)
-    width = max(len(ids) for ids in batch)
-    src_ids = torch.zeros(len(batch), width, dtype=torch.long)
-    for i, ids in enumerate(batch):
-        src_ids[i, : len(ids)] = torch.tensor(ids)
+    src_ids = pad_sequences(batch, model.pad_id)                               # (100, S)
     steps = step_against_forward(model, src_ids, (8, 16, 32), args.repeats)
     for t, r in steps.items():
         print(f"prefix of {t:>2} tokens, batch of {len(batch)}: one cached step {r['step_ms']:.2f} ms, "
