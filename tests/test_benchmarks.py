@@ -151,3 +151,34 @@ def test_nan_loss_stops_the_gpt_benchmark_and_json_is_strict(gpt, tmp_path):
     assert not (tmp_path / "out" / "gpt_shakespeare.json").exists()
     with pytest.raises(ValueError):
         json.dumps({"val_loss": math.nan}, allow_nan=False)      # what the scripts now pass
+
+
+def test_choose_on_validation_picks_the_best_validation_setting_and_decodes_test_once(multi30k, tmp_path):
+    multi30k.main([*TINY_MT, "--average", "3", "--average-every", "2", "--steps", "6",
+                   "--checkpoint", str(tmp_path / "run.pt"), "--out", str(tmp_path / "run")])
+    choose = load_script("choose_on_validation")
+    with pytest.raises(SystemExit, match="only 3 snapshots"):
+        choose.main(["--checkpoint", str(tmp_path / "run.pt"), "--average-choices", "4", "--limit", "20",
+                     "--out", str(tmp_path / "best"), "--save", str(tmp_path / "best.pt")])
+    report = choose.main(["--checkpoint", str(tmp_path / "run.pt"), "--average-choices", "1", "3", "--beams", "2",
+                          "--alphas", "0.6", "1.0", "--limit", "20", "--out", str(tmp_path / "best"),
+                          "--save", str(tmp_path / "best.pt"), "--train-report", str(tmp_path / "run" / "multi30k.json")])
+    val = report["validation"]
+    assert set(val["averaging_greedy"]) == {"1", "3"} and len(val["decoding"]) == 3     # greedy + beam 2 × 2 alphas
+    best_k = max((1, 3), key=lambda k: val["averaging_greedy"][str(k)]["bleu"])
+    best = max(val["decoding"], key=lambda r: r["bleu"])
+    assert report["chosen"] == {"averaged_last": best_k, "beam": best["beam"], "alpha": best["alpha"]}
+    hyps = (tmp_path / "best" / "multi30k_test.hyp.en").read_text(encoding="utf-8").splitlines()
+    assert len(hyps) == 20 == report["test"]["pairs"]
+    import sacrebleu
+    refs = [line for line in (Path(os.environ["ATTN_DATA_DIR"]) / "multi30k" / "test_2016_flickr.en")
+            .read_text(encoding="utf-8").splitlines()][:20]
+    assert math.isclose(sacrebleu.BLEU().corpus_score(hyps, [refs]).score, report["test"]["bleu"], abs_tol=0.006)
+    assert report["test"]["bleu_lowercased"] >= report["test"]["bleu"]      # lowercasing can only add matches
+    assert report["training"]["steps"] == 6
+    saved = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert saved["decoding"] == {"beam": best["beam"], "alpha": best["alpha"]} and saved["averaged_last"] == best_k
+    # the saved weights are the chosen average of the snapshots
+    snaps = torch.load(tmp_path / "run.snapshots.pt", weights_only=True)["snapshots"]
+    name = next(k for k, v in saved["model"].items() if v.is_floating_point())
+    assert torch.allclose(saved["model"][name], torch.stack([s[name] for s in snaps[-best_k:]]).mean(0))
