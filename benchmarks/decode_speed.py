@@ -4,8 +4,8 @@
     python benchmarks/decode_speed.py --checkpoint checkpoints/multi30k.pt --out /tmp/decode.json
     python benchmarks/decode_speed.py --quick                  # 100 sentences, a smoke run
 
-What is measured, with the model in ``--checkpoint`` (default ``checkpoints/multi30k.avg.pt``, written
-by ``python benchmarks/train_multi30k.py --average 5``), on ``test_2016_flickr``:
+What is measured, with the model in ``--checkpoint`` (default ``checkpoints/multi30k.best.pt``, written
+by ``benchmarks/choose_on_validation.py``; any checkpoint ``utils.model`` saved will do), on ``test_2016_flickr``:
 
 * **sentences per second** for greedy decoding and for beam search (beam 4, alpha 0.6), through
   ``utils.decode.translate`` (sorted by length, batches of 100, the source encoded once, a KV cache);
@@ -43,7 +43,7 @@ from utils.tokenize import tokenizer_from_dict
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "multi30k.avg.pt")
+    p.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "multi30k.best.pt")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "decode_speed.json")
     p.add_argument("--label", default="after", help="the key this run's figures are stored under")
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each measurement (the median is kept)")
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--beam must be at least 2 (greedy is always measured), got {args.beam}")
     if not args.checkpoint.is_file():
         p.error(f"--checkpoint {args.checkpoint} does not exist; train one first with "
-                "`python benchmarks/train_multi30k.py --average 5` (it writes checkpoints/multi30k.avg.pt)")
+                "benchmarks/train_multi30k.py and benchmarks/choose_on_validation.py (README), or pass another")
     if not args.out.parent.is_dir() or not os.access(args.out.parent, os.W_OK):
         p.error(f"--out {args.out}: the folder {args.out.parent} does not exist or is not writable")
     return args

@@ -1,13 +1,14 @@
 """The showcase: the attention pictures a visitor sees first, drawn from a trained translator.
 
-    python benchmarks/showcase.py                                    # checkpoints/multi30k.avg.pt
+    python benchmarks/showcase.py                                    # checkpoints/multi30k.best.pt
     python benchmarks/showcase.py --checkpoint checkpoints/05_translator.pt --prefix /tmp/short_
     python benchmarks/showcase.py --quick                            # 200 validation sentences, no test BLEU
 
-What it does, with the model in ``--checkpoint`` (default ``checkpoints/multi30k.avg.pt``, written by
-``python benchmarks/train_multi30k.py --average 5``):
+What it does, with the model in ``--checkpoint`` (default ``checkpoints/multi30k.best.pt``, the weights
+``benchmarks/choose_on_validation.py`` chose, with the decoding it chose on validation; any other
+checkpoint is decoded with beam 4 and alpha 0.6 unless ``--beam`` / ``--alpha`` say otherwise):
 
-1. translates the **validation** set with beam search (``--beam``, ``--alpha``) and picks the sentence
+1. translates the **validation** set with that decoder and picks the sentence
    by a stated rule, ``utils.plots.showcase_sentence``: among sources of 8 to 14 words, the highest
    sentence BLEU against its reference (the rule, not a person, chooses; the test set is not looked at);
 2. translates the **test** set once with the same decoder and computes its corpus BLEU (sacreBLEU
@@ -46,9 +47,11 @@ from utils.tokenize import BOS_ID, tokenizer_from_dict  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default="checkpoints/multi30k.avg.pt", help="relative to the repository root")
-    parser.add_argument("--beam", type=int, default=4, help="beam size (1 = greedy)")
-    parser.add_argument("--alpha", type=float, default=0.6, help="length penalty alpha")
+    parser.add_argument("--checkpoint", default="checkpoints/multi30k.best.pt", help="relative to the repository root")
+    parser.add_argument("--beam", type=int, default=None,
+                        help="beam size (1 = greedy; default: the checkpoint's chosen decoding, else 4)")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="length penalty alpha (default: the checkpoint's chosen decoding, else 0.6)")
     parser.add_argument("--prefix", default="figures/06_showcase_", help="where the figures go: PREFIX + name + .png")
     parser.add_argument("--json", default="benchmarks/results/showcase.json", help="what was chosen, and the scores")
     parser.add_argument("--quick", action="store_true", help="200 validation sentences, no test BLEU (a smoke run)")
@@ -59,9 +62,15 @@ def main() -> None:
     path = Path(args.checkpoint)
     path = path if path.is_absolute() else REPO_ROOT / path
     if not path.is_file():
-        raise SystemExit(f"no checkpoint at {path}: train one with `python benchmarks/train_multi30k.py --average 5` "
-                         f"or pass --checkpoint checkpoints/05_translator.pt (notebook 05's short run)")
+        raise SystemExit(f"no checkpoint at {path}: make one with benchmarks/train_multi30k.py and "
+                         f"benchmarks/choose_on_validation.py (README) or pass --checkpoint "
+                         f"checkpoints/05_translator.pt (notebook 05's short run)")
     saved = torch.load(path, map_location="cpu", weights_only=True)
+    chosen = saved.get("decoding", {"beam": 4, "alpha": 0.6})           # what choose_on_validation.py chose
+    args.beam = chosen["beam"] if args.beam is None else args.beam
+    args.alpha = chosen["alpha"] if args.alpha is None else args.alpha
+    if args.beam < 1 or args.alpha < 0:
+        raise SystemExit(f"--beam must be ≥ 1 and --alpha ≥ 0, got {args.beam} and {args.alpha}")
     model = Transformer.load(path).eval()
     tok = tokenizer_from_dict(saved["tokenizer"])
     ds = load_multi30k()
