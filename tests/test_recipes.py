@@ -63,11 +63,11 @@ def test_date_recipe_equals_notebook_04():
          "from utils.common import set_seed\nfrom utils.model import make_model\nfrom utils.tokenize import PAD_ID\n", ns)
     exec(functions(src04, {"make_batch", "loss_fn", "small_model", "adam"}), ns)
     exec(cell_with(src04, "STEPS, WARMUP, BATCH = ",
-                   {"STEPS, WARMUP, BATCH = 750, 100, 128": "STEPS, WARMUP, BATCH = 12, 4, 16"}), ns)
+                   {"STEPS, WARMUP, BATCH = 600, 80, 32": "STEPS, WARMUP, BATCH = 12, 4, 16"}), ns)
     ours = recipes.train_date_model(pairs, tok, steps=12, warmup=4, batch=16)
     assert same_weights(ns["date_model"], ours), "utils.recipes.train_date_model drifted from notebook 04's loop"
-    assert recipes.DATE_RUN == {"steps": 750, "warmup": 100, "batch": 128, "lr": 2e-3}
-    assert "STEPS, WARMUP, BATCH = 750, 100, 128" in "".join(src04) and "adam(date_model, 2e-3)" in "".join(src04)
+    assert recipes.DATE_RUN == {"steps": 600, "warmup": 80, "batch": 32, "lr": 3e-3}
+    assert "STEPS, WARMUP, BATCH = 600, 80, 32" in "".join(src04) and "adam(date_model, 3e-3)" in "".join(src04)
     src, tgt = ns["make_batch"](pairs[:5])
     assert all(torch.equal(x, y) for x, y in zip((src, tgt), recipes.date_batch(pairs[:5], tok)))
 
