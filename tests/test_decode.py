@@ -263,6 +263,34 @@ def test_batched_beam_equals_the_plain_loop(seed):
             assert scores[i].item() == pytest.approx(score, abs=1e-4)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_several_alphas_in_one_search_equal_one_search_each(seed):
+    """alpha only ranks the finished translations, so one search serves a list of alphas: each result
+    equals the call with that alpha alone (tokens and scores), rows that hit max_len included."""
+    torch.manual_seed(seed)
+    model = make_model(9, 9, n_layers=2, d_model=16, n_heads=2, d_ff=32, max_len=32).eval()
+    with torch.no_grad():
+        model.generator.bias[EOS] += seed - 1.0
+    src = torch.randint(3, 9, (6, 6))
+    src[2, 3:] = PAD
+    alphas = (0.0, 0.6, 1.5, 3.0)
+    for k, max_len in ((2, 8), (4, 5)):
+        together = beam_search(model, src, beam_size=k, max_len=max_len, length_penalty_alpha=alphas, return_scores=True)
+        assert isinstance(together, list) and len(together) == len(alphas)
+        for alpha, (out, scores) in zip(alphas, together):
+            alone, alone_scores = beam_search(model, src, beam_size=k, max_len=max_len, length_penalty_alpha=alpha,
+                                              return_scores=True)
+            assert torch.equal(out, alone) and torch.equal(scores, alone_scores), f"k={k} alpha={alpha}"
+        lengths = [(out != PAD).sum().item() for out, _ in together]
+        assert lengths == sorted(lengths), "a larger alpha never picks shorter translations in total"
+    one = beam_search(model, src, beam_size=2, max_len=8, length_penalty_alpha=[0.6])
+    assert isinstance(one, list) and torch.equal(one[0], beam_search(model, src, beam_size=2, max_len=8))
+    with pytest.raises(ValueError, match="empty sequence"):
+        beam_search(model, src, beam_size=2, max_len=8, length_penalty_alpha=())
+    with pytest.raises(ValueError, match="length_penalty_alpha must be >= 0"):
+        beam_search(model, src, beam_size=2, max_len=8, length_penalty_alpha=(0.6, -1.0))
+
+
 class CharTok:
     """A tiny tokenizer: 'a'..'f' are ids 3..8 (what translate needs: encode_batch and decode)."""
 
@@ -292,6 +320,12 @@ def test_translate_equals_decoding_each_sentence_alone_in_the_input_order():
                      beam_search(model, src, beam_size=beam, max_len=12))[0].tolist()
             alone = [t for t in alone if t != PAD]
             assert got == alone and text == tok.decode(alone)
+    # a list of alphas: one list of translations per alpha, each as if asked alone; greedy ignores alpha
+    alphas = [0.0, 1.0, 2.0]
+    assert translate(model, sentences, tok, beam_size=3, batch_size=3, max_len=12, length_penalty_alpha=alphas) == [
+        translate(model, sentences, tok, beam_size=3, batch_size=3, max_len=12, length_penalty_alpha=a) for a in alphas]
+    assert translate(model, sentences, tok, max_len=12, length_penalty_alpha=alphas) == [
+        translate(model, sentences, tok, max_len=12)] * 3
     # ids in, ids out, without a tokenizer; the default max_len follows the source length
     src_ids = tok.encode_batch(sentences, add_special=True)
     assert translate(model, src_ids, output="ids", max_len=12) == translate(model, sentences, tok, output="ids", max_len=12)

@@ -13,6 +13,11 @@ alpha 0.6)::
 
     out = beam_search(model, src_ids, beam_size=4, max_len=20, length_penalty_alpha=0.6)
 
+The search itself does not depend on alpha (prefixes are ranked by plain log-probability; alpha only
+picks among the finished translations), so a sequence of alphas costs one search::
+
+    by_alpha = beam_search(model, src_ids, beam_size=4, max_len=20, length_penalty_alpha=(0.6, 1.0, 1.5))
+
 :func:`translate` does the whole road from sentences to sentences for a list of any length: encode,
 sort by length, pad, decode in batches (greedy or beam), restore the order, detokenise::
 
@@ -170,9 +175,24 @@ def length_penalty(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
 
 
+def _several(length_penalty_alpha: Any) -> bool:
+    return isinstance(length_penalty_alpha, Sequence) and not isinstance(length_penalty_alpha, str)
+
+
+def _alphas(length_penalty_alpha: float | Sequence[float]) -> tuple[float, ...]:
+    """One alpha or a sequence of them → a non-empty tuple of alphas, each checked."""
+    alphas = tuple(length_penalty_alpha) if _several(length_penalty_alpha) else (length_penalty_alpha,)
+    if not alphas:
+        raise ValueError("length_penalty_alpha is an empty sequence: give one alpha (0.6 in the paper) or several")
+    for alpha in alphas:
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < float("inf"):
+            raise ValueError(f"length_penalty_alpha must be >= 0 (0.6 in the paper; 0 = no penalty), got {alpha!r}")
+    return alphas
+
+
 def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: int = 50,
-                length_penalty_alpha: float = 0.6, bos_id: int = 1, eos_id: int = 2,
-                return_scores: bool = False, use_cache: bool = True) -> Tensor | tuple[Tensor, Tensor]:
+                length_penalty_alpha: float | Sequence[float] = 0.6, bos_id: int = 1, eos_id: int = 2,
+                return_scores: bool = False, use_cache: bool = True) -> Any:
     """Keep the ``beam_size`` most probable prefixes of every row; return each row's best translation.
 
     At every step each live prefix is extended by every token (but ``<pad>`` and ``<bos>``), the ``2 * beam_size`` best extensions
@@ -190,7 +210,10 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
         src_ids: ``(batch, src_len)`` source ids, padded with ``model.pad_id``.
         beam_size: prefixes kept per row (the paper: 4).
         max_len: the most tokens to generate per row, ``<eos>`` included (as :func:`greedy_decode`).
-        length_penalty_alpha: ``alpha`` of :func:`length_penalty` (the paper: 0.6).
+        length_penalty_alpha: ``alpha`` of :func:`length_penalty` (the paper: 0.6), or a sequence of
+            alphas: the search is the same for every alpha (it ranks prefixes by plain ``log P``;
+            alpha only ranks the finished translations), so it runs once and returns one result per
+            alpha, in a list, each equal to a call with that alpha alone.
         bos_id, eos_id: start and end tokens.
         return_scores: also return each chosen translation's ``log P / lp``.
         use_cache: as in :func:`greedy_decode`; the cache's rows are reordered to follow the prefixes
@@ -198,17 +221,18 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
 
     Returns:
         ``(batch, n)`` long tensor, ``<pad>`` after each row's ``<eos>`` (as :func:`greedy_decode`);
-        with ``return_scores``, also a ``(batch,)`` float tensor of scores.
+        with ``return_scores``, the pair (that tensor, a ``(batch,)`` float tensor of scores). With a
+        sequence of alphas: a list of those, one per alpha.
 
     Raises:
-        ValueError: ``beam_size`` not a positive int, a negative ``length_penalty_alpha``, or the
-            arguments :func:`greedy_decode` refuses.
+        ValueError: ``beam_size`` not a positive int, a negative or empty ``length_penalty_alpha``, or
+            the arguments :func:`greedy_decode` refuses.
     """
     _check_args(model, src_ids, max_len, bos_id, eos_id)
     if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
         raise ValueError(f"beam_size must be a positive int (4 in the paper; 1 is greedy), got {beam_size!r}")
-    if not length_penalty_alpha >= 0:
-        raise ValueError(f"length_penalty_alpha must be >= 0 (0.6 in the paper; 0 = no penalty), got {length_penalty_alpha!r}")
+    alphas = _alphas(length_penalty_alpha)
+    n_alpha = len(alphas)
     batch, k, device, pad_id = src_ids.shape[0], beam_size, src_ids.device, model.pad_id
     rows = torch.arange(batch, device=device)                                       # (batch,)
     was_training = model.training
@@ -221,10 +245,10 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
             scores = torch.full((batch, k), float("-inf"), device=device)           # (batch, k) log P of each prefix
             scores[:, 0] = 0.0                                                       # one live prefix to start
             # Of the finished hypotheses only the best matters (and how many there are): keep its
-            # score log P / lp (float64, as Python's floats), its tokens and its length.
-            best_score = torch.full((batch,), float("-inf"), dtype=torch.float64, device=device)
-            best_ids = torch.full((batch, max_len), pad_id, dtype=torch.long, device=device)
-            best_len = torch.zeros(batch, dtype=torch.long, device=device)
+            # score log P / lp (float64, as Python's floats), its tokens and its length, per alpha.
+            best_score = torch.full((n_alpha, batch), float("-inf"), dtype=torch.float64, device=device)
+            best_ids = torch.full((n_alpha, batch, max_len), pad_id, dtype=torch.long, device=device)
+            best_len = torch.zeros((n_alpha, batch), dtype=torch.long, device=device)
             n_finished = torch.zeros(batch, dtype=torch.long, device=device)
             done = torch.zeros(batch, dtype=torch.bool, device=device)
             ranks = torch.arange(2 * k, device=device)                              # (2k,)
@@ -254,16 +278,16 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
                 is_eos = token == eos_id
                 # 1. An <eos> among the first k candidates finishes a hypothesis, scored log P / lp(step).
                 finishing = valid & is_eos & (ranks[:n_cand] < k)                      # (batch, 2k)
-                normed = (top_scores.double() / length_penalty(step, length_penalty_alpha)).masked_fill(
-                    ~finishing, float("-inf"))
-                step_best, at = normed.max(dim=-1)                                     # first of ties: best rank
-                better = step_best > best_score                                       # (batch,)
-                if bool(better.any()):
-                    b = rows[better]
-                    best_score[b] = step_best[b]
-                    best_ids[b, : step - 1] = ys[b, beam[b, at[b]], 1:]               # the prefix it ends
-                    best_ids[b, step - 1] = eos_id
-                    best_len[b] = step
+                for a, alpha in enumerate(alphas):                                     # alpha only ranks them
+                    normed = (top_scores.double() / length_penalty(step, alpha)).masked_fill(~finishing, float("-inf"))
+                    step_best, at = normed.max(dim=-1)                                 # first of ties: best rank
+                    better = step_best > best_score[a]                                # (batch,)
+                    if bool(better.any()):
+                        b = rows[better]
+                        best_score[a, b] = step_best[b]
+                        best_ids[a, b, : step - 1] = ys[b, beam[b, at[b]], 1:]        # the prefix it ends
+                        best_ids[a, b, step - 1] = eos_id
+                        best_len[a, b] = step
                 n_finished += finishing.sum(dim=-1)
                 # 2. The first k other candidates, in rank order, stay live.
                 extends = valid & ~is_eos
@@ -295,27 +319,27 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
             open_rows = n_finished < k
             if bool(open_rows.any()):
                 length = ys.shape[2] - 1
-                normed = (scores.double() / length_penalty(length, length_penalty_alpha)).masked_fill(
-                    ~open_rows[:, None], float("-inf"))                               # (batch, k)
-                live_best, at = normed.max(dim=-1)
-                better = live_best > best_score
-                b = rows[better]
-                best_score[b] = live_best[b]
-                best_ids[b] = pad_id
-                best_ids[b, :length] = ys[b, at[b], 1:]
-                best_len[b] = length
+                for a, alpha in enumerate(alphas):
+                    normed = (scores.double() / length_penalty(length, alpha)).masked_fill(
+                        ~open_rows[:, None], float("-inf"))                           # (batch, k)
+                    live_best, at = normed.max(dim=-1)
+                    better = live_best > best_score[a]
+                    b = rows[better]
+                    best_score[a, b] = live_best[b]
+                    best_ids[a, b] = pad_id
+                    best_ids[a, b, :length] = ys[b, at[b], 1:]
+                    best_len[a, b] = length
     finally:
         model.train(was_training)
-    out = best_ids[:, : int(best_len.max())]
-    if return_scores:
-        return out, best_score.float()
-    return out
+    results = [(best_ids[a, :, : int(best_len[a].max())], best_score[a].float()) if return_scores
+               else best_ids[a, :, : int(best_len[a].max())] for a in range(n_alpha)]
+    return results if _several(length_penalty_alpha) else results[0]
 
 
 def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int]], tokenizer: Any = None, *,
-              beam_size: int = 1, length_penalty_alpha: float = 0.6, batch_size: int = 100,
+              beam_size: int = 1, length_penalty_alpha: float | Sequence[float] = 0.6, batch_size: int = 100,
               max_len: int | Callable[[int], int] | None = None, output: str = "text",
-              device: torch.device | str | None = None, progress: bool = False) -> list[str] | list[list[int]]:
+              device: torch.device | str | None = None, progress: bool = False) -> list:
     """Translate every sentence: encode, sort by length, pad, decode in batches, restore the order.
 
     Sorting by length puts sentences of similar length in one batch, so little is padding and a
@@ -328,7 +352,8 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
         tokenizer: encodes the texts and decodes the output (``encode_batch``/``decode`` of
             :mod:`utils.tokenize`); needed for texts or ``output="text"``.
         beam_size: 1 decodes greedily (:func:`greedy_decode`); more runs :func:`beam_search`.
-        length_penalty_alpha: the beam's length penalty (ignored by greedy decoding).
+        length_penalty_alpha: the beam's length penalty (ignored by greedy decoding), or a sequence
+            of alphas: one search serves them all (see :func:`beam_search`).
         batch_size: sentences decoded together.
         max_len: the most tokens per translation: an int, a function of the batch's padded source
             length, or None for ``1.5 × source length + 10`` (capped by the model's positional table).
@@ -337,7 +362,8 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
         progress: show a tqdm bar over the batches.
 
     Returns:
-        One translation per sentence, in the input order.
+        One translation per sentence, in the input order; with a sequence of alphas, a list of those
+        lists, one per alpha.
 
     Raises:
         TypeError: ``sentences`` given as one string instead of a list.
@@ -352,6 +378,7 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
         raise ValueError(f"beam_size must be a positive int (1 = greedy), got {beam_size!r}")
+    alphas = _alphas(length_penalty_alpha)
     sentences = list(sentences)
     texts_in = bool(sentences) and isinstance(sentences[0], str)
     if tokenizer is None and (texts_in or output == "text"):
@@ -362,7 +389,7 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
         device = next(model.parameters()).device if any(True for _ in model.parameters()) else torch.device("cpu")
     limit = getattr(model, "config", {}).get("max_len")
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out: list = [None] * len(ids)
+    outs: list[list] = [[None] * len(ids) for _ in alphas]
     starts = range(0, len(order), batch_size)
     if progress:
         starts = tqdm(starts, desc=f"translating ({'greedy' if beam_size == 1 else f'beam {beam_size}'})")
@@ -375,10 +402,11 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
         else:
             n = max_len(src.shape[1]) if callable(max_len) else max_len
         if beam_size == 1:
-            hyp = greedy_decode(model, src, max_len=n)                                       # (b, <= n)
+            hyps = [greedy_decode(model, src, max_len=n)] * len(alphas)                      # (b, <= n) each
         else:
-            hyp = beam_search(model, src, beam_size=beam_size, max_len=n, length_penalty_alpha=length_penalty_alpha)
-        for row, i in enumerate(chunk):
-            tokens = [t for t in hyp[row].tolist() if t != model.pad_id]
-            out[i] = tokenizer.decode(tokens) if output == "text" else tokens
-    return out
+            hyps = beam_search(model, src, beam_size=beam_size, max_len=n, length_penalty_alpha=alphas)
+        for out, hyp in zip(outs, hyps):
+            for row, i in enumerate(chunk):
+                tokens = [t for t in hyp[row].tolist() if t != model.pad_id]
+                out[i] = tokenizer.decode(tokens) if output == "text" else tokens
+    return outs if _several(length_penalty_alpha) else outs[0]
