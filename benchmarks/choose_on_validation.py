@@ -10,7 +10,9 @@ Every choice is made on Multi30k's validation split (1,014 pairs), in two stages
    (in ``<checkpoint>.snapshots.pt``), for each ``k`` in ``--average-choices`` (``k = 1``: the last
    weights alone), scored by greedy validation BLEU.
 2. **Decoding.** Greedy and beam search with every beam size in ``--beams`` and length penalty in
-   ``--alphas``, with the chosen weights, scored by validation BLEU.
+   ``--alphas``, with the chosen weights, scored by validation BLEU. The search does not depend on
+   the length penalty (it only ranks the finished translations), so each beam size is searched once
+   and gives every alpha (``utils.decode.translate`` with a list of alphas).
 
 The best of each stage wins (the first listed on a tie). Only then is the test split (test_2016_flickr,
 1,000 pairs) translated, once, with the chosen setting, and scored with sacreBLEU (13a) cased and
@@ -56,9 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the training run's checkpoint (its tokenizer; snapshots beside it)")
     p.add_argument("--average-choices", type=int, nargs="+", default=[1, 5, 10],
                    help="how many of the last snapshots to average (each tried)")
-    p.add_argument("--beams", type=int, nargs="+", default=[4, 5], help="beam sizes tried (greedy always is)")
-    p.add_argument("--alphas", type=float, nargs="+", default=[0.6, 0.8, 1.0, 1.2, 1.5],
-                   help="length penalties tried with every beam size")
+    p.add_argument("--beams", type=int, nargs="+", default=[4, 5, 6], help="beam sizes tried (greedy always is)")
+    p.add_argument("--alphas", type=float, nargs="+", default=[0.6, 0.8, 1.0, 1.2, 1.5, 1.8, 2.1, 2.5],
+                   help="length penalties tried with every beam size (one search per beam size gives them all)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "best")
     p.add_argument("--save", type=Path, default=ROOT / "checkpoints" / "multi30k.best.pt")
     p.add_argument("--train-report", type=Path, default=None,
@@ -113,19 +115,23 @@ def main(argv: list[str] | None = None) -> dict:
         ds = {split: ds[split].select(range(min(args.limit, len(ds[split])))) for split in ds}
     valid_src, valid_ref = list(ds["validation"]["de"]), list(ds["validation"]["en"])
 
-    def valid_bleu(beam: int, alpha: float) -> dict:
-        t0 = time.perf_counter()
-        hyps = translate(model, valid_src, tok, beam_size=beam, length_penalty_alpha=alpha)
+    def row(hyps: list[str], seconds: float) -> dict:
         score = sacrebleu.BLEU().corpus_score(hyps, [valid_ref])
-        row = {"bleu": round(score.score, 2), "bp": round(score.bp, 3),
-               "length_ratio": round(score.sys_len / score.ref_len, 3), "seconds": round(time.perf_counter() - t0, 1)}
-        return row
+        return {"bleu": round(score.score, 2), "bp": round(score.bp, 3),
+                "length_ratio": round(score.sys_len / score.ref_len, 3), "search_seconds": round(seconds, 1)}
+
+    def valid_bleu(beam: int, alphas: list[float]) -> dict[float, dict]:
+        """Validation BLEU of one search with ``beam``, for every alpha (greedy: alpha is ignored)."""
+        t0 = time.perf_counter()
+        by_alpha = translate(model, valid_src, tok, beam_size=beam, length_penalty_alpha=list(alphas))
+        seconds = time.perf_counter() - t0
+        return {alpha: row(hyps, seconds) for alpha, hyps in zip(alphas, by_alpha)}
 
     # 1. averaging, by greedy validation BLEU
     averaging = {}
     for k in args.average_choices:
         model.load_state_dict(average(snapshots, k))
-        averaging[k] = {**valid_bleu(1, 0.0), "steps": steps[-k:]}
+        averaging[k] = {**valid_bleu(1, [0.0])[0.0], "steps": steps[-k:]}
         print(f"average of the last {k:>2} snapshots: validation BLEU {averaging[k]['bleu']:.2f} (greedy)", flush=True)
     best_k = max(args.average_choices, key=lambda k: averaging[k]["bleu"])
     model.load_state_dict(average(snapshots, best_k))
@@ -133,12 +139,12 @@ def main(argv: list[str] | None = None) -> dict:
     # 2. decoding, with the chosen weights
     decoding = {(1, 0.0): dict(averaging[best_k])}
     decoding[1, 0.0].pop("steps")
-    for beam in args.beams:
-        for alpha in args.alphas:
-            if beam > 1 and (beam, alpha) not in decoding:
-                decoding[beam, alpha] = valid_bleu(beam, alpha)
-                print(f"beam {beam}, alpha {alpha:g}: validation BLEU {decoding[beam, alpha]['bleu']:.2f} "
-                      f"(length ratio {decoding[beam, alpha]['length_ratio']:.3f})", flush=True)
+    for beam in dict.fromkeys(b for b in args.beams if b > 1):                 # each beam size once, in order
+        alphas = list(dict.fromkeys(args.alphas))
+        for alpha, result in valid_bleu(beam, alphas).items():                 # one search, every alpha
+            decoding[beam, alpha] = result
+            print(f"beam {beam}, alpha {alpha:g}: validation BLEU {result['bleu']:.2f} "
+                  f"(length ratio {result['length_ratio']:.3f})", flush=True)
     best_beam, best_alpha = max(decoding, key=lambda c: decoding[c]["bleu"])
     choose_seconds = time.perf_counter() - t_start
     name = "greedy" if best_beam == 1 else f"beam {best_beam}, alpha {best_alpha:g}"

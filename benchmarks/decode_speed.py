@@ -8,7 +8,8 @@ What is measured, with the model in ``--checkpoint`` (default ``checkpoints/mult
 by ``benchmarks/choose_on_validation.py``; any checkpoint ``utils.model`` saved will do), on ``test_2016_flickr``:
 
 * **sentences per second** for greedy decoding and for beam search (beam 4, alpha 0.6), through
-  ``utils.decode.translate`` (sorted by length, batches of 100, the source encoded once, a KV cache);
+  ``utils.decode.translate`` (sorted by length, in batches of ``--batch-size`` sentences, by default
+  ``translate``'s: about 500 prefixes a step; the source encoded once, a KV cache);
   the BLEU of each is printed too, so a fast but broken decoder shows.
 * **one decoder step against the model's full forward**: the time of ``Transformer.decode_step`` for
   ONE new token with a KV cache holding ``t - 1`` positions (and the cross-attention keys), against
@@ -36,7 +37,7 @@ from utils.attention import KVCache
 from utils.batching import pad_sequences
 from utils.common import REPO_ROOT as ROOT, cpu_model, use_shared_data
 from utils.data import load_multi30k
-from utils.decode import translate
+from utils.decode import default_batch_size, translate
 from utils.model import Transformer
 from utils.tokenize import tokenizer_from_dict
 
@@ -49,10 +50,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each measurement (the median is kept)")
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="sentences decoded together (default: translate's, 500 // beam size)")
     p.add_argument("--quick", action="store_true", help="100 test sentences, one repeat")
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error(f"--repeats must be at least 1, got {args.repeats}")
+    if args.batch_size is not None and args.batch_size < 1:
+        p.error(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.beam < 2:
         p.error(f"--beam must be at least 2 (greedy is always measured), got {args.beam}")
     if not args.checkpoint.is_file():
@@ -118,15 +123,17 @@ def main(argv: list[str] | None = None) -> dict:
     for name, beam in (("greedy", 1), (f"beam {args.beam}", args.beam)):
         hyps: list[str] = []
 
-        def run(beam=beam):
-            hyps[:] = translate(model, src, tok, beam_size=beam)
+        batch_size = default_batch_size(beam) if args.batch_size is None else args.batch_size
+
+        def run(beam=beam, batch_size=batch_size):
+            hyps[:] = translate(model, src, tok, beam_size=beam, batch_size=batch_size)
 
         seconds = median_seconds(run, args.repeats)
         bleu = sacrebleu.corpus_bleu(hyps, [ref]).score
         results[name] = {"seconds": round(seconds, 2), "sentences_per_second": round(len(src) / seconds, 1),
-                         "bleu": round(bleu, 2)}
+                         "bleu": round(bleu, 2), "batch_size": batch_size}
         print(f"{name:>8}: {len(src)} sentences in {seconds:.2f} s = {len(src) / seconds:.0f} sentences/s "
-              f"(BLEU {bleu:.2f})")
+              f"(BLEU {bleu:.2f}; batches of {batch_size})")
     batch = tok.encode_batch(src[:100], add_special=True)
     src_ids = pad_sequences(batch, model.pad_id)                               # (100, S)
     steps = step_against_forward(model, src_ids, (8, 16, 32), args.repeats)
@@ -134,11 +141,13 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"prefix of {t:>2} tokens, batch of {len(batch)}: one cached step {r['step_ms']:.2f} ms, "
               f"full forward {r['full_forward_ms']:.2f} ms ({r['forward_over_step']:.1f}×)")
     record = {
-        "command": "python benchmarks/decode_speed.py" + (" --quick" if args.quick else ""),
+        "command": "python benchmarks/decode_speed.py" + (" --quick" if args.quick else "")
+        + ("" if args.batch_size is None else f" --batch-size {args.batch_size}")
+        + ("" if args.label == "after" else f" --label {args.label}"),
         "checkpoint": str(args.checkpoint.resolve().relative_to(ROOT)) if args.checkpoint.resolve().is_relative_to(ROOT)
         else str(args.checkpoint),
         "checkpoint_steps": data.get("steps"),
-        "sentences": len(src), "batch_size": 100, "decode": results, "step_vs_forward_batch_100": steps,
+        "sentences": len(src), "decode": results, "step_vs_forward_batch_100": steps,
         "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_model(),
         "cpu_count": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
     }

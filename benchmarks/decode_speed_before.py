@@ -8,7 +8,8 @@ With ``PYTHONPATH`` naming a checkout of d88c4ff, ``utils`` is that commit's pac
 re-projected the cross-attention keys and values at every step, beam search looped over candidates
 in Python, and finished sentences stayed in the batch. This script lends that package the few names
 ``decode_speed.py`` imports and d88c4ff did not have yet (the cache's new home, ``pad_sequences``,
-``use_shared_data``, and ``translate``: below, d88c4ff's own loop from ``benchmarks/train_multi30k.py``),
+``use_shared_data``, and ``translate``: below, d88c4ff's own loop from ``benchmarks/train_multi30k.py``,
+with its batches of 100),
 then runs ``decode_speed.py``'s ``main`` unchanged, so both runs measure the same things on the same
 checkpoint and write to the same JSON under different labels.
 """
@@ -73,6 +74,7 @@ utils.batching.pad_sequences = pad_sequences
 utils.common.REPO_ROOT = ROOT                             # this checkout: its checkpoints and results
 utils.common.use_shared_data = use_shared_data
 utils.decode.translate = translate
+utils.decode.default_batch_size = lambda beam_size: 100     # d88c4ff's loop decoded batches of 100
 
 spec = importlib.util.spec_from_file_location("decode_speed", HERE / "decode_speed.py")
 decode_speed = importlib.util.module_from_spec(spec)

@@ -135,6 +135,7 @@ def test_unwritable_paths_fail_before_any_work(script, tiny, which, tmp_path, mo
     ("train_multi30k", ["--steps", "0"]), ("train_multi30k", ["--minutes", "-1"]),
     ("train_multi30k", ["--resume", "--checkpoint", "/nonexistent/ck.pt"]),
     ("speed", ["--only", "nosuchcase"]), ("speed", ["--repeats", "0"]),
+    ("decode_speed", ["--batch-size", "0"]), ("decode_speed", ["--beam", "1"]),
 ])
 def test_benchmark_arguments_are_checked(script, argv, capsys):
     module = load_script(script)
@@ -182,3 +183,20 @@ def test_choose_on_validation_picks_the_best_validation_setting_and_decodes_test
     snaps = torch.load(tmp_path / "run.snapshots.pt", weights_only=True)["snapshots"]
     name = next(k for k, v in saved["model"].items() if v.is_floating_point())
     assert torch.allclose(saved["model"][name], torch.stack([s[name] for s in snaps[-best_k:]]).mean(0))
+
+
+def test_decode_speed_records_what_it_measured(multi30k, tmp_path):
+    multi30k.main([*TINY_MT, "--steps", "2", "--checkpoint", str(tmp_path / "run.pt"), "--out", str(tmp_path / "run")])
+    speed = load_script("decode_speed")
+    out = tmp_path / "speed.json"
+    record = speed.main(["--checkpoint", str(tmp_path / "run.pt"), "--quick", "--out", str(out)])
+    assert record["sentences"] == 100 and set(record["decode"]) == {"greedy", "beam 4"}
+    assert record["decode"]["greedy"]["batch_size"] == 500 and record["decode"]["beam 4"]["batch_size"] == 125
+    assert all(r["seconds"] > 0 and 0 <= r["bleu"] <= 100 for r in record["decode"].values())
+    assert set(record["step_vs_forward_batch_100"]) == {"8", "16", "32"}
+    speed.main(["--checkpoint", str(tmp_path / "run.pt"), "--quick", "--out", str(out), "--batch-size", "7",
+                "--label", "small"])
+    saved = json.loads(out.read_text())
+    assert set(saved) == {"after", "small"}, "one file holds every label"
+    assert saved["small"]["command"].endswith("--quick --batch-size 7 --label small")
+    assert {r["batch_size"] for r in saved["small"]["decode"].values()} == {7}
