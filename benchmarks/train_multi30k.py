@@ -12,7 +12,9 @@ The recipe (defaults): a joint BPE vocabulary of 8000 trained on the training sp
 English, pre-LN Transformer with d_model 256, 3 + 3 layers, 4 heads, d_ff 512, dropout 0.1, shared
 embeddings (``utils.model.make_model``); label smoothing 0.1; batches of about 4000 tokens by length
 (``utils.batching.TokenBatches``); Adam (0.9, 0.98, 1e-9) with the paper's warm-up schedule, 400
-warm-up steps (``utils.train``). Validation loss every epoch; at the end the test set is translated
+warm-up steps (``utils.train``); ``--cooldown N`` (with ``--steps``) takes the learning rate linearly to
+0 over the last N steps, so a run of known length ends annealed (the schedule's numbers are saved with
+the checkpoint: a resumed run keeps the length and cool-down it started with). Validation loss every epoch; at the end the test set is translated
 greedily (``utils.decode.translate``) and scored with sacreBLEU (13a, cased; our own
 ``utils.bleu.corpus_bleu`` must agree).
 
@@ -87,6 +89,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--max-tokens", type=int, default=4000, help="token budget of a batch (per process)")
     g.add_argument("--warmup", type=int, default=400)
     g.add_argument("--lr-scale", type=float, default=1.0, help="multiplies the paper's learning rate")
+    g.add_argument("--cooldown", type=int, default=0,
+                   help="the last N of --steps steps take the learning rate linearly to 0 (default 0: the paper's)")
     g.add_argument("--smoothing", type=float, default=0.1)
     g.add_argument("--clip-norm", type=float, default=None)
     g.add_argument("--checkpoint-every", type=int, default=500)
@@ -133,6 +137,11 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error(f"--heads {args.heads} does not divide --d-model {args.d_model}")
     if args.resume and not args.checkpoint.is_file():
         p.error(f"--resume: no checkpoint at {args.checkpoint.resolve()}; train without --resume first")
+    if args.cooldown < 0:
+        bad("cooldown", args.cooldown, "0 or more")
+    if args.cooldown > 0 and (args.steps is None or args.cooldown > args.steps - args.warmup):
+        p.error(f"--cooldown {args.cooldown} needs --steps (the run's length) and must fit after the warm-up: "
+                f"at most --steps minus --warmup")
 
 
 def setup_distributed(choice: str | None) -> tuple[int, int, torch.device]:
@@ -189,7 +198,8 @@ def main(argv: list[str] | None = None) -> dict | None:
                        n_heads=args.heads, d_ff=args.d_ff, dropout=args.dropout, norm_first=not args.post_ln,
                        share_embeddings=True).to(device)
     optimizer = make_optimizer(model)
-    scheduler = warmup_schedule(optimizer, args.d_model, args.warmup, scale=args.lr_scale)
+    scheduler = warmup_schedule(optimizer, args.d_model, args.warmup, scale=args.lr_scale,
+                                total=args.steps or 0, cooldown=args.cooldown)
     torch.manual_seed(args.seed * 1000 + rank)            # each process its own dropout stream
     state = resume(args.checkpoint, model, optimizer, scheduler) if args.resume else None
     # resume() restored the random state saved with the checkpoint: re-seeding here would make the
@@ -264,8 +274,8 @@ def main(argv: list[str] | None = None) -> dict | None:
             "command": " ".join([f"torchrun --nproc_per_node={world_size}" if world_size > 1 else "python",
                                  "benchmarks/train_multi30k.py", *(sys.argv[1:] if argv is None else argv)]),
             "model": dict(model.config), "parameters": count_parameters(model),
-            "recipe": {k: getattr(args, k) for k in ("max_tokens", "warmup", "lr_scale", "smoothing", "clip_norm",
-                                                     "seed", "minutes", "steps", "limit")},
+            "recipe": {k: getattr(args, k) for k in ("max_tokens", "warmup", "lr_scale", "cooldown", "smoothing",
+                                                     "clip_norm", "seed", "minutes", "steps", "limit")},
             "steps": state.step, "epochs": round(state.step / len(train_data), 2),
             "train_seconds": round(train_seconds, 1), "decode_seconds": round(decode_seconds, 1),
             "target_tokens_per_second": round(float(tokens) / train_seconds, 1),

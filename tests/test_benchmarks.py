@@ -134,6 +134,7 @@ def test_unwritable_paths_fail_before_any_work(script, tiny, which, tmp_path, mo
     ("train_multi30k", ["--smoothing", "2"]), ("train_multi30k", ["--beam", "-1"]),
     ("train_multi30k", ["--steps", "0"]), ("train_multi30k", ["--minutes", "-1"]),
     ("train_multi30k", ["--resume", "--checkpoint", "/nonexistent/ck.pt"]),
+    ("train_multi30k", ["--cooldown", "10"]), ("train_multi30k", ["--cooldown", "90", "--steps", "100"]),
     ("speed", ["--only", "nosuchcase"]), ("speed", ["--repeats", "0"]),
     ("decode_speed", ["--batch-size", "0"]), ("decode_speed", ["--beam", "1"]),
 ])

@@ -120,7 +120,8 @@ def test_schedule_state_round_trip_and_errors():
         opt.step()
         sched.step()
     state = sched.state_dict()
-    assert state["lr_lambdas"][0] == {"d_model": 128, "warmup": 100, "scale": 0.5}, "the numbers are stored"
+    assert state["lr_lambdas"][0] == {"d_model": 128, "warmup": 100, "scale": 0.5, "total": 0, "cooldown": 0}, \
+        "the numbers are stored"
     opt2 = make_optimizer(torch.nn.Linear(2, 2))
     sched2 = warmup_schedule(opt2, 1, 1)                          # wrong numbers, overwritten by the state
     sched2.load_state_dict(state)
@@ -133,6 +134,29 @@ def test_schedule_state_round_trip_and_errors():
         warmup_schedule(torch.optim.Adam(torch.nn.Linear(2, 2).parameters(), lr=1e-3), 128, 100)
     with pytest.raises(ValueError, match="warmup and d_model must be positive"):
         warmup_schedule(opt, 128, 0)
+    with pytest.raises(ValueError, match="must fit after the warm-up"):
+        warmup_schedule(opt, 128, 100, cooldown=50)                    # no total given
+    with pytest.raises(ValueError, match="total and cooldown must be ints >= 0"):
+        warmup_schedule(opt, 128, 100, total=500, cooldown=-1)
+
+
+def test_cooldown_follows_the_paper_then_falls_linearly_to_zero():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched = warmup_schedule(opt, d_model=64, warmup=10, total=100, cooldown=40)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])                      # the lr of optimiser steps 1 … 100
+        opt.step()
+        sched.step()
+    for s in range(1, 61):
+        assert lrs[s - 1] == pytest.approx(paper_lr(s, 64, 10), rel=1e-12), "the paper's, up to the cool-down"
+    for s in range(61, 101):                                       # then paper × (100 - (s - 1)) / 40
+        assert lrs[s - 1] == pytest.approx(paper_lr(s, 64, 10) * (101 - s) / 40, rel=1e-12)
+    assert lrs[-1] == pytest.approx(paper_lr(100, 64, 10) / 40) and lrs[-1] < lrs[60] / 20
+    old = {"d_model": 64, "warmup": 10, "scale": 1.0}                 # a checkpoint from before the cool-down
+    again = warmup_schedule(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), 64, 10)
+    again.load_state_dict({**sched.state_dict(), "lr_lambdas": [old]})
+    assert again.lr_lambdas[0](500) == pytest.approx(paper_lr(501, 64, 10)), "loads as the paper's schedule"
 
 
 # -- the loop ---------------------------------------------------------------------------------------

@@ -89,15 +89,22 @@ class WarmupInverseSqrt:
     """The paper's learning rate (section 5.3) as a ``LambdaLR`` factor of a base lr of 1:
     ``lr(s) = scale · d_model^-0.5 · min(s^-0.5, s · warmup^-1.5)`` for optimiser step ``s = 1, 2, …``:
     linear warm-up to the peak ``scale · (d_model · warmup)^-0.5`` at ``s = warmup``, then ``∝ 1/√s``.
+    With ``cooldown > 0`` (not in the paper) the last ``cooldown`` of ``total`` steps are multiplied by a
+    factor that falls linearly from 1 to 0, so a run of known length ends annealed.
     A dataclass, so the scheduler's ``state_dict`` stores its numbers (functions are not saved)."""
 
     d_model: int
     warmup: int
     scale: float = 1.0
+    total: int = 0
+    cooldown: int = 0
 
     def __call__(self, step: int) -> float:  # LambdaLR passes 0 before the first optimiser step
         s = step + 1
-        return self.scale * self.d_model ** -0.5 * min(s ** -0.5, s * self.warmup ** -1.5)
+        lr = self.scale * self.d_model ** -0.5 * min(s ** -0.5, s * self.warmup ** -1.5)
+        if self.cooldown > 0:
+            lr *= min(1.0, max(0.0, (self.total - step) / self.cooldown))
+        return lr
 
 
 def make_optimizer(model: nn.Module, betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-9) -> torch.optim.Adam:
@@ -116,12 +123,16 @@ def make_optimizer(model: nn.Module, betas: tuple[float, float] = (0.9, 0.98), e
 
 
 def warmup_schedule(optimizer: torch.optim.Optimizer, d_model: int, warmup: int,
-                    scale: float = 1.0) -> torch.optim.lr_scheduler.LambdaLR:
+                    scale: float = 1.0, *, total: int = 0, cooldown: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
     """``LambdaLR`` with :class:`WarmupInverseSqrt`; call ``scheduler.step()`` after each ``optimizer.step()``.
 
+    ``cooldown`` (default 0: the paper's schedule) makes the learning rate fall linearly to 0 over the
+    last ``cooldown`` of the run's ``total`` optimiser steps.
+
     Raises:
-        ValueError: ``warmup`` or ``d_model`` below 1, or an optimiser whose lr is not 1 (the schedule
-            *is* the learning rate: build it with :func:`make_optimizer` or ``lr=1.0``).
+        ValueError: ``warmup`` or ``d_model`` below 1, a ``cooldown`` below 0 or above ``total - warmup``,
+            or an optimiser whose lr is not 1 (the schedule *is* the learning rate: build it with
+            :func:`make_optimizer` or ``lr=1.0``).
     """
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer (make_optimizer(model)), got {type(optimizer).__name__}")
@@ -129,11 +140,16 @@ def warmup_schedule(optimizer: torch.optim.Optimizer, d_model: int, warmup: int,
         raise ValueError(f"warmup and d_model must be positive ints, got warmup={warmup!r}, d_model={d_model!r}")
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
         raise ValueError(f"scale must be a positive number (it multiplies the paper's learning rate), got {scale!r}")
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in (total, cooldown)):
+        raise ValueError(f"total and cooldown must be ints >= 0, got total={total!r}, cooldown={cooldown!r}")
+    if cooldown > 0 and cooldown > total - warmup:
+        raise ValueError(f"cooldown={cooldown} must fit after the warm-up: at most total - warmup = {total - warmup} "
+                         "(give total, the run's number of optimiser steps)")
     lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
     if any(lr != 1.0 for lr in lrs):
         raise ValueError(f"the optimiser has lr={lrs}, but the schedule gives the whole learning rate; "
                          "create it with lr=1.0 (make_optimizer does) and use `scale` to change the rate")
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupInverseSqrt(d_model, warmup, scale))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupInverseSqrt(d_model, warmup, scale, total, cooldown))
 
 
 # -- evaluation ---------------------------------------------------------------------------------------
