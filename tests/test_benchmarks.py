@@ -21,13 +21,7 @@ def load_script(name: str):
     return module
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight the other tests for the cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,7 @@ from utils.gpt import (GPT, KVCache, cached_self_attention, evaluate_loss, gener
                        random_windows, sample_next, train_gpt)
 from utils.model import EncoderLayer
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is fastest, and not slowed down by a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/conftest.py
 
 
 CONFIGS = [  # (vocab, context, n_layers, d_model, n_heads, positions)

@@ -16,13 +16,7 @@ from utils.train import (TrainState, WarmupInverseSqrt, evaluate, get_rng_state,
 PAD, BOS, EOS, V = 0, 1, 2, 20
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and a busy 2-core machine makes two threads crawl)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/conftest.py
 
 
 # -- loss -------------------------------------------------------------------------------------------

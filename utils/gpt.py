@@ -38,6 +38,7 @@ from .attention import KVCache, cached_self_attention, causal_mask
 from .embeddings import LearnedPositionalEmbedding, PositionalEncoding, TokenEmbedding
 from .layers import LayerNorm
 from .model import EncoderLayer
+from .train import guarded_step
 
 __all__ = ["KVCache", "cached_self_attention", "GPT", "make_gpt", "sample_next", "generate",
            "random_windows", "evaluate_loss", "lr_at", "train_gpt"]
@@ -452,14 +453,7 @@ def train_gpt(model: GPT, data: Tensor, *, steps: int | None = None, max_seconds
             x, y = random_windows(data, batch_size, context, gen)
             x, y = x.to(device), y.to(device)
             loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"the training loss is {loss.item()} at step {step + 1}; the weights were "
-                                         "not updated with it. Lower lr, keep clip_norm, or check the data")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip_norm is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-            optimizer.step()
+            guarded_step(model, loss, optimizer, clip_norm, where=f" at step {step + 1}")
             losses.append(loss.item())
             step += 1
             bar.update(1 if steps is not None else round(time.perf_counter() - t0) - bar.n)

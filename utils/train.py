@@ -44,7 +44,7 @@ from .batching import Batch, TokenBatches
 from .checkpoint import check_writable, load_checkpoint, save_checkpoint
 from .common import get_device
 
-__all__ = ["label_smoothed_cross_entropy", "WarmupInverseSqrt", "make_optimizer", "warmup_schedule",
+__all__ = ["label_smoothed_cross_entropy", "WarmupInverseSqrt", "make_optimizer", "warmup_schedule", "guarded_step",
            "evaluate", "TrainState", "train", "save_training_checkpoint", "resume", "get_rng_state",
            "set_rng_state"]
 
@@ -227,20 +227,32 @@ class TrainState:
     valid: list[dict] = field(default_factory=list)
 
 
+def guarded_step(model: nn.Module, loss: Tensor, optimizer: torch.optim.Optimizer, clip_norm: float | None = None,
+                 where: str = "") -> None:
+    """One update from ``loss``: zero the gradients, backpropagate, clip their norm (if ``clip_norm``), step.
+    Used by :func:`train` and ``utils.gpt.train_gpt``.
+
+    Raises:
+        FloatingPointError: a non-finite ``loss``, checked *before* anything changes, so the weights
+            stay the last finite ones (``where``, e.g. ``" at step 12"``, goes into the message).
+    """
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"the training loss is {loss.item()}{where}; the weights were not updated with "
+                                 "it. Lower the learning rate, clip gradients (clip_norm) or check the data")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_norm is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    optimizer.step()
+
+
 def _train_step(model: nn.Module, batch: Batch, optimizer, scheduler, smoothing: float, clip_norm: float | None,
                 bf16: bool) -> float:
     model.train()
     with torch.autocast(batch.src.device.type, dtype=torch.bfloat16, enabled=bf16):
         logits = model(batch.src, batch.tgt_in)                                 # (batch, T, V)
     loss = label_smoothed_cross_entropy(logits, batch.tgt_out, smoothing, batch.pad_id)
-    if not torch.isfinite(loss):       # checked before the step: the weights stay the last finite ones
-        raise FloatingPointError(f"the training loss is {loss.item()}; the weights were not updated with it. "
-                                 "Lower the learning rate (scale), clip gradients (clip_norm) or check the data")
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if clip_norm is not None:
-        nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-    optimizer.step()
+    guarded_step(model, loss, optimizer, clip_norm)
     if scheduler is not None:
         scheduler.step()
     return loss.item()
