@@ -195,3 +195,24 @@ def test_decode_speed_records_what_it_measured(multi30k, tmp_path):
     assert set(saved) == {"after", "small"}, "one file holds every label"
     assert saved["small"]["command"].endswith("--quick --batch-size 7 --label small")
     assert {r["batch_size"] for r in saved["small"]["decode"].values()} == {7}
+
+
+def test_compare_runs_measures_each_run_at_the_same_step_on_validation(multi30k, tmp_path):
+    for name, extra in (("paper", []), ("cool", ["--cooldown", "3"])):
+        multi30k.main([*TINY_MT, "--steps", "6", "--average", "3", "--average-every", "2", *extra,
+                       "--checkpoint", str(tmp_path / f"{name}.pt"), "--out", str(tmp_path / name)])
+    compare = load_script("compare_runs")
+    runs = ["--run", f"paper={tmp_path / 'paper.pt'}", "--run", f"cool={tmp_path / 'cool.pt'}"]
+    out = tmp_path / "compare.json"
+    report = compare.main([*runs, "--step", "6", "--limit", "12", "--alphas", "0.6", "2.0", "--out", str(out)])
+    rows = report["runs"]
+    assert set(rows) == {"paper", "cool"} and report["validation_pairs"] == 12
+    assert all(r["step"] == 6 and set(r["valid_beam5_bleu"]) == {"0.6", "2"} for r in rows.values())
+    assert rows["paper"]["valid_loss"] != rows["cool"]["valid_loss"], "the cool-down changed the last steps"
+    at_four = compare.main([*runs, "--step", "4", "--limit", "12", "--out", str(tmp_path / "four.json")])["runs"]
+    assert at_four["paper"]["valid_loss"] == at_four["cool"]["valid_loss"], "identical before the cool-down starts"
+    assert json.loads(out.read_text())["runs"] == rows
+    with pytest.raises(SystemExit, match="no snapshot at step 5"):
+        compare.main([*runs, "--step", "5", "--limit", "12", "--out", str(out)])
+    with pytest.raises(SystemExit):
+        compare.parse_args(["--run", f"paper={tmp_path / 'paper.pt'}", "--step", "6"])      # one run only
