@@ -163,7 +163,9 @@ def test_choose_on_validation_picks_the_best_validation_setting_and_decodes_test
     assert set(val["averaging_greedy"]) == {"1", "3"} and len(val["decoding"]) == 3     # greedy + beam 2 × 2 alphas
     best_k = max((1, 3), key=lambda k: val["averaging_greedy"][str(k)]["bleu"])
     best = max(val["decoding"], key=lambda r: r["bleu"])
-    assert report["chosen"] == {"averaged_last": best_k, "beam": best["beam"], "alpha": best["alpha"]}
+    assert report["chosen"] == {"checkpoint": str(tmp_path / "run.pt"), "averaged_last": best_k,
+                                "beam": best["beam"], "alpha": best["alpha"]}
+    assert [r["validation_bleu"] for r in report["runs"]] == [best["bleu"]]
     hyps = (tmp_path / "best" / "multi30k_test.hyp.en").read_text(encoding="utf-8").splitlines()
     assert len(hyps) == 20 == report["test"]["pairs"]
     import sacrebleu
@@ -178,6 +180,29 @@ def test_choose_on_validation_picks_the_best_validation_setting_and_decodes_test
     snaps = torch.load(tmp_path / "run.snapshots.pt", weights_only=True)["snapshots"]
     name = next(k for k, v in saved["model"].items() if v.is_floating_point())
     assert torch.allclose(saved["model"][name], torch.stack([s[name] for s in snaps[-best_k:]]).mean(0))
+
+
+def test_choose_on_validation_chooses_the_run_too_on_validation(multi30k, tmp_path):
+    """Two runs (different vocabularies): the one whose best setting scores higher on validation is the
+    one decoded on test, and the report keeps the other's tables."""
+    for name, vocab, steps in (("a", "300", 4), ("b", "200", 8)):
+        multi30k.main([*TINY_MT, "--vocab", vocab, "--average", "2", "--average-every", "2", "--steps", str(steps),
+                       "--checkpoint", str(tmp_path / f"{name}.pt"), "--out", str(tmp_path / name)])
+    choose = load_script("choose_on_validation")
+    runs = [str(tmp_path / "a.pt"), str(tmp_path / "b.pt")]
+    common = ["--average-choices", "1", "--beams", "2", "--alphas", "0.6", "--limit", "20",
+              "--out", str(tmp_path / "best"), "--save", str(tmp_path / "best.pt")]
+    with pytest.raises(SystemExit):                                       # one training report per run
+        choose.parse_args(["--checkpoint", *runs, "--train-report", str(tmp_path / "a" / "multi30k.json")])
+    report = choose.main(["--checkpoint", *runs, *common, "--train-report",
+                          str(tmp_path / "a" / "multi30k.json"), str(tmp_path / "b" / "multi30k.json")])
+    scores = [r["validation_bleu"] for r in report["runs"]]
+    winner = scores.index(max(scores))                                    # the first listed on a tie
+    assert report["chosen"]["checkpoint"] == runs[winner]
+    assert report["runs"][winner]["vocab"] == report["model"]["src_vocab"] and report["training"]["steps"] == (4, 8)[winner]
+    assert "validation" in report["runs"][1 - winner] and "validation" not in report["runs"][winner]
+    saved = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert saved["config"]["src_vocab"] == report["runs"][winner]["vocab"]
 
 
 def test_decode_speed_records_what_it_measured(multi30k, tmp_path):
