@@ -19,14 +19,14 @@ The best of each stage wins (the first listed on a tie). Given several ``--check
 with different settings: a vocabulary size, say), both stages run for each, and the run whose best
 setting scores highest on validation wins: the run, too, is chosen without the test split. Only then
 is the test split (test_2016_flickr, 1,000 pairs) translated, once, with the chosen run and setting,
-and scored with sacreBLEU (13a) cased and lowercased (the form older tutorials report). Greedy test BLEU of the same weights is reported beside
-it; it chooses nothing.
+and scored with sacreBLEU (13a) cased and lowercased (the form older tutorials report). Greedy test
+BLEU of the same weights is reported beside it; it chooses nothing.
 
 Writes under ``--out`` (default ``benchmarks/results/best``): ``multi30k_test.hyp.en`` (the chosen
 setting's translations, one a line), ``multi30k.json`` (the validation tables, the choice, the test
 scores with the sacreBLEU signature, the times, every run's best validation setting, and the chosen
-training run's own report when ``--train-report`` names them), and the chosen weights to ``--save`` (default
-``checkpoints/multi30k.best.pt``, with the tokenizer and the chosen decoding), which notebook 06,
+training run's own report when ``--train-report`` names them), and the chosen weights to ``--save``
+(default ``checkpoints/multi30k.best.pt``, with the tokenizer and the chosen decoding), which notebook 06,
 ``benchmarks/showcase.py`` and ``benchmarks/decode_speed.py`` look for first. Check the test BLEU from
 the committed file with::
 

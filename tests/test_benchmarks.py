@@ -183,26 +183,33 @@ def test_choose_on_validation_picks_the_best_validation_setting_and_decodes_test
 
 
 def test_choose_on_validation_chooses_the_run_too_on_validation(multi30k, tmp_path):
-    """Two runs (different vocabularies): the one whose best setting scores higher on validation is the
-    one decoded on test, and the report keeps the other's tables."""
-    for name, vocab, steps in (("a", "300", 4), ("b", "200", 8)):
+    """Two runs (different vocabularies and lengths), listed in both orders: the one whose best setting
+    scores higher on validation is decoded on test and saved wherever it is listed, and the report keeps
+    the other's tables."""
+    for name, vocab, steps in (("a", "300", 2), ("b", "200", 8)):
         multi30k.main([*TINY_MT, "--vocab", vocab, "--average", "2", "--average-every", "2", "--steps", str(steps),
                        "--checkpoint", str(tmp_path / f"{name}.pt"), "--out", str(tmp_path / name)])
     choose = load_script("choose_on_validation")
-    runs = [str(tmp_path / "a.pt"), str(tmp_path / "b.pt")]
-    common = ["--average-choices", "1", "--beams", "2", "--alphas", "0.6", "--limit", "20",
-              "--out", str(tmp_path / "best"), "--save", str(tmp_path / "best.pt")]
     with pytest.raises(SystemExit):                                       # one training report per run
-        choose.parse_args(["--checkpoint", *runs, "--train-report", str(tmp_path / "a" / "multi30k.json")])
-    report = choose.main(["--checkpoint", *runs, *common, "--train-report",
-                          str(tmp_path / "a" / "multi30k.json"), str(tmp_path / "b" / "multi30k.json")])
-    scores = [r["validation_bleu"] for r in report["runs"]]
-    winner = scores.index(max(scores))                                    # the first listed on a tie
-    assert report["chosen"]["checkpoint"] == runs[winner]
-    assert report["runs"][winner]["vocab"] == report["model"]["src_vocab"] and report["training"]["steps"] == (4, 8)[winner]
-    assert "validation" in report["runs"][1 - winner] and "validation" not in report["runs"][winner]
-    saved = torch.load(tmp_path / "best.pt", weights_only=True)
-    assert saved["config"]["src_vocab"] == report["runs"][winner]["vocab"]
+        choose.parse_args(["--checkpoint", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"),
+                           "--train-report", str(tmp_path / "a" / "multi30k.json")])
+    chosen = []
+    for order in (("a", "b"), ("b", "a")):
+        report = choose.main(["--checkpoint", *(str(tmp_path / f"{n}.pt") for n in order),
+                              "--average-choices", "1", "--beams", "2", "--alphas", "0.6", "--limit", "20",
+                              "--out", str(tmp_path / "best"), "--save", str(tmp_path / "best.pt"), "--train-report",
+                              *(str(tmp_path / n / "multi30k.json") for n in order)])
+        scores = [r["validation_bleu"] for r in report["runs"]]
+        assert scores[0] != scores[1], "a tie would only test the tie rule"
+        winner = scores.index(max(scores))
+        assert report["chosen"]["checkpoint"] == str(tmp_path / f"{order[winner]}.pt")
+        assert report["training"]["steps"] == {"a": 2, "b": 8}[order[winner]]
+        assert report["runs"][winner]["vocab"] == report["model"]["src_vocab"]
+        assert "validation" in report["runs"][1 - winner] and "validation" not in report["runs"][winner]
+        saved = torch.load(tmp_path / "best.pt", weights_only=True)
+        assert saved["config"]["src_vocab"] == report["runs"][winner]["vocab"]
+        chosen.append(order[winner])
+    assert chosen[0] == chosen[1], "the same run wins whichever is listed first"
 
 
 def test_decode_speed_records_what_it_measured(multi30k, tmp_path):
