@@ -222,6 +222,49 @@ def test_input_errors():
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
+def test_decoder_states_are_the_forward_without_its_output_layer(norm_first):
+    torch.manual_seed(4)
+    model = make_model(30, 30, n_layers=2, d_model=16, n_heads=4, d_ff=32, norm_first=norm_first).eval()
+    src, tgt = torch.randint(4, 30, (3, 7)), torch.randint(4, 30, (3, 6))
+    src[1, 5:], tgt[2, 4:] = PAD, PAD                                  # both paddings must stay masked
+    with torch.no_grad(), model.attention_maps() as full:
+        logits = model(src, tgt)                                       # (3, 6, 30)
+    with torch.no_grad(), model.attention_maps() as maps:
+        states = model.decoder_states(tgt, model.encode(src), src)     # (3, 6, 16)
+    assert states.shape == (3, 6, 16)
+    torch.testing.assert_close(model.generator(states), logits, atol=1e-6, rtol=1e-6)
+    for kind in ("encoder_self", "decoder_self", "cross"):
+        assert all(torch.equal(a, b) for a, b in zip(maps[kind], full[kind], strict=True)), kind
+
+
+def test_attention_maps_for_many_sentences_equal_one_pass_at_every_real_query():
+    torch.manual_seed(5)
+    model = make_model(30, 30, n_layers=2, d_model=16, n_heads=4, d_ff=32).eval()
+    n, S, T = 11, 9, 8
+    src, tgt = torch.randint(4, 30, (n, S)), torch.randint(4, 30, (n, T))
+    src_len, tgt_len = torch.randint(2, S + 1, (n,)), torch.randint(1, T + 1, (n,))
+    src_len[3], tgt_len[3] = S, T                                      # one full row: the batch keeps its width
+    src[torch.arange(S) >= src_len[:, None]] = PAD                     # right padding, different per row
+    tgt[torch.arange(T) >= tgt_len[:, None]] = PAD
+    with torch.no_grad(), model.attention_maps() as one:
+        model(src, tgt)
+    many = model.attention_maps_for(src, tgt, batch_size=3)            # 4 batches, most trimmed
+    real_q = {"encoder_self": src != PAD, "decoder_self": tgt != PAD, "cross": tgt != PAD}
+    real_k = {"encoder_self": src != PAD, "decoder_self": tgt != PAD, "cross": src != PAD}
+    for kind in ("encoder_self", "decoder_self", "cross"):
+        assert len(many[kind]) == 2
+        for a, b in zip(many[kind], one[kind]):
+            assert a.shape == b.shape
+            q = real_q[kind][:, None, :, None].expand_as(a)            # (n, heads, Q, K)
+            torch.testing.assert_close(a[q], b[q], atol=1e-6, rtol=1e-5)
+            assert not a.masked_select(~real_k[kind][:, None, None, :]).any(), f"{kind}: no weight on padding"
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        model.attention_maps_for(src, tgt, batch_size=0)
+    with pytest.raises(ValueError, match="one batch size"):
+        model.attention_maps_for(src, tgt[:2])
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
 def test_decode_step_with_a_cache_equals_the_full_decode(norm_first):
     from utils.attention import KVCache
 

@@ -440,11 +440,12 @@ class KVCache:
                 within a group that shares one source sentence (beam search's beams of one sentence),
                 where those entries are identical.
         """
-        self.keys = [t[rows] for t in self.keys]
-        self.values = [t[rows] for t in self.values]
+        # index_select, not t[rows]: the same rows, several times faster on CPU (a decoding step's cost)
+        self.keys = [t.index_select(0, rows) for t in self.keys]
+        self.values = [t.index_select(0, rows) for t in self.values]
         if cross:
-            self.cross_keys = [t[rows] for t in self.cross_keys]
-            self.cross_values = [t[rows] for t in self.cross_values]
+            self.cross_keys = [t.index_select(0, rows) for t in self.cross_keys]
+            self.cross_values = [t.index_select(0, rows) for t in self.cross_values]
 
 
 def _append_layer(store: list[Tensor], layer: int, tensor: Tensor, name: str) -> None:

@@ -84,9 +84,12 @@ def _cache_for(model: nn.Module, use_cache: bool) -> KVCache | None:
 
 def _never_pad_or_bos(logits: Tensor, pad_id: int, bos_id: int) -> Tensor:
     """``<pad>`` and ``<bos>`` are never outputs: their logits become -inf (a trained model gives them
-    almost no probability anyway; an untrained one might, and a ``<pad>`` fed back would be masked)."""
-    logits = logits.float().clone()
-    logits[:, [pad_id, bos_id]] = float("-inf")
+    almost no probability anyway; an untrained one might, and a ``<pad>`` fed back would be masked).
+    In place when the logits are the step's own dense float32 tensor, as a model's fresh output is
+    (copying millions of them every step costs more than the masking); otherwise on a copy."""
+    logits = logits.float() if logits.is_contiguous() else logits.float().contiguous()
+    logits[:, pad_id] = float("-inf")
+    logits[:, bos_id] = float("-inf")
     return logits
 
 
@@ -150,7 +153,7 @@ def greedy_decode(model: nn.Module, src_ids: Tensor, max_len: int, bos_id: int =
                     break
                 if not bool(going.all()):                                     # some rows just ended
                     keep = going.nonzero().squeeze(1)
-                    active, src, mem, ys, next_id = active[keep], src[keep], mem[keep], ys[keep], next_id[keep]
+                    active, src, mem, ys, next_id = (t.index_select(0, keep) for t in (active, src, mem, ys, next_id))
                     if cache is not None:
                         cache.reorder(keep)
                 ys = torch.cat([ys, next_id[:, None]], dim=1)                 # (n_active, step + 2)
@@ -267,7 +270,7 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
                 logits = _never_pad_or_bos(logits, pad_id, bos_id)
                 logp = torch.log_softmax(logits.float(), dim=-1).view(n_act, k, -1)    # (n_act, k, vocab)
                 vocab = logp.shape[-1]
-                cand = (scores[act][:, :, None] + logp).view(n_act, k * vocab)         # (n_act, k * vocab)
+                cand = logp.add_(scores[act][:, :, None]).view(n_act, k * vocab)       # (n_act, k * vocab), in place
                 n_cand = min(2 * k, k * vocab)
                 act_scores, act_idx = cand.topk(n_cand, dim=-1)                        # (n_act, 2k), best first
                 top_scores = torch.full((batch, n_cand), float("-inf"), device=device)
@@ -313,7 +316,7 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
                     cache.reorder((block + origin[new_act]).flatten(), cross=new_act.shape[0] != n_act)
                 if new_act.shape[0] != n_act:
                     keep = (block + beams).flatten()                                   # (n_new * k,)
-                    mem, src = mem[keep], src[keep]
+                    mem, src = mem.index_select(0, keep), src.index_select(0, keep)
                 act = new_act
             # Rows that hit max_len with fewer than k finished: their live prefixes are scored as they are.
             open_rows = n_finished < k

@@ -164,14 +164,19 @@ class Transformer(nn.Module):
         """``(batch, src_len)`` → memory ``(batch, src_len, d_model)``."""
         return self.encoder(self.embed_src(src_ids), padding_mask(src_ids, self.pad_id))
 
-    def decode(self, tgt_ids: Tensor, memory: Tensor, src_ids: Tensor) -> Tensor:
-        """Logits ``(batch, tgt_len, tgt_vocab)``: position ``t`` predicts token ``t + 1``,
-        seeing target tokens ``0..t`` and the whole (unpadded) source."""
+    def decoder_states(self, tgt_ids: Tensor, memory: Tensor, src_ids: Tensor) -> Tensor:
+        """The decoder's output before the generator, ``(batch, tgt_len, d_model)``: what
+        :meth:`decode` turns into logits. Enough when only the attention maps are wanted
+        (:meth:`attention_maps`), and far cheaper than logits over the whole vocabulary."""
         tgt_len = tgt_ids.shape[1]
         tgt_mask = padding_mask(tgt_ids, self.pad_id) & causal_mask(tgt_len, tgt_ids.device)  # (batch, 1, T, T)
         memory_mask = padding_mask(src_ids, self.pad_id)                                        # (batch, 1, 1, S)
-        y = self.decoder(self.embed_tgt(tgt_ids), memory, tgt_mask, memory_mask)
-        return self.generator(y)
+        return self.decoder(self.embed_tgt(tgt_ids), memory, tgt_mask, memory_mask)
+
+    def decode(self, tgt_ids: Tensor, memory: Tensor, src_ids: Tensor) -> Tensor:
+        """Logits ``(batch, tgt_len, tgt_vocab)``: position ``t`` predicts token ``t + 1``,
+        seeing target tokens ``0..t`` and the whole (unpadded) source."""
+        return self.generator(self.decoder_states(tgt_ids, memory, src_ids))
 
     def decode_step(self, new_ids: Tensor, memory: Tensor, src_ids: Tensor, cache: KVCache) -> Tensor:
         """Logits ``(batch, tgt_vocab)`` for the token after ``new_ids``, with a KV cache.
@@ -244,6 +249,53 @@ class Transformer(nn.Module):
                 layer.self_attn_weights = None
                 if isinstance(layer, DecoderLayer):
                     layer.cross_attn_weights = None
+
+    def attention_maps_for(self, src_ids: Tensor, tgt_ids: Tensor, batch_size: int = 128) -> dict[str, list[Tensor]]:
+        """Every attention weight of a teacher-forced pass over many sentences, without the padding's cost.
+
+        One pass over hundreds of padded sentences spends most of its work on padding (every row as
+        long as the longest). This runs batches of ``batch_size`` sentences of similar length, each
+        trimmed to its own longest, without the generator (:meth:`decoder_states`), under
+        ``torch.no_grad()`` in the model's current mode (call ``.eval()`` first), and puts the maps
+        back together in the input order.
+
+        Args:
+            src_ids: ``(batch, src_len)`` source ids, right-padded with ``pad_id``.
+            tgt_ids: ``(batch, tgt_len)`` decoder inputs (``<bos> …``), right-padded.
+            batch_size: sentences per pass.
+
+        Returns:
+            As :meth:`attention_maps`: ``"encoder_self"``, ``"decoder_self"``, ``"cross"``, one tensor
+            per layer, ``(batch, heads, q_len, k_len)`` for the full ``src_len`` / ``tgt_len``. Equal to
+            one pass's maps at every real query (``tests/test_model.py``); weights on padding keys are
+            0; rows of padding queries are 0 or what one pass gives (leave them out, as the loss does).
+
+        Raises:
+            ValueError: ids that are not 2-D, batches of different sizes, or a non-positive ``batch_size``.
+        """
+        if src_ids.dim() != 2 or tgt_ids.dim() != 2 or src_ids.shape[0] != tgt_ids.shape[0]:
+            raise ValueError(f"src_ids and tgt_ids must be (batch, length) ids of one batch size, got shapes "
+                             f"{tuple(src_ids.shape)} and {tuple(tgt_ids.shape)}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        n, pad = src_ids.shape[0], self.pad_id
+        lengths = (src_ids != pad).sum(1) + (tgt_ids != pad).sum(1)                     # (batch,)
+        full: dict[str, list[Tensor]] = {}
+        for part in lengths.argsort(stable=True).split(batch_size):                   # similar lengths together
+            src, tgt = src_ids[part], tgt_ids[part]
+            src = src[:, : max(1, int((src != pad).sum(1).max()))]                     # trimmed to this batch's longest
+            tgt = tgt[:, : max(1, int((tgt != pad).sum(1).max()))]
+            with torch.no_grad(), self.attention_maps() as maps:
+                self.decoder_states(tgt, self.encode(src), src)
+            for kind, layers in maps.items():
+                q_len, k_len = {"encoder_self": (src_ids.shape[1], src_ids.shape[1]),
+                                "decoder_self": (tgt_ids.shape[1], tgt_ids.shape[1]),
+                                "cross": (tgt_ids.shape[1], src_ids.shape[1])}[kind]
+                if kind not in full:
+                    full[kind] = [a.new_zeros(n, a.shape[1], q_len, k_len) for a in layers]
+                for whole, a in zip(full[kind], layers):
+                    whole[part, :, : a.shape[2], : a.shape[3]] = a                      # (part, heads, q, k)
+        return full
 
     # -- PyTorch's reference --------------------------------------------------------------------
     def to_torch(self) -> nn.Transformer:
