@@ -42,9 +42,17 @@ from utils.model import Transformer
 from utils.tokenize import tokenizer_from_dict
 
 
+DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "multi30k.best.pt"
+
+
+def shown(path: Path) -> str:
+    """A path as the README writes it: relative to the repository when it is inside it."""
+    return str(path.resolve().relative_to(ROOT)) if path.resolve().is_relative_to(ROOT) else str(path)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "multi30k.best.pt")
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "decode_speed.json")
     p.add_argument("--label", default="after", help="the key this run's figures are stored under")
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each measurement (the median is kept)")
@@ -141,11 +149,12 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"prefix of {t:>2} tokens, batch of {len(batch)}: one cached step {r['step_ms']:.2f} ms, "
               f"full forward {r['full_forward_ms']:.2f} ms ({r['forward_over_step']:.1f}×)")
     record = {
-        "command": "python benchmarks/decode_speed.py" + (" --quick" if args.quick else "")
+        "command": "python benchmarks/decode_speed.py"
+        + ("" if args.checkpoint.resolve() == DEFAULT_CHECKPOINT.resolve() else f" --checkpoint {shown(args.checkpoint)}")
+        + (" --quick" if args.quick else "")
         + ("" if args.batch_size is None else f" --batch-size {args.batch_size}")
         + ("" if args.label == "after" else f" --label {args.label}"),
-        "checkpoint": str(args.checkpoint.resolve().relative_to(ROOT)) if args.checkpoint.resolve().is_relative_to(ROOT)
-        else str(args.checkpoint),
+        "checkpoint": shown(args.checkpoint),
         "checkpoint_steps": data.get("steps"),
         "sentences": len(src), "decode": results, "step_vs_forward_batch_100": steps,
         "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_model(),

@@ -226,6 +226,7 @@ def test_decode_speed_records_what_it_measured(multi30k, tmp_path):
     saved = json.loads(out.read_text())
     assert set(saved) == {"after", "small"}, "one file holds every label"
     assert saved["small"]["command"].endswith("--quick --batch-size 7 --label small")
+    assert f"--checkpoint {tmp_path / 'run.pt'} --quick" in saved["small"]["command"], "a checkpoint not the default is named"
     assert {r["batch_size"] for r in saved["small"]["decode"].values()} == {7}
 
 

@@ -364,9 +364,9 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
         length_penalty_alpha: the beam's length penalty (ignored by greedy decoding), or a sequence
             of alphas: one search serves them all (see :func:`beam_search`).
         batch_size: sentences decoded together; None: :func:`default_batch_size`, about 500 prefixes a step
-            (on 2 CPU cores, faster than batches of 100, and than one batch of every sentence, whose
-            longest translation keeps the batch running; ``benchmarks/decode_speed.py --batch-size``
-            measures any other choice).
+            (on 2 CPU cores as fast as batches of 100, and faster than one batch of every sentence,
+            whose longest translation keeps the batch running; ``benchmarks/decode_speed.py
+            --batch-size`` measures any other choice).
         max_len: the most tokens per translation: an int, a function of the batch's padded source
             length, or None for ``1.5 × source length + 10`` (capped by the model's positional table).
         output: ``"text"`` (detokenised strings) or ``"ids"`` (lists of ids, ``<eos>`` kept, no ``<pad>``).
