@@ -249,3 +249,30 @@ def test_compare_runs_measures_each_run_at_the_same_step_on_validation(multi30k,
         compare.main([*runs, "--step", "5", "--limit", "12", "--out", str(out)])
     with pytest.raises(SystemExit):
         compare.parse_args(["--run", f"paper={tmp_path / 'paper.pt'}", "--step", "6"])      # one run only
+
+
+def test_every_committed_test_bleu_is_what_sacrebleu_gives_on_the_committed_translations():
+    """The README's BLEU figures come from these reports: each must be reproducible from the
+    translations committed beside it (sacreBLEU 13a on test_2016_flickr, cased, and lowercased
+    where the report has it)."""
+    import sacrebleu
+
+    from utils.data import load_multi30k
+
+    refs = list(load_multi30k()["test"]["en"])
+    checked = 0
+    for report in sorted((ROOT / "benchmarks" / "results").rglob("multi30k.json")):
+        data = json.loads(report.read_text())
+        pairs = []                                                      # (figure, hypotheses file, lowercase)
+        if isinstance(data.get("test"), dict):                          # choose_on_validation.py
+            pairs.append((data["test"]["bleu"], report.parent / data["test"]["hypotheses"], False))
+            pairs.append((data["test"]["bleu_lowercased"], report.parent / data["test"]["hypotheses"], True))
+        elif "test_bleu" in data and (report.parent / "multi30k_test.hyp.en").is_file():   # train_multi30k.py
+            pairs.append((data["test_bleu"], report.parent / "multi30k_test.hyp.en", False))
+        for figure, hyp_file, lowercase in pairs:
+            hyps = hyp_file.read_text(encoding="utf-8").splitlines()
+            assert len(hyps) == len(refs), f"{hyp_file}: {len(hyps)} lines for {len(refs)} test sentences"
+            score = sacrebleu.corpus_bleu(hyps, [refs], lowercase=lowercase).score
+            assert round(score, 2) == figure, f"{report.relative_to(ROOT)} says {figure}, its translations give {score:.2f}"
+            checked += 1
+    assert checked >= 8, f"only {checked} committed figures found: did the results move?"
