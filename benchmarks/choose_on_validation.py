@@ -163,9 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
-    ds = load_multi30k()
-    if args.limit is not None:
-        ds = {split: ds[split].select(range(min(args.limit, len(ds[split])))) for split in ds}
+    ds = load_multi30k(limit=args.limit)
     valid_src, valid_ref = list(ds["validation"]["de"]), list(ds["validation"]["en"])
 
     runs = [choose_for_run(checkpoint, args, valid_src, valid_ref) for checkpoint in args.checkpoint]

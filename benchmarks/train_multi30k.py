@@ -179,9 +179,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
-    ds = load_multi30k()
-    if args.limit is not None:
-        ds = {split: ds[split].select(range(min(args.limit, len(ds[split])))) for split in ds}
+    ds = load_multi30k(limit=args.limit)
     if args.resume:
         tok = tokenizer_from_dict(load_checkpoint(args.checkpoint)["tokenizer"])
     else:

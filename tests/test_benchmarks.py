@@ -110,7 +110,7 @@ def test_unwritable_paths_fail_before_any_work(script, tiny, which, tmp_path, mo
         bad_paths.append(locked / "sub")
     started = []
     monkeypatch.setitem(module.main.__globals__, "load_multi30k" if script == "train_multi30k"
-                        else "load_tiny_shakespeare", lambda: started.append(1) or 1 / 0)
+                        else "load_tiny_shakespeare", lambda **_: started.append(1) or 1 / 0)
     paths = {"--out": str(tmp_path / "out"), "--checkpoint": str(tmp_path / "ck.pt")}
     for bad in bad_paths:
         args = {**paths, which: str(bad if which == "--out" else bad / "ck.pt")}

@@ -27,6 +27,16 @@ def test_multi30k_from_local_files(data_dir):
     assert all(s == s.strip() and s for s in ds["train"]["de"]), "lines are stripped and never empty"
 
 
+def test_multi30k_limit_keeps_the_first_pairs_of_each_split(data_dir):
+    full, few = data.load_multi30k(), data.load_multi30k(limit=5)
+    assert {k: len(v) for k, v in few.items()} == {"train": 5, "validation": 5, "test": 5}
+    assert all(few[split][:] == full[split][:5] for split in full), "the first pairs, in order"
+    assert len(data.load_multi30k(limit=5000)["test"]) == 1000, "a limit above a split's size keeps it whole"
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="limit must be a positive int"):
+            data.load_multi30k(limit=bad)
+
+
 def test_tiny_shakespeare_split_90_5_5(data_dir):
     ds = data.load_tiny_shakespeare()
     text = (data_dir / "tinyshakespeare/input.txt").read_text("utf-8")

@@ -83,8 +83,11 @@ def _load_hub(hub_id: str) -> DatasetDict:
         return datasets.load_dataset(hub_id, revision="refs/convert/parquet")
 
 
-def load_multi30k() -> DatasetDict:
+def load_multi30k(limit: int | None = None) -> DatasetDict:
     """Multi30k (task 1), German–English image captions.
+
+    Args:
+        limit: keep only the first ``limit`` pairs of each split (smoke runs and tests); None: all.
 
     Returns:
         ``DatasetDict`` with splits ``train`` (29000 rows), ``validation`` (1014) and ``test``
@@ -92,10 +95,20 @@ def load_multi30k() -> DatasetDict:
         of ``de`` translates row *i* of ``en``.
 
     Raises:
+        ValueError: ``limit`` not a positive int (or None).
         DataNotFoundError: when ``$ATTN_DATA_DIR`` is set but a file is missing, or when it is
             unset and the hub cannot be reached. The message names the hub id, the variable
             and the expected file names.
     """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive int (pairs per split) or None for all, got {limit!r}")
+    ds = _load_multi30k()
+    if limit is None:
+        return ds
+    return DatasetDict({split: ds[split].select(range(min(limit, len(ds[split])))) for split in ds})
+
+
+def _load_multi30k() -> DatasetDict:
     files = [f"multi30k/{stem}.{lang}" for stem in MULTI30K_FILES.values() for lang in ("de", "en")]
     local = _local_dir()
     if local is not None:
