@@ -87,7 +87,7 @@ def _never_pad_or_bos(logits: Tensor, pad_id: int, bos_id: int) -> Tensor:
     almost no probability anyway; an untrained one might, and a ``<pad>`` fed back would be masked).
     In place when the logits are the step's own dense float32 tensor, as a model's fresh output is
     (copying millions of them every step costs more than the masking); otherwise on a copy."""
-    logits = logits.float() if logits.is_contiguous() else logits.float().contiguous()
+    logits = logits.float().contiguous()                                      # a copy only when needed
     logits[:, pad_id] = float("-inf")
     logits[:, bos_id] = float("-inf")
     return logits
