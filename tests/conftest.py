@@ -1,20 +1,12 @@
 """Shared test set-up.
 
-The data tests (and the notebooks nbval runs) read Multi30k and tiny-shakespeare. CI sets
-``ATTN_DATA_DIR`` itself; in a development checkout with ``../shared/data`` beside the project we
-point the variable there, so ``pytest`` works offline without any set-up. Kernels started by
-nbval inherit the variable.
+The data tests (and the notebooks nbval runs) read Multi30k and tiny-shakespeare: from the Hugging
+Face hub when online, or from the folder named by ``ATTN_DATA_DIR`` (CI sets it). Kernels started
+by nbval inherit the variable.
 """
-
-import os
-from pathlib import Path
 
 import pytest
 import torch
-
-_SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-if "ATTN_DATA_DIR" not in os.environ and _SHARED.is_dir():
-    os.environ["ATTN_DATA_DIR"] = str(_SHARED)
 
 
 @pytest.fixture
@@ -25,3 +17,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every notebook cell that nbval runs belongs to the slow lane (``pytest -m "not slow"`` skips them)."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
