@@ -24,7 +24,7 @@ def _got(value: Any) -> str:
 
 
 def _fail(name: str, expects: str, value: Any, hint: str = "", kind: type[Exception] = ValueError) -> None:
-    raise kind(f"{name} must be {expects}{f' ({hint})' if hint else ''}, got {_got(value)}")
+    raise kind(f"{name} must be {expects}, got {_got(value)}{f'; {hint}' if hint else ''}")
 
 
 def integer(name: str, value: Any, *, at_least: int | None = None, below: int | None = None, hint: str = "",
@@ -67,7 +67,7 @@ def number(name: str, value: Any, *, above: float | None = None, at_least: float
     return v
 
 
-def probability(name: str, p: Any, *, hint: str = "0.0 switches it off") -> float:
+def probability(name: str, p: Any, *, hint: str = "use 0.0 to switch it off") -> float:
     """A dropout rate (or Adam's β): a number in ``[0, 1)``; 1 would drop everything."""
     return number(name, p, at_least=0, below=1, hint=hint, expects="a probability in [0, 1)")
 
