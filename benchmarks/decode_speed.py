@@ -1,11 +1,11 @@
 """Decoding speed: how fast a trained translator turns the 1,000 test sentences into English.
 
-    python benchmarks/decode_speed.py                          # the model benchmarks/train_multi30k.py saved
-    python benchmarks/decode_speed.py --checkpoint checkpoints/multi30k.pt --out /tmp/decode.json
-    python benchmarks/decode_speed.py --quick                  # 100 sentences, a smoke run
+    python benchmarks/decode_speed.py                          # the model scripts/choose.py multi30k_2h saved
+    python benchmarks/decode_speed.py --checkpoint checkpoints/multi30k_30min.pt --out /tmp/decode.json
+    python benchmarks/decode_speed.py --quick --out /tmp/quick.json   # 100 sentences, a smoke run
 
-What is measured, with the model in ``--checkpoint`` (default ``checkpoints/multi30k.best.pt``, written
-by ``benchmarks/choose_on_validation.py``; any checkpoint ``utils.model`` saved will do), on ``test_2016_flickr``:
+What is measured, with the model in ``--checkpoint`` (default ``checkpoints/multi30k_2h.best.pt``, written
+by ``scripts/choose.py multi30k_2h``; any checkpoint ``utils.model`` saved will do), on ``test_2016_flickr``:
 
 * **sentences per second** for greedy decoding and for beam search (beam 4, alpha 0.6), through
   ``utils.decode.translate`` (sorted by length, in batches of ``--batch-size`` sentences, by default
@@ -17,8 +17,9 @@ by ``benchmarks/choose_on_validation.py``; any checkpoint ``utils.model`` saved 
   every step), for a batch of 100 sentences, ``t`` = 8, 16, 32. The ratio is the cache's gain.
 
 Each figure is the median of ``--repeats`` runs. The machine should be otherwise idle; the load
-average is recorded. Results go to ``--out`` (default ``benchmarks/results/decode_speed.json``) under
-the ``--label`` given (default ``after``), so one file can hold several runs.
+average is recorded. Results go to ``--out`` (default ``benchmarks/decode_speed.json`` of this checkout)
+under the ``--label`` given (default ``default``), so one file can hold several runs; a label already
+in the file is replaced only with ``--force``.
 """
 
 from __future__ import annotations
@@ -33,16 +34,18 @@ from pathlib import Path
 import sacrebleu
 import torch
 
-from utils.attention import KVCache
 from utils.batching import pad_sequences
-from utils.common import REPO_ROOT as ROOT, cpu_model, use_shared_data
 from utils.data import load_multi30k
 from utils.decode import default_batch_size, translate
+from utils.kv_cache import KVCache
 from utils.model import Transformer
+from utils.runtime import cpu_model
 from utils.tokenize import tokenizer_from_dict
 
+ROOT = Path(__file__).resolve().parents[1]  # the checkout
 
-DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "multi30k.best.pt"
+
+DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "multi30k_2h.best.pt"
 
 
 def shown(path: Path) -> str:
@@ -53,8 +56,9 @@ def shown(path: Path) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "decode_speed.json")
-    p.add_argument("--label", default="after", help="the key this run's figures are stored under")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "decode_speed.json")
+    p.add_argument("--label", default="default", help="the key this run's figures are stored under")
+    p.add_argument("--force", action="store_true", help="replace the figures already stored under --label")
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each measurement (the median is kept)")
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
@@ -70,9 +74,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--beam must be at least 2 (greedy is always measured), got {args.beam}")
     if not args.checkpoint.is_file():
         p.error(f"--checkpoint {args.checkpoint} does not exist; train one first with "
-                "benchmarks/train_multi30k.py and benchmarks/choose_on_validation.py (README), or pass another")
+                "python scripts/train_translator.py multi30k_2h and python scripts/choose.py multi30k_2h "
+                "(docs/results.md), or pass another")
     if not args.out.parent.is_dir() or not os.access(args.out.parent, os.W_OK):
         p.error(f"--out {args.out}: the folder {args.out.parent} does not exist or is not writable")
+    if args.out.is_file() and not args.force:
+        try:
+            stored = json.loads(args.out.read_text())
+        except ValueError:
+            p.error(f"--out {args.out} is not a JSON file; pass another --out")
+        if not isinstance(stored, dict):
+            p.error(f"--out {args.out} does not hold a JSON object of labels; pass another --out")
+        if args.label in stored:
+            p.error(f"--out {args.out} already holds --label {args.label} (committed figures or an earlier run); "
+                    "pass --force to replace them, another --label, or --out elsewhere")
     return args
 
 
@@ -119,7 +134,6 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    use_shared_data()
     data = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
     model = Transformer.load(args.checkpoint).eval()
     tok = tokenizer_from_dict(data["tokenizer"])
@@ -153,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
         + ("" if args.checkpoint.resolve() == DEFAULT_CHECKPOINT.resolve() else f" --checkpoint {shown(args.checkpoint)}")
         + (" --quick" if args.quick else "")
         + ("" if args.batch_size is None else f" --batch-size {args.batch_size}")
-        + ("" if args.label == "after" else f" --label {args.label}"),
+        + ("" if args.label == "default" else f" --label {args.label}"),
         "checkpoint": shown(args.checkpoint),
         "checkpoint_steps": data.get("steps"),
         "sentences": len(src), "decode": results, "step_vs_forward_batch_100": steps,

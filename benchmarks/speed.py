@@ -37,10 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from utils.attention import MultiHeadAttention
 from utils.checkpoint import check_writable
-from utils.common import REPO_ROOT as ROOT, cpu_model
 from utils.model import Transformer, make_model
+from utils.runtime import cpu_model
+from utils.torch_compat import mha_from_torch, transformer_to_torch
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout
 
 PAD = 0
 
@@ -62,7 +64,7 @@ def padded_ids(gen: torch.Generator, vocab: int, batch: int, length: int, device
 
 
 class TorchLayers(nn.Module):
-    """Our embeddings and generator around ``nn.Transformer`` (``model.to_torch()``): the
+    """Our embeddings and generator around ``nn.Transformer`` (``transformer_to_torch(model)``): the
     reference side of the whole-model benchmark. Same call signature as our model."""
 
     def __init__(self, model: Transformer):
@@ -70,7 +72,7 @@ class TorchLayers(nn.Module):
         twin = copy.deepcopy(model)                          # its own embeddings, positions, generator
         self.src_embed, self.tgt_embed = twin.src_embed, twin.tgt_embed
         self.src_pos, self.tgt_pos, self.generator = twin.src_pos, twin.tgt_pos, twin.generator
-        self.core = model.to_torch()
+        self.core = transformer_to_torch(model)
 
     def forward(self, src_ids: Tensor, tgt_ids: Tensor) -> Tensor:
         src_pad, tgt_pad = src_ids == PAD, tgt_ids == PAD    # True = padding (PyTorch's convention)
@@ -98,7 +100,7 @@ def train_step_fn(model: nn.Module, src: Tensor, tgt: Tensor) -> Callable[[], No
 def attention_fns(d_model: int, n_heads: int, batch: int, seq: int, device: torch.device):
     torch.manual_seed(0)
     theirs = nn.MultiheadAttention(d_model, n_heads, dropout=0.1, batch_first=True, device=device).train()
-    ours = MultiHeadAttention.from_torch(theirs).train()
+    ours = mha_from_torch(theirs).train()
     x = torch.randn(batch, seq, d_model, device=device, requires_grad=True)
     ids = padded_ids(torch.Generator().manual_seed(1), 100, batch, seq, device)
     mask_ours = (ids != PAD)[:, None, None, :]               # (batch, 1, 1, seq), True = may attend
@@ -188,7 +190,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: PyTorch's)")
     parser.add_argument("--only", nargs="+", choices=CASE_NAMES, help="run only these cases (mha, small, base)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "speed.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "speed.json",
+                        help="the report (default benchmarks/speed.json of this checkout)")
+    parser.add_argument("--force", action="store_true", help="replace a report that is already there")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
@@ -202,6 +206,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--threads must be at least 1, got {args.threads}")
     if args.out.is_dir():
         parser.error(f"--out {args.out} is a folder; give a file name such as {args.out / 'speed.json'}")
+    if args.out.exists() and not args.force:
+        parser.error(f"--out {args.out} already exists (the committed figures or an earlier run); "
+                     "pass --force to replace it, or --out elsewhere")
     return args
 
 

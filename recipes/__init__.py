@@ -1,0 +1,170 @@
+"""Named experiment recipes, and where a run of one writes.
+
+A recipe is a small Python file here, ``recipes/<name>.py``, that sets the settings a script would
+otherwise take as flags (nanoGPT's ``config/`` files are the model)::
+
+    script = "train_translator"      # which script in scripts/ trains it
+    steps = 3100                     # one assignment per setting; the names are the script's flags
+    dropout = 0.2                    # (``--average-every`` is ``average_every``)
+
+``python scripts/<script>.py <name>`` runs it; a flag given after the name overrides the recipe
+(``python scripts/train_translator.py multi30k_30min --steps 2 --limit 100 --out /tmp/smoke``), so a
+smoke run needs no recipe of its own.
+
+Every run of a recipe writes into ``results/<name>/`` of the checkout the script belongs to, one
+report a stage (``train.json``, ``choose.json``, ``compare.json``, ``ablations.json``,
+``showcase.json``), each in the one schema that :func:`report` builds:
+
+``recipe``, ``stage``, ``command``
+    the recipe's name, what ran (``train``, ``choose``, ...) and the one-line command that runs it;
+``settings``
+    every setting the run used (the recipe's and the script's defaults, after any flag);
+``metrics``
+    the figures, one flat mapping of name to number (``test_bleu``, ``valid_loss``, ...): what
+    ``docs/results.md`` and ``docs/experiments.md`` quote;
+``translations``
+    the translation files written beside the report, each with the split it translates, whether its
+    BLEU is lowercased, and the name of the metric its BLEU is (``tests/test_results.py`` recomputes
+    each with sacreBLEU);
+``details``
+    what the stage alone has: validation tables, learning curves, the run's own training report;
+``environment``
+    device, GPU, CPU, threads, processes, torch version and the wall-clock seconds of each part.
+
+A script never writes over a report that is already there (a committed result, or a run of yours):
+it stops before any work and says to pass ``--force`` or another ``--out``. Checkpoints go to
+``checkpoints/<name>.pt`` (git-ignored) under the same rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+from pathlib import Path
+from typing import Any
+
+#: The checkout this file belongs to: default outputs go here, never to another clone's folders.
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+CHECKPOINTS = ROOT / "checkpoints"
+
+#: The keys of every report, in order.
+REPORT_KEYS = ("recipe", "stage", "command", "settings", "metrics", "translations", "details", "environment")
+
+
+def names() -> list[str]:
+    """Every recipe's name, sorted."""
+    return sorted(p.stem for p in RECIPES.glob("*.py") if not p.stem.startswith("_"))
+
+
+def load(name: str) -> dict[str, Any]:
+    """The settings of ``recipes/<name>.py``: every public name it assigns (``script`` included).
+
+    Raises:
+        ValueError: naming the recipes there are, when ``name`` is not one of them.
+    """
+    if not isinstance(name, str) or name not in names():
+        raise ValueError(f"no recipe named {name!r}; the recipes are: {', '.join(names())} (files in {RECIPES})")
+    values = runpy.run_path(str(RECIPES / f"{name}.py"))
+    return {k: v for k, v in values.items() if not k.startswith("_") and not callable(v)
+            and not isinstance(v, type(json))}
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None, script: str,
+               others: tuple[str, ...] = (), ignore: tuple[str, ...] = ()) -> argparse.Namespace:
+    """Parse ``<recipe> [flags]``: the recipe's settings become the defaults of the flags of the same
+    name, and a flag on the command line overrides them. Adds the positional ``recipe`` and ``--force``.
+
+    ``script`` is the script's name (``train_translator``); a recipe whose ``script`` differs is refused
+    unless listed in ``others`` (``choose`` reads the recipes ``train_translator`` trains). A setting
+    that names no flag of the parser is refused unless listed in ``ignore`` (the settings of the
+    scripts that run after it, such as ``choose_among``); a recipe of another script skips the
+    settings this parser has no flag for. The recipe's full settings are kept in ``args.recipe_settings``.
+    """
+    parser.add_argument("recipe", help="a recipe: the name of a file in recipes/ (" + ", ".join(names()) + ")")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a report or checkpoint that is already there (default: stop and say so)")
+    known, _ = parser.parse_known_args(argv)
+    try:
+        settings = load(known.recipe)
+    except ValueError as err:
+        parser.error(str(err))
+    runner = settings.pop("script", None)
+    if runner != script and runner not in others:
+        parser.error(f"recipe {known.recipe!r} is run by scripts/{runner}.py, not scripts/{script}.py")
+    dests = {action.dest for action in parser._actions}
+    unknown = sorted(set(settings) - dests - set(ignore))
+    if unknown and runner == script:
+        parser.error(f"recipe {known.recipe!r} sets {', '.join(unknown)}, which scripts/{script}.py has no flag for")
+    parser.set_defaults(**{k: v for k, v in settings.items() if k in dests})
+    args = parser.parse_args(argv)
+    args.recipe_settings = settings
+    return args
+
+
+def results_dir(name: str) -> Path:
+    """``results/<name>/`` of this checkout."""
+    return RESULTS / name
+
+
+def checkpoint_path(name: str, kind: str = "") -> Path:
+    """``checkpoints/<name>.pt`` (``kind="best"``: ``<name>.best.pt``) of this checkout."""
+    return CHECKPOINTS / (f"{name}.{kind}.pt" if kind else f"{name}.pt")
+
+
+def snapshots_path(checkpoint: Path) -> Path:
+    """Where the weight snapshots of the run in ``checkpoint`` are kept: ``<stem>.snapshots.pt``
+    (``run.pt`` → ``run.snapshots.pt``; a name without ``.pt`` keeps its dots: ``d0.1`` → ``d0.1.snapshots.pt``)."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.name.removesuffix(".pt") + ".snapshots.pt")
+
+
+def refuse_overwrite(path: Path, force: bool, what: str = "report") -> None:
+    """Stop before any work when ``path`` already exists and ``force`` is false.
+
+    Raises:
+        FileExistsError: naming the path and the two ways on: ``--force`` or another ``--out``.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"the {what} {path} already exists (a committed result or an earlier run); "
+                              "pass --force to replace it, or --out (or --checkpoint) to write elsewhere")
+
+
+def report(recipe: str, stage: str, command: str, settings: dict, metrics: dict, *,
+           translations: list[dict] | None = None, details: dict | None = None,
+           environment: dict | None = None) -> dict:
+    """One report in the one schema (the keys of :data:`REPORT_KEYS`, in that order).
+
+    ``metrics`` must be a flat mapping of names to numbers (or ``None`` where not measured); each of
+    ``translations`` is ``{"file", "split", "lowercase", "metric"}`` with ``metric`` a key of ``metrics``.
+
+    Raises:
+        ValueError: for a metric that is not a number, or a translation whose metric is missing.
+    """
+    for key, value in metrics.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"metric {key!r} must be a number, got {value!r}: put tables under details")
+    for t in translations or []:
+        if set(t) != {"file", "split", "lowercase", "metric"} or t["metric"] not in metrics:
+            raise ValueError(f"a translation entry needs file, split, lowercase and a metric of the report; got {t}")
+    return {"recipe": recipe, "stage": stage, "command": command, "settings": settings, "metrics": metrics,
+            "translations": translations or [], "details": details or {}, "environment": environment or {}}
+
+
+def write_report(path: Path, data: dict) -> Path:
+    """Write a :func:`report` as strict JSON (NaN refused), indented, with a final newline."""
+    if tuple(data) != REPORT_KEYS:
+        raise ValueError(f"a report has the keys {REPORT_KEYS}, got {tuple(data)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+    return path
+
+
+def shown(path: Path) -> str:
+    """A path as a command line in the docs writes it: relative to the checkout when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
