@@ -30,7 +30,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils import attention, batching, bleu, checkpoint, decode, embeddings, exercises, layers, tokenize  # noqa: E402
-from utils import gpt as gpt_mod  # noqa: E402
+from utils import schedules, torch_compat  # noqa: E402
+from utils.bonus import gpt as gpt_mod  # noqa: E402
 from utils import model as model_mod  # noqa: E402
 from utils import train as train_mod  # noqa: E402
 
@@ -90,19 +91,19 @@ raises("sdpa(int mask)", T, "boolean", lambda: attention.scaled_dot_product_atte
     Q, Q, Q, mask=torch.ones(3, 3, dtype=torch.long)))
 raises("sdpa(mask of wrong shape)", V, "cannot broadcast", lambda: attention.scaled_dot_product_attention(
     Q, Q, Q, mask=torch.ones(5, 5, dtype=torch.bool)))
-raises("mask_from_torch(int key_padding_mask)", T, "integer dtype", lambda: attention.mask_from_torch(
+raises("mask_from_torch(int key_padding_mask)", T, "integer dtype", lambda: torch_compat.mask_from_torch(
     key_padding_mask=torch.zeros(2, 3, dtype=torch.long)))
-raises("mask_from_torch(uint8 key_padding_mask)", T, "integer dtype", lambda: attention.mask_from_torch(
+raises("mask_from_torch(uint8 key_padding_mask)", T, "integer dtype", lambda: torch_compat.mask_from_torch(
     key_padding_mask=torch.zeros(2, 3, dtype=torch.uint8)))
-raises("mask_from_torch(3-D mask, wrong n_heads)", V, "n_heads", lambda: attention.mask_from_torch(
+raises("mask_from_torch(3-D mask, wrong n_heads)", V, "n_heads", lambda: torch_compat.mask_from_torch(
     torch.zeros(6, 3, 3, dtype=torch.bool), n_heads=4))
-raises("mask_from_torch(3-D mask, n_heads=0)", V, "n_heads", lambda: attention.mask_from_torch(
+raises("mask_from_torch(3-D mask, n_heads=0)", V, "n_heads", lambda: torch_compat.mask_from_torch(
     torch.zeros(6, 3, 3, dtype=torch.bool), n_heads=0))
-raises("mask_from_torch(1-D attn_mask)", V, "attn_mask", lambda: attention.mask_from_torch(
+raises("mask_from_torch(1-D attn_mask)", V, "attn_mask", lambda: torch_compat.mask_from_torch(
     torch.zeros(3, dtype=torch.bool)))
-raises("mask_from_torch(1-D key_padding_mask)", V, "key_padding_mask", lambda: attention.mask_from_torch(
+raises("mask_from_torch(1-D key_padding_mask)", V, "key_padding_mask", lambda: torch_compat.mask_from_torch(
     key_padding_mask=torch.zeros(3, dtype=torch.bool)))
-raises("mask_from_torch(float bias mask)", V, "0 \\(attend\\) and -inf", lambda: attention.mask_from_torch(
+raises("mask_from_torch(float bias mask)", V, "0 \\(attend\\) and -inf", lambda: torch_compat.mask_from_torch(
     torch.full((3, 3), 0.5)))
 raises("causal_mask(0)", V, "size", lambda: attention.causal_mask(0))
 raises("causal_mask(3.0)", V, "size", lambda: attention.causal_mask(3.0))
@@ -182,13 +183,13 @@ raises("label_smoothed_cross_entropy(float target)", T, "integer", lambda: train
     torch.randn(2, 3, 5), torch.zeros(2, 3)))
 raises("label_smoothed_cross_entropy(epsilon=None)", V, "epsilon", lambda: train_mod.label_smoothed_cross_entropy(
     torch.randn(2, 3, 5), torch.zeros(2, 3, dtype=torch.long), None))
-raises("warmup_schedule(warmup=0)", V, "warmup", lambda: train_mod.warmup_schedule(
+raises("warmup_schedule(warmup=0)", V, "warmup", lambda: schedules.warmup_schedule(
     train_mod.make_optimizer(tiny_model()), 8, 0))
-raises("warmup_schedule(warmup=10.5)", V, "warmup", lambda: train_mod.warmup_schedule(
+raises("warmup_schedule(warmup=10.5)", V, "warmup", lambda: schedules.warmup_schedule(
     train_mod.make_optimizer(tiny_model()), 8, 10.5))
-raises("warmup_schedule(scale=-1)", V, "scale", lambda: train_mod.warmup_schedule(
+raises("warmup_schedule(scale=-1)", V, "scale", lambda: schedules.warmup_schedule(
     train_mod.make_optimizer(tiny_model()), 8, 10, scale=-1))
-raises("warmup_schedule(model instead of optimizer)", T, "optimizer", lambda: train_mod.warmup_schedule(
+raises("warmup_schedule(model instead of optimizer)", T, "optimizer", lambda: schedules.warmup_schedule(
     tiny_model(), 8, 10))
 raises("make_optimizer(model.parameters())", T, "nn.Module", lambda: train_mod.make_optimizer(
     tiny_model().parameters()))

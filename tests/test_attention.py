@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.attention import (MultiHeadAttention, causal_mask, mask_from_torch, padding_mask,
-                             scaled_dot_product_attention)
+from utils.attention import MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention
+from utils.torch_compat import mask_from_torch, mha_from_torch, mha_to_torch
 
 B, H, SQ, SK, D = 3, 4, 5, 7, 8
 
@@ -175,7 +175,7 @@ def test_mask_from_torch():
 def pair(d_model=32, n_heads=4, bias=True, dropout=0.0):
     torch.manual_seed(4)
     ref = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, bias=bias, batch_first=True)
-    return ref, MultiHeadAttention.from_torch(ref)
+    return ref, mha_from_torch(ref)
 
 
 def both_paths(mha, *args, mask=None):
@@ -249,27 +249,27 @@ def test_mha_weights_views_and_round_trip():
     assert ours.w_q.shape == ours.w_k.shape == ours.w_v.shape == ours.w_o.shape == (32, 32)
     torch.testing.assert_close(torch.cat([ours.w_q, ours.w_k, ours.w_v]), ref.in_proj_weight)
     assert ours.w_q.data_ptr() == ours.in_proj_weight.data_ptr(), "w_q is a view, not a copy"
-    assert ours.in_proj_weight.data_ptr() != ref.in_proj_weight.data_ptr(), "from_torch copies"
-    back = ours.to_torch()
+    assert ours.in_proj_weight.data_ptr() != ref.in_proj_weight.data_ptr(), "mha_from_torch copies"
+    back = mha_to_torch(ours)
     assert isinstance(back, nn.MultiheadAttention) and back.batch_first
     for (n1, p1), (n2, p2) in zip(ref.state_dict().items(), back.state_dict().items()):
         assert n1 == n2 and torch.equal(p1, p2)
     x = rand(2, 3, 32)
     torch.testing.assert_close(back(x, x, x)[0], ours(x, x, x)[0], rtol=1e-5, atol=1e-5)
     no_bias = MultiHeadAttention(16, 2, bias=False)
-    assert no_bias.to_torch().in_proj_bias is None
-    assert MultiHeadAttention.from_torch(no_bias.to_torch()).in_proj_bias is None
-    f64 = MultiHeadAttention.from_torch(nn.MultiheadAttention(8, 2, batch_first=True, dtype=torch.float64))
+    assert mha_to_torch(no_bias).in_proj_bias is None
+    assert mha_from_torch(mha_to_torch(no_bias)).in_proj_bias is None
+    f64 = mha_from_torch(nn.MultiheadAttention(8, 2, batch_first=True, dtype=torch.float64))
     assert f64.in_proj_weight.dtype == torch.float64
 
 
 def test_mha_from_torch_refuses_what_it_cannot_copy():
     with pytest.raises(ValueError, match="batch_first=True"):
-        MultiHeadAttention.from_torch(nn.MultiheadAttention(8, 2))
+        mha_from_torch(nn.MultiheadAttention(8, 2))
     with pytest.raises(ValueError, match="kdim=4, vdim=8"):
-        MultiHeadAttention.from_torch(nn.MultiheadAttention(8, 2, kdim=4, batch_first=True))
+        mha_from_torch(nn.MultiheadAttention(8, 2, kdim=4, batch_first=True))
     with pytest.raises(ValueError, match="add_bias_kv"):
-        MultiHeadAttention.from_torch(nn.MultiheadAttention(8, 2, add_bias_kv=True, batch_first=True))
+        mha_from_torch(nn.MultiheadAttention(8, 2, add_bias_kv=True, batch_first=True))
 
 
 def test_mha_dropout_active_in_train_and_off_in_eval():
@@ -309,9 +309,9 @@ def test_mha_errors():
         mha(x, x, x, mask=torch.zeros(5, 5))
 
 
-# -- the KV cache (used by utils.model.Transformer.decode_step and utils.gpt) ----------------------
+# -- the KV cache, utils.kv_cache (used by utils.model.Transformer.decode_step and utils.bonus.gpt) ----------------------
 def test_cached_cross_attention_equals_the_module_and_projects_memory_once():
-    from utils.attention import KVCache, cached_cross_attention
+    from utils.kv_cache import KVCache, cached_cross_attention
 
     torch.manual_seed(0)
     attn = MultiHeadAttention(16, 4).eval()
@@ -336,7 +336,7 @@ def test_cached_cross_attention_equals_the_module_and_projects_memory_once():
 
 
 def test_kv_cache_reorder_moves_rows():
-    from utils.attention import KVCache, cached_cross_attention, cached_self_attention
+    from utils.kv_cache import KVCache, cached_cross_attention, cached_self_attention
 
     torch.manual_seed(0)
     attn = MultiHeadAttention(8, 2).eval()

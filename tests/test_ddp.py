@@ -10,7 +10,8 @@ import torch.multiprocessing as mp
 
 from utils.batching import TokenBatches
 from utils.model import make_model
-from utils.train import make_optimizer, train, warmup_schedule
+from utils.schedules import warmup_schedule
+from utils.train import make_optimizer, train
 
 STEPS = 4
 

@@ -1,4 +1,5 @@
-"""The architecture diagrams (`utils.diagrams`) and how notebooks 01–04 carry them.
+"""The architecture diagrams (`tools/diagrams.py`) and how notebooks 01–04 carry them. Checks only:
+nothing here writes into figures/ or notebooks/.
 
 Route (see the README): each diagram is drawn by code into ``figures/NN_diagram_*.svg`` (vector
 source) and ``.png``; a notebook shows it through a markdown-cell attachment
@@ -7,17 +8,23 @@ JupyterLab, Colab (a notebook opened alone) and GitHub all render.
 """
 
 import base64
+import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from utils.diagrams import ATTACHMENT, DIAGRAMS, draw_all, embed_in_notebooks
-
 REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("diagrams", REPO / "tools" / "diagrams.py")
+diagrams = importlib.util.module_from_spec(_spec)
+sys.modules["diagrams"] = diagrams                 # dataclasses look their module up while it loads
+_spec.loader.exec_module(diagrams)
+ATTACHMENT, DIAGRAMS, draw_all, embed_in_notebooks = (diagrams.ATTACHMENT, diagrams.DIAGRAMS, diagrams.draw_all,
+                                                      diagrams.embed_in_notebooks)
 FIGURES = REPO / "figures"
 # Notebooks 01–04 carry diagrams today; widen this list when a later notebook gets one.
 DIAGRAM_NOTEBOOKS = sorted((REPO / "notebooks").glob("0[1-4]_*.ipynb"))
@@ -31,7 +38,7 @@ def test_every_diagram_is_named_for_its_notebook_and_committed():
     for stem in DIAGRAMS:
         assert re.fullmatch(r"0[1-8]_diagram_[a-z0-9_]+", stem), stem
         for suffix in (".svg", ".png"):
-            assert (FIGURES / f"{stem}{suffix}").is_file(), f"figures/{stem}{suffix} missing: run python -m utils.diagrams"
+            assert (FIGURES / f"{stem}{suffix}").is_file(), f"figures/{stem}{suffix} missing: run python tools/diagrams.py"
         pixels = np.asarray(Image.open(FIGURES / f"{stem}.png").convert("RGBA"))
         assert pixels[..., 3].min() == 255, f"{stem}.png must be opaque (a white box on a dark theme)"
         assert (pixels[0, 0, :3] == 255).all(), f"{stem}.png must have a white background"
@@ -43,7 +50,7 @@ def test_drawing_is_reproducible(tmp_path):
     for path in written:
         committed = FIGURES / path.name
         assert path.read_bytes() == committed.read_bytes(), \
-            f"figures/{path.name} is not what utils.diagrams draws now: run python -m utils.diagrams"
+            f"figures/{path.name} is not what tools/diagrams.py draws now: run python tools/diagrams.py"
     for svg in tmp_path.glob("*.svg"):
         text = svg.read_text(encoding="utf-8")
         assert "<dc:date>" not in text, "no timestamps in the SVG"
@@ -62,9 +69,9 @@ def test_notebook_shows_its_diagrams_as_attachments(path):
         for name in names:
             assert (FIGURES / name).is_file() and (FIGURES / name).with_suffix(".svg").is_file(), name
             data = cell.get("attachments", {}).get(name, {}).get("image/png")
-            assert data, f"{name} is referenced but not attached: run python -m utils.diagrams"
+            assert data, f"{name} is referenced but not attached: run python tools/diagrams.py"
             assert base64.b64decode(data) == (FIGURES / name).read_bytes(), \
-                f"the attached {name} is stale: run python -m utils.diagrams"
+                f"the attached {name} is stale: run python tools/diagrams.py"
         assert set(cell.get("attachments", {})) <= set(names), "an attachment nothing refers to"
         referenced += names
     expected = sorted(f"{stem}.png" for stem in DIAGRAMS if stem.startswith(number))
@@ -72,11 +79,14 @@ def test_notebook_shows_its_diagrams_as_attachments(path):
 
 
 def test_embedding_is_idempotent():
-    assert embed_in_notebooks(DIAGRAM_NOTEBOOKS) == [], "the notebooks' attachments are out of date"
+    assert embed_in_notebooks(DIAGRAM_NOTEBOOKS, write=False) == [], \
+        "the notebooks' attachments are out of date: run python tools/diagrams.py"
 
 
-def test_readme_states_the_route():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert "python -m utils.diagrams" in readme and "attachment" in readme
+def test_docs_state_the_route():
+    doc = REPO / "docs" / "diagrams.md"
+    doc = doc if doc.is_file() else REPO / "README.md"
+    text = doc.read_text(encoding="utf-8")
+    assert "python tools/diagrams.py" in text and "attachment" in text, f"{doc.name} does not give the route"
     for stem in DIAGRAMS:
-        assert f"figures/{stem}.svg" in readme, f"README does not list figures/{stem}.svg"
+        assert f"figures/{stem}.svg" in text, f"{doc.name} does not list figures/{stem}.svg"

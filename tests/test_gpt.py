@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.attention import MultiHeadAttention, causal_mask
-from utils.gpt import (GPT, KVCache, cached_self_attention, evaluate_loss, generate, lr_at, make_gpt,
-                       random_windows, sample_next, train_gpt)
+from utils.bonus.gpt import GPT, evaluate_loss, generate, make_gpt, random_windows, sample_next, train_gpt
+from utils.kv_cache import KVCache, cached_self_attention
 from utils.model import EncoderLayer
+from utils.schedules import warmup_cosine_lr
 
 pytestmark = pytest.mark.usefixtures("one_thread")     # tests/conftest.py
 
@@ -244,10 +245,10 @@ def test_evaluate_loss_predicts_every_token_once(n):
 
 
 def test_lr_schedule():
-    assert lr_at(0, 0.0, 1.0, 10, 0.1) == pytest.approx(0.1)
-    assert lr_at(9, 0.0, 1.0, 10, 0.1) == pytest.approx(1.0)
-    assert lr_at(500, 0.5, 1.0, 10, 0.1) == pytest.approx(0.55)
-    assert lr_at(999, 1.0, 1.0, 10, 0.1) == pytest.approx(0.1)
+    assert warmup_cosine_lr(0, 0.0, 1.0, 10, 0.1) == pytest.approx(0.1)
+    assert warmup_cosine_lr(9, 0.0, 1.0, 10, 0.1) == pytest.approx(1.0)
+    assert warmup_cosine_lr(500, 0.5, 1.0, 10, 0.1) == pytest.approx(0.55)
+    assert warmup_cosine_lr(999, 1.0, 1.0, 10, 0.1) == pytest.approx(0.1)
 
 
 def test_short_training_lowers_the_loss_and_repeats():

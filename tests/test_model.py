@@ -6,6 +6,7 @@ import torch
 from utils.attention import causal_mask
 from utils.checkpoint import ConfigMismatchError
 from utils.model import count_parameters, make_model
+from utils.torch_compat import transformer_to_torch
 
 # nn.Transformer's eval fast path warns about nested tensors; irrelevant here.
 pytestmark = [pytest.mark.filterwarnings("ignore:.*nested tensors:UserWarning"),
@@ -22,7 +23,7 @@ def random_batch(gen, vocab, batch, length, min_len):
 
 
 def torch_logits(model, src, tgt):
-    ref = model.to_torch().eval()
+    ref = transformer_to_torch(model).eval()
     with torch.no_grad():
         h = ref(model.embed_src(src), model.embed_tgt(tgt), tgt_mask=~causal_mask(tgt.shape[1]),
                 src_key_padding_mask=src == PAD, tgt_key_padding_mask=tgt == PAD,
@@ -58,10 +59,10 @@ def test_equals_nn_transformer(cfg, dtype, tol):
 
 def test_to_torch_copies_every_parameter():
     model = make_model(20, 20, n_layers=2, d_model=16, n_heads=2, d_ff=32, norm_first=True)
-    ref = model.to_torch()
+    ref = transformer_to_torch(model)
     ours_core = sum(p.numel() for p in [*model.encoder.parameters(), *model.decoder.parameters()])
     assert ours_core == sum(p.numel() for p in ref.parameters())
-    post = make_model(20, 20, n_layers=2, d_model=16, n_heads=2, d_ff=32, norm_first=False).to_torch()
+    post = transformer_to_torch(make_model(20, 20, n_layers=2, d_model=16, n_heads=2, d_ff=32, norm_first=False))
     assert post.encoder.norm is None and post.decoder.norm is None, "the paper's post-LN stack has no final norm"
 
 
@@ -237,36 +238,9 @@ def test_decoder_states_are_the_forward_without_its_output_layer(norm_first):
         assert all(torch.equal(a, b) for a, b in zip(maps[kind], full[kind], strict=True)), kind
 
 
-def test_attention_maps_for_many_sentences_equal_one_pass_at_every_real_query():
-    torch.manual_seed(5)
-    model = make_model(30, 30, n_layers=2, d_model=16, n_heads=4, d_ff=32).eval()
-    n, S, T = 11, 9, 8
-    src, tgt = torch.randint(4, 30, (n, S)), torch.randint(4, 30, (n, T))
-    src_len, tgt_len = torch.randint(2, S + 1, (n,)), torch.randint(1, T + 1, (n,))
-    src_len[3], tgt_len[3] = S, T                                      # one full row: the batch keeps its width
-    src[torch.arange(S) >= src_len[:, None]] = PAD                     # right padding, different per row
-    tgt[torch.arange(T) >= tgt_len[:, None]] = PAD
-    with torch.no_grad(), model.attention_maps() as one:
-        model(src, tgt)
-    many = model.attention_maps_for(src, tgt, batch_size=3)            # 4 batches, most trimmed
-    real_q = {"encoder_self": src != PAD, "decoder_self": tgt != PAD, "cross": tgt != PAD}
-    real_k = {"encoder_self": src != PAD, "decoder_self": tgt != PAD, "cross": src != PAD}
-    for kind in ("encoder_self", "decoder_self", "cross"):
-        assert len(many[kind]) == 2
-        for a, b in zip(many[kind], one[kind]):
-            assert a.shape == b.shape
-            q = real_q[kind][:, None, :, None].expand_as(a)            # (n, heads, Q, K)
-            torch.testing.assert_close(a[q], b[q], atol=1e-6, rtol=1e-5)
-            assert not a.masked_select(~real_k[kind][:, None, None, :]).any(), f"{kind}: no weight on padding"
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
-        model.attention_maps_for(src, tgt, batch_size=0)
-    with pytest.raises(ValueError, match="one batch size"):
-        model.attention_maps_for(src, tgt[:2])
-
-
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_decode_step_with_a_cache_equals_the_full_decode(norm_first):
-    from utils.attention import KVCache
+    from utils.kv_cache import KVCache
 
     torch.manual_seed(3)
     model = make_model(30, 30, n_layers=2, d_model=16, n_heads=4, d_ff=32, norm_first=norm_first, max_len=12).eval()

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-import utils.numpy_transformer as nt
-from utils.numpy_transformer import Config
+import utils.bonus.numpy_transformer as nt
+from utils.bonus.numpy_transformer import Config
+from utils.model import count_parameters
 
 
 def random_params(config: Config, seed: int = 0) -> dict:
@@ -215,7 +216,7 @@ def test_init_params_shapes_values_and_determinism():
     assert all(np.allclose(p[k], q[k], atol=1e-7) for k in p)
     assert not np.allclose(nt.init_params(cfg, seed=4)["tok_emb"], p["tok_emb"])
     d, f, v, c, L = 16, 64, 20, 8, 3
-    assert nt.count_parameters(p) == v * d + c * d + L * (4 * d + 3 * d * d + 3 * d + d * d + d + 2 * d * f + f + d) \
+    assert count_parameters(p) == v * d + c * d + L * (4 * d + 3 * d * d + 3 * d + d * d + d + 2 * d * f + f + d) \
         + 2 * d + d * v + v
     assert "pos_emb" not in nt.init_params(Config(20, 8, 16, 4, 1, pos="sinusoidal"))
 

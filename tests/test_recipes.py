@@ -60,7 +60,7 @@ def test_date_recipe_equals_notebook_04():
     ns = {"train_pairs": pairs, "tok": tok, "V": tok.vocab_size}
     exec("import math, time\nimport torch\nimport torch.nn.functional as F\n"
          "from torch.nn.utils.rnn import pad_sequence\nfrom tqdm.auto import tqdm\n"
-         "from utils.common import set_seed\nfrom utils.model import make_model\nfrom utils.tokenize import PAD_ID\n", ns)
+         "from utils.runtime import set_seed\nfrom utils.model import make_model\nfrom utils.tokenize import PAD_ID\n", ns)
     exec(functions(src04, {"make_batch", "loss_fn", "small_model", "adam"}), ns)
     exec(cell_with(src04, "STEPS, WARMUP, BATCH = ",
                    {"STEPS, WARMUP, BATCH = 600, 80, 32": "STEPS, WARMUP, BATCH = 12, 4, 16"}), ns)
@@ -109,9 +109,9 @@ def test_short_translator_equals_notebook_05(tmp_path):
                               tok.encode_batch(ds["train"]["en"][:20], add_special=True), max_tokens=4000, shuffle=False)
     ns = {"RUN": run, "tok": tok, "train_data": train_data, "valid_data": valid_data, "DEVICE": torch.device("cpu"),
           "REPO_ROOT": tmp_path}
-    exec("import shutil, tempfile\nfrom pathlib import Path\nimport torch\nfrom utils.common import set_seed\n"
+    exec("import shutil, tempfile\nfrom pathlib import Path\nimport torch\nfrom utils.runtime import set_seed\n"
          "from utils.model import count_parameters\nfrom utils.recipes import SHORT_RUN, make_translator\n"
-         "from utils.train import make_optimizer, resume, train, warmup_schedule\n", ns)
+         "from utils.schedules import warmup_schedule\nfrom utils.train import make_optimizer, resume, train\n", ns)
     exec(functions(src05, {"make_run_model"}), ns)
     exec(cell_with(src05, 'CHECKPOINT = Path(tempfile.mkdtemp()) / "multi30k_short.pt"'), ns)
     exec(cell_with(src05, "state = resume(CHECKPOINT, model, opt, sched)"), ns)

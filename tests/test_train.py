@@ -10,8 +10,9 @@ from utils.batching import TokenBatches
 from utils.checkpoint import ConfigMismatchError, load_checkpoint
 from utils.model import make_model
 from utils.tokenize import CharTokenizer, tokenizer_from_dict
-from utils.train import (TrainState, WarmupInverseSqrt, evaluate, get_rng_state, label_smoothed_cross_entropy,
-                         make_optimizer, resume, save_training_checkpoint, set_rng_state, train, warmup_schedule)
+from utils.schedules import WarmupInverseSqrt, warmup_schedule
+from utils.train import (TrainState, evaluate, get_rng_state, label_smoothed_cross_entropy, make_optimizer, resume,
+                         save_training_checkpoint, set_rng_state, train)
 
 PAD, BOS, EOS, V = 0, 1, 2, 20
 

@@ -36,8 +36,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .attention import KVCache
-from .batching import pad_sequences
+from utils.batching import pad_sequences
+from utils.kv_cache import KVCache
 
 __all__ = ["beam_search", "default_batch_size", "greedy_decode", "length_penalty", "translate"]
 

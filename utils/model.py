@@ -1,5 +1,6 @@
 """The encoder–decoder Transformer of Vaswani et al. (2017), assembled from the pieces of
-notebooks 01–03, and proven equal to ``torch.nn.Transformer`` (:meth:`Transformer.to_torch`).
+notebooks 01–03, and proven equal to ``torch.nn.Transformer``
+(:func:`utils.torch_compat.transformer_to_torch`).
 
 ::
 
@@ -9,7 +10,7 @@ notebooks 01–03, and proven equal to ``torch.nn.Transformer`` (:meth:`Transfor
     memory = model.encode(src_ids)            # (batch, src_len, d_model)
     logits = model.decode(tgt_ids, memory, src_ids)
     x = model.embed_src(src_ids); y = model.embed_tgt(tgt_ids)   # scaled embeddings + positions
-    reference = model.to_torch()              # torch.nn.Transformer holding the same weights
+    reference = transformer_to_torch(model)   # utils.torch_compat: torch.nn.Transformer, same weights
 
 ``norm_first=False`` is the paper's post-LN layer, ``LN(x + sublayer(x))``; ``norm_first=True``
 the pre-LN variant ``x + sublayer(LN(x))`` most modern code uses, which needs one final
@@ -30,11 +31,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .attention import (KVCache, MultiHeadAttention, cached_cross_attention, cached_self_attention, causal_mask,
-                        padding_mask)
-from .checkpoint import load_checkpoint, save_checkpoint
-from .embeddings import PositionalEncoding, TokenEmbedding
-from .layers import LayerNorm, PositionwiseFeedForward, SublayerConnection
+from utils.attention import MultiHeadAttention, causal_mask, padding_mask
+from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.embeddings import PositionalEncoding, TokenEmbedding
+from utils.kv_cache import KVCache, cached_cross_attention, cached_self_attention
+from utils.layers import LayerNorm, PositionwiseFeedForward, SublayerConnection
 
 __all__ = ["EncoderLayer", "DecoderLayer", "Encoder", "Decoder", "Transformer", "make_model",
            "count_parameters"]
@@ -167,7 +168,8 @@ class Transformer(nn.Module):
     def decoder_states(self, tgt_ids: Tensor, memory: Tensor, src_ids: Tensor) -> Tensor:
         """The decoder's output before the generator, ``(batch, tgt_len, d_model)``: what
         :meth:`decode` turns into logits. Enough when only the attention maps are wanted
-        (:meth:`attention_maps`), and far cheaper than logits over the whole vocabulary."""
+        (:meth:`attention_maps`, :func:`utils.analysis.attention_maps_for`), and far cheaper than logits
+        over the whole vocabulary."""
         tgt_len = tgt_ids.shape[1]
         tgt_mask = padding_mask(tgt_ids, self.pad_id) & causal_mask(tgt_len, tgt_ids.device)  # (batch, 1, T, T)
         memory_mask = padding_mask(src_ids, self.pad_id)                                        # (batch, 1, 1, S)
@@ -183,10 +185,10 @@ class Transformer(nn.Module):
 
         Incremental decoding: ``new_ids`` ``(batch, new)`` (usually one token) sit at positions
         ``cache.length ..``. Each decoder layer's self-attention reads the keys and values of the
-        earlier positions from ``cache`` (a :class:`utils.attention.KVCache`; start each batch with
-        ``KVCache()``) and appends the new ones (:func:`~utils.attention.cached_self_attention`); its
+        earlier positions from ``cache`` (a :class:`utils.kv_cache.KVCache`; start each batch with
+        ``KVCache()``) and appends the new ones (:func:`~utils.kv_cache.cached_self_attention`); its
         cross-attention projects the keys and values of ``memory`` once, at the first step, and
-        reads them from the cache after that (:func:`~utils.attention.cached_cross_attention`).
+        reads them from the cache after that (:func:`~utils.kv_cache.cached_cross_attention`).
         Equal to ``decode(all_ids, memory, src_ids)[:, -1]`` (``tests/test_model.py``) in O(length)
         work per step instead of O(length²), and only the last position goes through the
         generator. Target padding is not masked here: feed real tokens (the decoders in
@@ -249,92 +251,6 @@ class Transformer(nn.Module):
                 layer.self_attn_weights = None
                 if isinstance(layer, DecoderLayer):
                     layer.cross_attn_weights = None
-
-    def attention_maps_for(self, src_ids: Tensor, tgt_ids: Tensor, batch_size: int = 128) -> dict[str, list[Tensor]]:
-        """Every attention weight of a teacher-forced pass over many sentences, without the padding's cost.
-
-        One pass over hundreds of padded sentences spends most of its work on padding (every row as
-        long as the longest). This runs batches of ``batch_size`` sentences of similar length, each
-        trimmed to its own longest, without the generator (:meth:`decoder_states`), under
-        ``torch.no_grad()`` in the model's current mode (call ``.eval()`` first), and puts the maps
-        back together in the input order.
-
-        Args:
-            src_ids: ``(batch, src_len)`` source ids, right-padded with ``pad_id``.
-            tgt_ids: ``(batch, tgt_len)`` decoder inputs (``<bos> …``), right-padded.
-            batch_size: sentences per pass.
-
-        Returns:
-            As :meth:`attention_maps`: ``"encoder_self"``, ``"decoder_self"``, ``"cross"``, one tensor
-            per layer, ``(batch, heads, q_len, k_len)`` for the full ``src_len`` / ``tgt_len``. Equal to
-            one pass's maps at every real query (``tests/test_model.py``); weights on padding keys are
-            0; rows of padding queries are 0 or what one pass gives (leave them out, as the loss does).
-
-        Raises:
-            ValueError: ids that are not 2-D, batches of different sizes, or a non-positive ``batch_size``.
-        """
-        if src_ids.dim() != 2 or tgt_ids.dim() != 2 or src_ids.shape[0] != tgt_ids.shape[0]:
-            raise ValueError(f"src_ids and tgt_ids must be (batch, length) ids of one batch size, got shapes "
-                             f"{tuple(src_ids.shape)} and {tuple(tgt_ids.shape)}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        n, pad = src_ids.shape[0], self.pad_id
-        lengths = (src_ids != pad).sum(1) + (tgt_ids != pad).sum(1)                     # (batch,)
-        full: dict[str, list[Tensor]] = {}
-        for part in lengths.argsort(stable=True).split(batch_size):                   # similar lengths together
-            src, tgt = src_ids[part], tgt_ids[part]
-            src = src[:, : max(1, int((src != pad).sum(1).max()))]                     # trimmed to this batch's longest
-            tgt = tgt[:, : max(1, int((tgt != pad).sum(1).max()))]
-            with torch.no_grad(), self.attention_maps() as maps:
-                self.decoder_states(tgt, self.encode(src), src)
-            for kind, layers in maps.items():
-                q_len, k_len = {"encoder_self": (src_ids.shape[1], src_ids.shape[1]),
-                                "decoder_self": (tgt_ids.shape[1], tgt_ids.shape[1]),
-                                "cross": (tgt_ids.shape[1], src_ids.shape[1])}[kind]
-                if kind not in full:
-                    full[kind] = [a.new_zeros(n, a.shape[1], q_len, k_len) for a in layers]
-                for whole, a in zip(full[kind], layers):
-                    whole[part, :, : a.shape[2], : a.shape[3]] = a                      # (part, heads, q, k)
-        return full
-
-    # -- PyTorch's reference --------------------------------------------------------------------
-    def to_torch(self) -> nn.Transformer:
-        """``nn.Transformer(batch_first=True)`` holding copies of the encoder and decoder weights.
-
-        PyTorch's module has no embeddings, positions or output layer: drive it with
-        :meth:`embed_src` / :meth:`embed_tgt` and apply :attr:`generator` to its output. A
-        post-LN model gets ``encoder.norm = decoder.norm = None`` there, since the paper's post-LN
-        stack has no final norm (``nn.Transformer`` would add one).
-        """
-        c = self.config
-        ref_param = self.generator.weight
-        ref = nn.Transformer(c["d_model"], c["n_heads"], c["n_layers"], c["n_layers"], c["d_ff"], c["dropout"],
-                             batch_first=True, norm_first=c["norm_first"],
-                             device=ref_param.device, dtype=ref_param.dtype)
-        state = {}
-        for side, ours_stack in (("encoder", self.encoder), ("decoder", self.decoder)):
-            for i, layer in enumerate(ours_stack.layers):
-                p = f"{side}.layers.{i}."
-                attns = [("self_attn", layer.self_attn)]
-                if side == "decoder":
-                    attns.append(("multihead_attn", layer.cross_attn))
-                for name, attn in attns:
-                    for k, v in attn.state_dict().items():
-                        state[p + f"{name}.{k}"] = v
-                for k in ("linear1", "linear2"):
-                    state[p + f"{k}.weight"] = getattr(layer.ffn, k).weight
-                    state[p + f"{k}.bias"] = getattr(layer.ffn, k).bias
-                for j, sub in enumerate(layer.sublayers, start=1):
-                    state[p + f"norm{j}.weight"] = sub.norm.weight
-                    state[p + f"norm{j}.bias"] = sub.norm.bias
-            if ours_stack.norm is not None:
-                state[f"{side}.norm.weight"] = ours_stack.norm.weight
-                state[f"{side}.norm.bias"] = ours_stack.norm.bias
-        if not c["norm_first"]:
-            ref.encoder.norm = None
-            ref.decoder.norm = None
-        ref.load_state_dict({k: v.detach().clone() for k, v in state.items()}, strict=True)
-        return ref.train(self.training)
 
     # -- saving -----------------------------------------------------------------------------------
     def save(self, path: str | Path, **extra: Any) -> Path:
@@ -416,6 +332,9 @@ def make_model(src_vocab: int, tgt_vocab: int, n_layers: int = 6, d_model: int =
     return model
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Number of distinct trainable parameters (a tied matrix counts once)."""
+def count_parameters(model: nn.Module | dict[str, Any]) -> int:
+    """Number of distinct trainable parameters (a tied matrix counts once) of a module, or the
+    numbers in a dict of arrays (the NumPy model's parameters, notebook 07)."""
+    if isinstance(model, dict):
+        return int(sum(v.size for v in model.values()))
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -9,7 +9,7 @@ figure sized to the data) and returns what it drew on; nothing calls ``plt.show(
     fig = plot_attention_grid([m[0] for m in maps["encoder_self"]], src_tokens, src_tokens,
                               title="encoder self-attention")
     ax = plot_alignment(maps["cross"][-1][0], src_tokens, tgt_tokens)  # last layer, mean of the heads
-    save_figure(ax.figure, "my_alignment.png")                  # utils.common.save_figure
+    save_figure(ax.figure, "my_alignment.png")                  # utils.runtime.save_figure
 
 Convention: weights are ``(q_len, k_len)`` — one row per query (y axis, top to bottom), one column
 per key (x axis); colours run from 0 to ``vmax`` (1 by default, the largest weight a row can hold).

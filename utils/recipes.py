@@ -6,14 +6,13 @@ and finds no checkpoint trains exactly the same one: same seeds, same order of r
 same weights come out. ``tests/test_recipes.py`` binds each recipe to its notebook.
 
 * Dates (notebook 04, section 9): :func:`date_batch`, :func:`make_date_model`,
-  :func:`date_lr_factor`, :func:`train_date_model`.
+  :func:`train_date_model` (its schedule: :func:`utils.schedules.warmup_then_cosine`).
 * Multi30k (notebook 05, sections 2 and 9): :data:`SHORT_RUN`, :func:`make_translator`,
   :func:`train_short_translator`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import torch
@@ -21,10 +20,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from utils.batching import TokenBatches, pad_sequences
-from utils.common import set_seed
+from utils.runtime import set_seed
 from utils.model import Transformer, make_model
 from utils.tokenize import PAD_ID, BPETokenizer
-from utils.train import make_optimizer, train, warmup_schedule
+from utils.schedules import warmup_schedule, warmup_then_cosine
+from utils.train import make_optimizer, train
 
 # ---------------------------------------------------------------- dates (notebook 04)
 
@@ -48,13 +48,6 @@ def make_date_model(vocab_size: int) -> Transformer:
                       norm_first=True)
 
 
-def date_lr_factor(step: int, warmup: int, steps: int) -> float:
-    """The factor on the learning rate at ``step``: linear warm-up over ``warmup`` steps, then cosine to 0."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / (steps - warmup)))
-
-
 def train_date_model(pairs: Sequence[tuple[str, str]], tokenizer: Any, *, steps: int = DATE_RUN["steps"],
                      warmup: int = DATE_RUN["warmup"], batch: int = DATE_RUN["batch"], lr: float = DATE_RUN["lr"],
                      progress: bool = False) -> Transformer:
@@ -73,7 +66,7 @@ def train_date_model(pairs: Sequence[tuple[str, str]], tokenizer: Any, *, steps:
     set_seed(0)
     model = make_date_model(tokenizer.vocab_size)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-9)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: date_lr_factor(s, warmup, steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_then_cosine(s, warmup, steps))
     src_all, tgt_all = date_batch(pairs, tokenizer)                                             # (n, S), (n, T)
     gen = torch.Generator().manual_seed(0)
     for _ in tqdm(range(steps), desc="dates", mininterval=2.0, disable=not progress):

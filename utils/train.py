@@ -40,11 +40,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .batching import Batch, TokenBatches
-from .checkpoint import check_writable, load_checkpoint, save_checkpoint
-from .common import get_device
+from utils.batching import Batch, TokenBatches
+from utils.checkpoint import check_writable, load_checkpoint, save_checkpoint
+from utils.runtime import get_device
 
-__all__ = ["label_smoothed_cross_entropy", "WarmupInverseSqrt", "make_optimizer", "warmup_schedule", "guarded_step",
+__all__ = ["label_smoothed_cross_entropy", "make_optimizer", "guarded_step",
            "evaluate", "TrainState", "train", "save_training_checkpoint", "resume", "get_rng_state",
            "set_rng_state"]
 
@@ -83,32 +83,9 @@ def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, epsilon: float 
     return total if reduction == "sum" else total / real.sum().clamp(min=1)
 
 
-# -- optimiser and schedule ------------------------------------------------------------------------
-@dataclass
-class WarmupInverseSqrt:
-    """The paper's learning rate (section 5.3) as a ``LambdaLR`` factor of a base lr of 1:
-    ``lr(s) = scale · d_model^-0.5 · min(s^-0.5, s · warmup^-1.5)`` for optimiser step ``s = 1, 2, …``:
-    linear warm-up to the peak ``scale · (d_model · warmup)^-0.5`` at ``s = warmup``, then ``∝ 1/√s``.
-    With ``cooldown > 0`` (not in the paper) the last ``cooldown`` of ``total`` steps are multiplied by a
-    factor that falls linearly from 1 to 0, so a run of known length ends annealed.
-    A dataclass, so the scheduler's ``state_dict`` stores its numbers (functions are not saved)."""
-
-    d_model: int
-    warmup: int
-    scale: float = 1.0
-    total: int = 0
-    cooldown: int = 0
-
-    def __call__(self, step: int) -> float:  # LambdaLR passes 0 before the first optimiser step
-        s = step + 1
-        lr = self.scale * self.d_model ** -0.5 * min(s ** -0.5, s * self.warmup ** -1.5)
-        if self.cooldown > 0:
-            lr *= min(1.0, max(0.0, (self.total - step) / self.cooldown))
-        return lr
-
-
+# -- optimiser ----------------------------------------------------------------------------------------
 def make_optimizer(model: nn.Module, betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-9) -> torch.optim.Adam:
-    """Adam with the paper's β and ε and ``lr=1``, for :func:`warmup_schedule` to scale.
+    """Adam with the paper's β and ε and ``lr=1``, for :func:`utils.schedules.warmup_schedule` to scale.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``. ValueError: β outside [0, 1) or ε not positive.
@@ -120,36 +97,6 @@ def make_optimizer(model: nn.Module, betas: tuple[float, float] = (0.9, 0.98), e
     if not eps > 0:
         raise ValueError(f"eps must be positive, got {eps!r}")
     return torch.optim.Adam(model.parameters(), lr=1.0, betas=betas, eps=eps)
-
-
-def warmup_schedule(optimizer: torch.optim.Optimizer, d_model: int, warmup: int,
-                    scale: float = 1.0, *, total: int = 0, cooldown: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
-    """``LambdaLR`` with :class:`WarmupInverseSqrt`; call ``scheduler.step()`` after each ``optimizer.step()``.
-
-    ``cooldown`` (default 0: the paper's schedule) makes the learning rate fall linearly to 0 over the
-    last ``cooldown`` of the run's ``total`` optimiser steps.
-
-    Raises:
-        ValueError: ``warmup`` or ``d_model`` below 1, a ``cooldown`` below 0 or above ``total - warmup``,
-            or an optimiser whose lr is not 1 (the schedule *is* the learning rate: build it with
-            :func:`make_optimizer` or ``lr=1.0``).
-    """
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer (make_optimizer(model)), got {type(optimizer).__name__}")
-    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in (warmup, d_model)):
-        raise ValueError(f"warmup and d_model must be positive ints, got warmup={warmup!r}, d_model={d_model!r}")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"scale must be a positive number (it multiplies the paper's learning rate), got {scale!r}")
-    if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in (total, cooldown)):
-        raise ValueError(f"total and cooldown must be ints >= 0, got total={total!r}, cooldown={cooldown!r}")
-    if cooldown > 0 and cooldown > total - warmup:
-        raise ValueError(f"cooldown={cooldown} must fit after the warm-up: at most total - warmup = {total - warmup} "
-                         "(give total, the run's number of optimiser steps)")
-    lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
-    if any(lr != 1.0 for lr in lrs):
-        raise ValueError(f"the optimiser has lr={lrs}, but the schedule gives the whole learning rate; "
-                         "create it with lr=1.0 (make_optimizer does) and use `scale` to change the rate")
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupInverseSqrt(d_model, warmup, scale, total, cooldown))
 
 
 # -- evaluation ---------------------------------------------------------------------------------------
@@ -230,7 +177,7 @@ class TrainState:
 def guarded_step(model: nn.Module, loss: Tensor, optimizer: torch.optim.Optimizer, clip_norm: float | None = None,
                  where: str = "") -> None:
     """One update from ``loss``: zero the gradients, backpropagate, clip their norm (if ``clip_norm``), step.
-    Used by :func:`train` and ``utils.gpt.train_gpt``.
+    Used by :func:`train` and ``utils.bonus.gpt.train_gpt``.
 
     Raises:
         FloatingPointError: a non-finite ``loss``, checked *before* anything changes, so the weights
@@ -271,7 +218,7 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
         model: a ``utils.model.Transformer`` (or one wrapped in DistributedDataParallel).
         data: the training batches; ``valid``: evaluated each epoch, or every ``eval_every`` steps.
         smoothing: label smoothing ε. ``clip_norm``: clip the gradient's global norm to this.
-        bf16: bfloat16 autocast (CUDA only). ``device``: default :func:`utils.common.get_device`.
+        bf16: bfloat16 autocast (CUDA only). ``device``: default :func:`utils.runtime.get_device`.
         checkpoint_path: write :func:`save_training_checkpoint` there every ``checkpoint_every``
             steps and at the end (rank 0 only); ``tokenizer`` rides along.
         progress: a tqdm bar (rank 0 only).

@@ -13,9 +13,11 @@ not in a legend; tensor shapes are written on the arrows; module names (``self_a
 ``sublayers[0]``) are the ones in ``utils``. The background is opaque white, so a diagram reads the
 same on a light and a dark JupyterLab theme.
 
-Regenerate everything (figures and the notebooks' attachments) from the repository root::
+Regenerate everything (figures and the notebooks' attachments) from the repository root, or only
+check that the committed files are what the code draws now (writes nothing; exit status 1 if not)::
 
-    python -m utils.diagrams
+    python tools/diagrams.py
+    python tools/diagrams.py --check
 
 Output is deterministic: the same code and the same Matplotlib give the same bytes.
 """
@@ -25,6 +27,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -36,7 +40,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle  # noqa: E402
 
-from utils.common import FIGURES_DIR, REPO_ROOT  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIGURES_DIR = REPO_ROOT / "figures"
 
 #: kind → (fill, edge): one colour per kind of thing, in every diagram.
 KINDS = {
@@ -656,9 +661,11 @@ def draw_all(folder: Path = FIGURES_DIR) -> list[Path]:
 ATTACHMENT = re.compile(r"!\[[^\]]*\]\(attachment:([A-Za-z0-9_.-]+\.png)\)")
 
 
-def embed_in_notebooks(notebooks: list[Path] | None = None, folder: Path = FIGURES_DIR) -> list[Path]:
+def embed_in_notebooks(notebooks: list[Path] | None = None, folder: Path = FIGURES_DIR, *,
+                       write: bool = True) -> list[Path]:
     """Put each PNG that a markdown cell references as ``attachment:NAME.png`` into that cell's
-    attachments (base64), so the notebook carries its own pictures. Returns the notebooks changed.
+    attachments (base64), so the notebook carries its own pictures. Returns the notebooks changed
+    (with ``write=False``: the notebooks that would change; nothing is written).
 
     Raises:
         FileNotFoundError: if a referenced diagram is not in ``folder`` (run :func:`draw_all`).
@@ -679,7 +686,7 @@ def embed_in_notebooks(notebooks: list[Path] | None = None, folder: Path = FIGUR
                 png = folder / name
                 if not png.is_file():
                     raise FileNotFoundError(f"{path.name} references {name}, which is not in {folder}; "
-                                            "run `python -m utils.diagrams` to draw it")
+                                            "run `python tools/diagrams.py` to draw it")
                 attachments[name] = {"image/png": base64.b64encode(png.read_bytes()).decode("ascii")}
             if cell.get("attachments") != attachments:
                 if attachments:
@@ -688,12 +695,26 @@ def embed_in_notebooks(notebooks: list[Path] | None = None, folder: Path = FIGUR
                     cell.pop("attachments", None)
                 dirty = True
         if dirty:
-            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            if write:
+                path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
             changed.append(path)
     return changed
 
 
+def stale_files() -> list[str]:
+    """The committed figures and notebooks that differ from what the code draws now (writes nothing)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        stale = [f"figures/{p.name}" for p in draw_all(Path(tmp))
+                 if not (FIGURES_DIR / p.name).is_file() or (FIGURES_DIR / p.name).read_bytes() != p.read_bytes()]
+    return stale + [str(p.relative_to(REPO_ROOT)) for p in embed_in_notebooks(write=False)]
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--check"]:
+        stale = stale_files()
+        for name in stale:
+            print("stale:", name, "(run python tools/diagrams.py)")
+        sys.exit(1 if stale else 0)
     for p in draw_all():
         print("wrote", p.relative_to(REPO_ROOT))
     for p in embed_in_notebooks():

@@ -8,50 +8,50 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from utils import common  # noqa: E402
+from utils import runtime  # noqa: E402
 
 
 def test_set_seed_repeats_every_generator():
-    common.set_seed(123)
+    runtime.set_seed(123)
     a = (random.random(), np.random.rand(), torch.rand(3))
-    common.set_seed(123)
+    runtime.set_seed(123)
     b = (random.random(), np.random.rand(), torch.rand(3))
     assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
-    common.set_seed(124)
+    runtime.set_seed(124)
     assert random.random() != a[0]
 
 
 @pytest.mark.parametrize("bad, exc", [(1.5, TypeError), ("1", TypeError), (True, TypeError), (-1, ValueError), (2**32, ValueError)])
 def test_set_seed_rejects_bad_seeds(bad, exc):
     with pytest.raises(exc, match="seed"):
-        common.set_seed(bad)
+        runtime.set_seed(bad)
 
 
 def test_get_device_detects_and_accepts_choices(monkeypatch):
     monkeypatch.delenv("ATTN_DEVICE", raising=False)
     expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert common.get_device().type == expected
-    assert common.get_device("cpu") == torch.device("cpu")
+    assert runtime.get_device().type == expected
+    assert runtime.get_device("cpu") == torch.device("cpu")
     monkeypatch.setenv("ATTN_DEVICE", "cpu")
-    assert common.get_device() == torch.device("cpu")
+    assert runtime.get_device() == torch.device("cpu")
 
 
 def test_get_device_errors(monkeypatch):
     with pytest.raises(ValueError, match="'cpu' or 'cuda'"):
-        common.get_device("tpu")
+        runtime.get_device("tpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="no GPU"):
-        common.get_device("cuda")
+        runtime.get_device("cuda")
 
 
 def test_save_figure_writes_into_figures_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(common, "FIGURES_DIR", tmp_path / "figs")
+    monkeypatch.setattr(runtime, "_FIGURES_DIR", tmp_path / "figs")
     fig, ax = plt.subplots()
     ax.plot([0, 1], [1, 0])
-    path = common.save_figure(fig, "line")
+    path = runtime.save_figure(fig, "line")
     assert path == tmp_path / "figs" / "line.png" and path.stat().st_size > 0
     first = path.read_bytes()
-    common.save_figure(fig, "line.png")
+    runtime.save_figure(fig, "line.png")
     assert path.read_bytes() == first, "saving twice must write identical bytes (no timestamps)"
     plt.close(fig)
 
@@ -60,19 +60,19 @@ def test_save_figure_writes_into_figures_dir(tmp_path, monkeypatch):
 def test_save_figure_rejects_paths(name):
     fig = plt.figure()
     with pytest.raises(ValueError, match="plain file name"):
-        common.save_figure(fig, name)
+        runtime.save_figure(fig, name)
     plt.close(fig)
 
 
 def test_cpu_model_reads_proc_cpuinfo_or_falls_back(monkeypatch, tmp_path):
-    name = common.cpu_model()
+    name = runtime.cpu_model()
     assert isinstance(name, str) and name.strip() == name and name
     fake = tmp_path / "cpuinfo"
     fake.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t: x\n")
-    real_path = common.Path
-    monkeypatch.setattr(common, "Path", lambda p: fake if p == "/proc/cpuinfo" else real_path(p))
-    assert common.cpu_model() == "Test CPU 9000"
-    monkeypatch.setattr(common, "Path", lambda p: tmp_path / "missing")
-    monkeypatch.setattr(common.platform, "processor", lambda: "")
-    monkeypatch.setattr(common.platform, "machine", lambda: "x86_64")
-    assert common.cpu_model() == "x86_64", "no /proc/cpuinfo: the machine's architecture"
+    real_path = runtime.Path
+    monkeypatch.setattr(runtime, "Path", lambda p: fake if p == "/proc/cpuinfo" else real_path(p))
+    assert runtime.cpu_model() == "Test CPU 9000"
+    monkeypatch.setattr(runtime, "Path", lambda p: tmp_path / "missing")
+    monkeypatch.setattr(runtime.platform, "processor", lambda: "")
+    monkeypatch.setattr(runtime.platform, "machine", lambda: "x86_64")
+    assert runtime.cpu_model() == "x86_64", "no /proc/cpuinfo: the machine's architecture"

@@ -1,8 +1,8 @@
-"""utils.metrics against cases worked out by hand from the official SQuAD v1.1 script's definitions."""
+"""utils.bonus.squad's metrics against cases worked out by hand from the official SQuAD v1.1 script's definitions."""
 
 import pytest
 
-from utils.metrics import exact_match, normalize_answer, squad_scores, token_f1
+from utils.bonus.squad import exact_match, normalize_answer, squad_scores, token_f1
 
 
 @pytest.mark.parametrize("text, normal", [

@@ -13,10 +13,9 @@ run with :func:`~utils.attention.causal_mask`; there is no encoder, so no cross-
 
 **The KV cache.** Generating token ``t + 1`` needs attention from position ``t`` to the keys and values
 of positions ``0..t``. Those of ``0..t-1`` were computed at the previous steps and do not change
-(causal mask: a position never sees later ones), so :class:`~utils.attention.KVCache` keeps them and
-each step runs the model on the ONE new token. :func:`~utils.attention.cached_self_attention` (both
-live in :mod:`utils.attention`, since the encoder–decoder decodes with them too, and are re-exported
-here) does this with the same
+(causal mask: a position never sees later ones), so :class:`~utils.kv_cache.KVCache` keeps them and
+each step runs the model on the ONE new token. :func:`~utils.kv_cache.cached_self_attention` (both
+live in :mod:`utils.kv_cache`, since the encoder–decoder decodes with them too) does this with the same
 :class:`~utils.attention.MultiHeadAttention` module (its ``in_proj_weight``/``in_proj_bias`` and
 ``out_proj``) and PyTorch's fused ``F.scaled_dot_product_attention`` (the kernel the module's
 ``need_weights=False`` path calls), so the cached and uncached paths share every weight.
@@ -33,15 +32,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-# The KV cache lives with attention (the encoder–decoder's decoding uses it too); re-exported here.
-from .attention import KVCache, cached_self_attention, causal_mask
-from .embeddings import LearnedPositionalEmbedding, PositionalEncoding, TokenEmbedding
-from .layers import LayerNorm
-from .model import EncoderLayer
-from .train import guarded_step
+from utils.attention import causal_mask
+from utils.embeddings import LearnedPositionalEmbedding, PositionalEncoding, TokenEmbedding
+from utils.kv_cache import KVCache, cached_self_attention
+from utils.layers import LayerNorm
+from utils.model import EncoderLayer
+from utils.schedules import warmup_cosine_lr
+from utils.train import guarded_step
 
-__all__ = ["KVCache", "cached_self_attention", "GPT", "make_gpt", "sample_next", "generate",
-           "random_windows", "evaluate_loss", "lr_at", "train_gpt"]
+__all__ = ["GPT", "make_gpt", "sample_next", "generate",
+           "random_windows", "evaluate_loss", "train_gpt"]
 
 
 # -- the model --------------------------------------------------------------------------------------
@@ -321,22 +321,13 @@ def _check_ids(data: Tensor, name: str) -> None:
         raise TypeError(f"{name} must hold integer token ids (torch.long), got {data.dtype}; use .long()")
 
 
-def lr_at(step: int, progress: float, lr: float, warmup: int, min_lr: float) -> float:
-    """Linear warm-up over ``warmup`` steps times a cosine from ``lr`` down to ``min_lr``.
-
-    ``progress`` in [0, 1] is the fraction of training done (of the steps or of the time budget), so
-    the same schedule serves a fixed number of steps and a fixed number of minutes.
-    """
-    cosine = min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
-    return cosine * min(1.0, (step + 1) / warmup) if warmup > 0 else cosine
-
-
 def train_gpt(model: GPT, data: Tensor, *, steps: int | None = None, max_seconds: float | None = None,
               batch_size: int = 32, context: int | None = None, lr: float = 2e-3, warmup: int = 100,
               min_lr: float | None = None, weight_decay: float = 0.1, clip_norm: float | None = 1.0,
               seed: int = 0, progress: bool = False, checkpoint_path: Any = None,
               checkpoint_every: int | None = None, resume: bool = False) -> list[float]:
-    """Train on random windows of ``data`` with AdamW, warm-up + cosine (:func:`lr_at`) and clipping.
+    """Train on random windows of ``data`` with AdamW, warm-up + cosine
+    (:func:`utils.schedules.warmup_cosine_lr`) and clipping.
 
     Stops after ``steps`` optimiser steps or ``max_seconds`` of wall time, whichever comes first; the
     cosine follows whichever is further along. With ``steps`` alone the run is repeatable bit for bit
@@ -397,7 +388,7 @@ def train_gpt(model: GPT, data: Tensor, *, steps: int | None = None, max_seconds
     if data.dim() != 1 or data.numel() < context + 1:
         raise ValueError(f"data must be a 1-D tensor of at least context + 1 = {context + 1} ids, "
                          f"got shape {tuple(data.shape)}")
-    from .checkpoint import check_writable, load_checkpoint, save_checkpoint  # here: keeps the imports above short
+    from utils.checkpoint import check_writable, load_checkpoint, save_checkpoint  # here: keeps the imports above short
 
     recipe = dict(steps=steps, max_seconds=max_seconds, batch_size=batch_size, context=context, lr=float(lr),
                   warmup=warmup, min_lr=float(min_lr), weight_decay=float(weight_decay),
@@ -449,7 +440,7 @@ def train_gpt(model: GPT, data: Tensor, *, steps: int | None = None, max_seconds
             if done >= 1.0:
                 break
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, done, lr, warmup, min_lr)
+                group["lr"] = warmup_cosine_lr(step, done, lr, warmup, min_lr)
             x, y = random_windows(data, batch_size, context, gen)
             x, y = x.to(device), y.to(device)
             loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())

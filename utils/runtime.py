@@ -11,10 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-#: The repository root (the folder that holds ``utils/``, ``notebooks/`` and ``figures/``).
-REPO_ROOT = Path(__file__).resolve().parent.parent
-#: Where notebooks save their figures.
-FIGURES_DIR = REPO_ROOT / "figures"
+#: Where notebooks save their figures: the checkout's ``figures/`` folder.
+_FIGURES_DIR = Path(__file__).resolve().parent.parent / "figures"
 
 
 def set_seed(seed: int) -> None:
@@ -82,17 +80,8 @@ def save_figure(fig, name: str, *, dpi: int = 110) -> Path:
         raise ValueError(f"figure name must be a plain file name such as 'plot.png', got {name!r}")
     if path.suffix == "":
         path = path.with_suffix(".png")
-    FIGURES_DIR.mkdir(parents=True, exist_ok=True)
-    out = FIGURES_DIR / path
+    _FIGURES_DIR.mkdir(parents=True, exist_ok=True)
+    out = _FIGURES_DIR / path
     fig.savefig(out, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     return out
 
-
-def use_shared_data() -> str | None:
-    """For the scripts under ``benchmarks/`` (as ``tests/conftest.py`` does for the tests): when
-    ``ATTN_DATA_DIR`` is unset and a ``shared/data`` folder sits beside the repository (the
-    development and CI layout), point the variable there. Returns the variable's value (or None)."""
-    shared = REPO_ROOT.parent / "shared" / "data"
-    if "ATTN_DATA_DIR" not in os.environ and shared.is_dir():
-        os.environ["ATTN_DATA_DIR"] = str(shared)
-    return os.environ.get("ATTN_DATA_DIR")

@@ -1,4 +1,4 @@
-"""utils.data.load_pairs, offline: small data sets built here with the hub's exact schemas."""
+"""utils.bonus.squad.load_pairs, offline: small data sets built here with the hub's exact schemas."""
 
 import os
 import subprocess
@@ -8,8 +8,8 @@ import datasets
 import pytest
 from datasets import Dataset, DatasetDict, Features, Sequence, Translation, Value
 
-from utils import data
-from utils.data import load_pairs
+from utils.bonus import squad
+from utils.bonus.squad import load_pairs
 
 # SQuAD v1.1 as the hub describes it (rajpurkar/squad, plain_text), written out here independently.
 SQUAD = Features({"id": Value("string"), "title": Value("string"), "context": Value("string"),
@@ -37,8 +37,8 @@ def squad_like(n_titles=12, per_title=4, valid_titles=3, unanswerable=(), seed_t
 
 
 def test_squad_schema_constant_and_toy_set():
-    assert data.SQUAD_FEATURES == SQUAD
-    toy = data.toy_squad()
+    assert squad.SQUAD_FEATURES == SQUAD
+    toy = squad.toy_squad()
     assert list(toy) == ["train", "validation"] and toy["train"].features == SQUAD
     assert (len(toy["train"]), len(toy["validation"])) == (9, 6)
     for split in toy.values():
@@ -148,9 +148,9 @@ def test_errors_name_the_fix():
 
 def test_hub_id_offline_raises_one_clear_error(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    code = ("from utils import data\n"
-            "try:\n    data.load_pairs('rajpurkar/squad', ['question', 'context'], 'answers.text')\n"
-            "except data.DataNotFoundError as e:\n    print(e)\n"
+    code = ("from utils.bonus import squad\nfrom utils.data import DataNotFoundError\n"
+            "try:\n    squad.load_pairs('rajpurkar/squad', ['question', 'context'], 'answers.text')\n"
+            "except DataNotFoundError as e:\n    print(e)\n"
             "else:\n    raise SystemExit('no error raised')\n")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr + out.stdout

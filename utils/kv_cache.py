@@ -1,0 +1,163 @@
+"""The KV cache: attention one new token at a time.
+
+An autoregressive decoder generates one token per step. The keys and values of the earlier positions
+do not change from step to step, so :class:`KVCache` keeps them and :func:`cached_self_attention` /
+:func:`cached_cross_attention` run :class:`~utils.attention.MultiHeadAttention`'s own weights on the
+new positions only. Notebook 08 builds the cache; ``Transformer.decode_step`` (notebooks 04–06) and
+``utils.bonus.gpt.GPT`` use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from utils.attention import MultiHeadAttention, _check_mask, _fused_attention, causal_mask
+
+__all__ = ["KVCache", "cached_self_attention", "cached_cross_attention"]
+
+
+@dataclass
+class KVCache:
+    """The keys and values an autoregressive decoder has already computed, one pair per layer.
+
+    Generating token ``t + 1`` needs attention from position ``t`` to the keys and values of
+    positions ``0..t``. Those of ``0..t-1`` were computed at earlier steps and do not change (a
+    causal mask means a position never sees later ones), so the cache keeps them and each step runs
+    the model on the ONE new token: O(length) work per step instead of O(length²).
+
+    * ``keys[i]``, ``values[i]``: layer ``i``'s self-attention, ``(batch, heads, length, d_head)``;
+      :func:`cached_self_attention` appends the new positions.
+    * ``cross_keys[i]``, ``cross_values[i]``: an encoder–decoder's cross-attention over the source,
+      ``(batch, heads, src_len, d_head)``. They depend only on the encoder's output, so
+      :func:`cached_cross_attention` projects them once, at the first step, and reads them after.
+
+    Start empty (``KVCache()``), one per batch of sequences. Used by ``utils.bonus.gpt.GPT`` (notebook 08)
+    and ``utils.model.Transformer.decode_step`` (notebooks 04–06).
+    """
+
+    keys: list[Tensor] = field(default_factory=list)
+    values: list[Tensor] = field(default_factory=list)
+    cross_keys: list[Tensor] = field(default_factory=list)
+    cross_values: list[Tensor] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        """Target positions cached so far (0 when empty)."""
+        return self.keys[0].shape[2] if self.keys else 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by all cached keys and values."""
+        return sum(t.numel() * t.element_size()
+                   for t in (*self.keys, *self.values, *self.cross_keys, *self.cross_values))
+
+    def reorder(self, rows: Tensor, cross: bool = True) -> None:
+        """Keep row ``rows[j]`` of every cached tensor as the new row ``j`` (beam search: each
+        surviving prefix takes the keys of the prefix it extends).
+
+        Args:
+            rows: ``(new_batch,)`` long indices into the current batch.
+            cross: also reorder the cross-attention entries. Pass False only when every row moves
+                within a group that shares one source sentence (beam search's beams of one sentence),
+                where those entries are identical.
+        """
+        # index_select, not t[rows]: the same rows, several times faster on CPU (a decoding step's cost)
+        self.keys = [t.index_select(0, rows) for t in self.keys]
+        self.values = [t.index_select(0, rows) for t in self.values]
+        if cross:
+            self.cross_keys = [t.index_select(0, rows) for t in self.cross_keys]
+            self.cross_values = [t.index_select(0, rows) for t in self.cross_values]
+
+
+def _append_layer(store: list[Tensor], layer: int, tensor: Tensor, name: str) -> None:
+    if layer == len(store):
+        store.append(tensor)
+    elif layer < len(store):
+        store[layer] = tensor
+    else:
+        raise ValueError(f"layer {layer} cannot be cached before layer {len(store)} ({name}); run the layers in order")
+
+
+def cached_self_attention(attn: MultiHeadAttention, x: Tensor, cache: KVCache, layer: int) -> Tensor:
+    """Causal self-attention of the new positions ``x`` over the cached ones and themselves.
+
+    Uses ``attn``'s own weights: ``[Q K V] = x W_inᵀ + b_in`` (the module's packed projection),
+    appends K and V to ``cache`` (layer ``layer``), attends with ``F.scaled_dot_product_attention``
+    and applies ``attn.out_proj``. With an empty cache this equals
+    ``attn(x, x, x, causal_mask(seq), need_weights=False)[0]``.
+
+    Args:
+        attn: the layer's :class:`MultiHeadAttention`.
+        x: ``(batch, new, d_model)``, the (normalised) inputs at positions ``past .. past + new - 1``.
+        cache: the :class:`KVCache`; ``cache.keys[layer]`` holds ``past`` positions (or does not exist yet).
+        layer: which layer's entry to read and extend; layers must be filled in order 0, 1, 2, …
+
+    Returns:
+        ``(batch, new, d_model)``.
+
+    Raises:
+        ValueError: a cache whose batch size differs from ``x``'s, or a layer index that skips one.
+    """
+    b, t, d = x.shape
+    q, k, v = attn._split_heads(F.linear(x, attn.in_proj_weight, attn.in_proj_bias), 3)
+    # q, k, v: (batch, heads, new, d_head)
+    if layer < len(cache.keys):
+        if cache.keys[layer].shape[0] != b:
+            raise ValueError(f"the cache holds a batch of {cache.keys[layer].shape[0]} sequences but the input "
+                             f"has {b}; use one KVCache per batch (start a new KVCache() for a new batch)")
+        k = torch.cat([cache.keys[layer], k], dim=2)                           # (batch, heads, past + new, d_head)
+        v = torch.cat([cache.values[layer], v], dim=2)
+    _append_layer(cache.keys, layer, k, "self-attention keys")
+    _append_layer(cache.values, layer, v, "self-attention values")
+    past = k.shape[2] - t
+    # New position past + i may see keys 0 .. past + i: rows past .. past + t - 1 of the causal mask.
+    mask = None if t == 1 else causal_mask(past + t, x.device)[past:]          # (new, past + new)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                         dropout_p=attn.dropout if attn.training else 0.0)
+    return attn.out_proj(out.transpose(1, 2).reshape(b, t, d))                 # (batch, new, d_model)
+
+
+def cached_cross_attention(attn: MultiHeadAttention, x: Tensor, memory: Tensor, cache: KVCache, layer: int,
+                           mask: Tensor | None = None) -> Tensor:
+    """Cross-attention of the new target positions ``x`` over the encoder's output ``memory``.
+
+    The keys and values ``memory W_K``, ``memory W_V`` do not change while a sentence is decoded:
+    they are projected at the first call for ``layer`` and read from ``cache.cross_keys[layer]`` /
+    ``cache.cross_values[layer]`` after that, so a step only projects its new queries. Equal to
+    ``attn(x, memory, memory, mask, need_weights=False)[0]`` (``tests/test_attention.py``).
+
+    Args:
+        attn: the layer's cross-attention :class:`MultiHeadAttention`.
+        x: ``(batch, new, d_model)`` decoder states (queries).
+        memory: ``(batch, src_len, d_model)``, the encoder's output; read only at the first call.
+        cache: the :class:`KVCache`.
+        layer: which layer's entry; layers fill in order 0, 1, 2, …
+        mask: boolean, True = may attend, broadcastable to ``(batch, heads, new, src_len)``
+            (``padding_mask(src_ids, pad_id)``), or None.
+
+    Returns:
+        ``(batch, new, d_model)``.
+
+    Raises:
+        ValueError: a cache whose batch size differs from ``x``'s, or a layer index that skips one.
+    """
+    b, t, d = x.shape
+    if layer < len(cache.cross_keys):
+        k, v = cache.cross_keys[layer], cache.cross_values[layer]              # (batch, heads, src_len, d_head)
+        if k.shape[0] != b:
+            raise ValueError(f"the cache holds cross-attention keys for a batch of {k.shape[0]} sequences but the "
+                             f"input has {b}; use one KVCache per batch")
+    else:
+        e = attn.d_model
+        k, v = attn._split_heads(F.linear(memory, attn.in_proj_weight[e:], attn._bias(1, 3)), 2)
+        _append_layer(cache.cross_keys, layer, k, "cross-attention keys")
+        _append_layer(cache.cross_values, layer, v, "cross-attention values")
+    (q,) = attn._split_heads(F.linear(x, attn.w_q, attn._bias(0, 1)), 1)       # (batch, heads, new, d_head)
+    if mask is not None:
+        _check_mask(mask, (b, attn.n_heads, t, k.shape[2]))
+    out = _fused_attention(q, k, v, mask, attn.dropout if attn.training else 0.0)
+    return attn.out_proj(out.transpose(1, 2).reshape(b, t, d))                 # (batch, new, d_model)

@@ -1,0 +1,92 @@
+"""Learning-rate schedules, one home for all of them.
+
+* :class:`WarmupInverseSqrt` and :func:`warmup_schedule`: the paper's schedule (section 5.3), linear
+  warm-up then ``∝ 1/√step``, with an optional linear cool-down (notebook 05, the translators);
+* :func:`warmup_then_cosine`: warm-up, then a cosine to 0 (notebook 04's date model);
+* :func:`warmup_cosine_lr`: warm-up times a cosine from ``lr`` to ``min_lr`` over the run's steps or
+  time budget (notebook 08's GPT).
+
+The first two are ``LambdaLR`` factors of a base learning rate: ``LambdaLR(optimizer, f)`` multiplies
+the optimiser's ``lr`` by ``f(step)`` after every ``scheduler.step()``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["WarmupInverseSqrt", "warmup_schedule", "warmup_then_cosine", "warmup_cosine_lr"]
+
+
+@dataclass
+class WarmupInverseSqrt:
+    """The paper's learning rate (section 5.3) as a ``LambdaLR`` factor of a base lr of 1:
+    ``lr(s) = scale · d_model^-0.5 · min(s^-0.5, s · warmup^-1.5)`` for optimiser step ``s = 1, 2, …``:
+    linear warm-up to the peak ``scale · (d_model · warmup)^-0.5`` at ``s = warmup``, then ``∝ 1/√s``.
+    With ``cooldown > 0`` (not in the paper) the last ``cooldown`` of ``total`` steps are multiplied by a
+    factor that falls linearly from 1 to 0, so a run of known length ends annealed.
+    A dataclass, so the scheduler's ``state_dict`` stores its numbers (functions are not saved)."""
+
+    d_model: int
+    warmup: int
+    scale: float = 1.0
+    total: int = 0
+    cooldown: int = 0
+
+    def __call__(self, step: int) -> float:  # LambdaLR passes 0 before the first optimiser step
+        s = step + 1
+        lr = self.scale * self.d_model ** -0.5 * min(s ** -0.5, s * self.warmup ** -1.5)
+        if self.cooldown > 0:
+            lr *= min(1.0, max(0.0, (self.total - step) / self.cooldown))
+        return lr
+
+
+def warmup_schedule(optimizer: torch.optim.Optimizer, d_model: int, warmup: int,
+                    scale: float = 1.0, *, total: int = 0, cooldown: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """``LambdaLR`` with :class:`WarmupInverseSqrt`; call ``scheduler.step()`` after each ``optimizer.step()``.
+
+    ``cooldown`` (default 0: the paper's schedule) makes the learning rate fall linearly to 0 over the
+    last ``cooldown`` of the run's ``total`` optimiser steps.
+
+    Raises:
+        ValueError: ``warmup`` or ``d_model`` below 1, a ``cooldown`` below 0 or above ``total - warmup``,
+            or an optimiser whose lr is not 1 (the schedule *is* the learning rate: build it with
+            :func:`make_optimizer` or ``lr=1.0``).
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer (make_optimizer(model)), got {type(optimizer).__name__}")
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in (warmup, d_model)):
+        raise ValueError(f"warmup and d_model must be positive ints, got warmup={warmup!r}, d_model={d_model!r}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be a positive number (it multiplies the paper's learning rate), got {scale!r}")
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in (total, cooldown)):
+        raise ValueError(f"total and cooldown must be ints >= 0, got total={total!r}, cooldown={cooldown!r}")
+    if cooldown > 0 and cooldown > total - warmup:
+        raise ValueError(f"cooldown={cooldown} must fit after the warm-up: at most total - warmup = {total - warmup} "
+                         "(give total, the run's number of optimiser steps)")
+    lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
+    if any(lr != 1.0 for lr in lrs):
+        raise ValueError(f"the optimiser has lr={lrs}, but the schedule gives the whole learning rate; "
+                         "create it with lr=1.0 (make_optimizer does) and use `scale` to change the rate")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupInverseSqrt(d_model, warmup, scale, total, cooldown))
+
+
+def warmup_then_cosine(step: int, warmup: int, steps: int) -> float:
+    """The date model's factor on the learning rate at ``step`` (notebook 04): linear warm-up over
+    ``warmup`` steps, then a cosine to 0 over the remaining ``steps - warmup``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / (steps - warmup)))
+
+
+def warmup_cosine_lr(step: int, progress: float, lr: float, warmup: int, min_lr: float) -> float:
+    """The GPT's learning rate (notebook 08): linear warm-up over ``warmup`` steps times a cosine from
+    ``lr`` down to ``min_lr``.
+
+    ``progress`` in [0, 1] is the fraction of training done (of the steps or of the time budget), so
+    the same schedule serves a fixed number of steps and a fixed number of minutes.
+    """
+    cosine = min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    return cosine * min(1.0, (step + 1) / warmup) if warmup > 0 else cosine
