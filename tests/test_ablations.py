@@ -1,4 +1,4 @@
-"""benchmarks/ablations.py: its --quick smoke run end to end, and the pieces it relies on."""
+"""scripts/ablations.py: its --quick smoke run end to end (slow), and the pieces it relies on."""
 
 import json
 import math
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "scripts"))
 
 import ablations  # noqa: E402
 
@@ -18,12 +18,13 @@ import ablations  # noqa: E402
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("ablations")
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ablations.py"), "--quick", "--no-progress",
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "ablations.py"), "ablations", "--quick", "--no-progress",
                            "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    return out, json.loads((out / "ablations.json").read_text()), done.stdout
+    return out, json.loads((out / "ablations.json").read_text())["details"], done.stdout
 
 
+@pytest.mark.slow
 def test_quick_run_writes_every_variant_and_a_figure(quick):
     out, report, stdout = quick
     assert set(report["runs"]) == set(ablations.VARIANTS)
@@ -42,18 +43,20 @@ def test_quick_run_writes_every_variant_and_a_figure(quick):
     assert "overfit one batch" in stdout
 
 
+@pytest.mark.slow
 def test_overfitting_one_batch_drives_its_loss_to_zero(quick):
     o = quick[1]["overfit_one_batch"]
     assert o["loss_curve"][0] > 5 and o["final_loss"] < 0.1 and o["final_token_accuracy"] == 1.0
     assert o["first_step_below_0.1"] is not None
 
 
+@pytest.mark.slow
 def test_results_depend_on_steps_only(quick, tmp_path):
     """The same run again (another process, another moment): the same numbers, to the bit."""
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ablations.py"), "--quick", "--no-progress",
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "ablations.py"), "ablations", "--quick", "--no-progress",
                            "--only", "baseline", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    again = json.loads((tmp_path / "ablations.json").read_text())["runs"]["baseline"]
+    again = json.loads((tmp_path / "ablations.json").read_text())["details"]["runs"]["baseline"]
     first = quick[1]["runs"]["baseline"]
     assert again["valid_curve"] == first["valid_curve"] and again["valid_bleu_greedy"] == first["valid_bleu_greedy"]
 
@@ -67,6 +70,7 @@ def test_no_ramp_schedule_starts_at_the_peak_then_follows_the_paper():
     assert torch.optim.lr_scheduler.LambdaLR(opt, flat).get_last_lr()[0] == pytest.approx(peak)
 
 
+@pytest.mark.slow
 def test_bleu_differences_come_with_a_paired_bootstrap_interval(quick):
     runs = quick[1]["runs"]
     assert "valid_bleu_vs_baseline" not in runs["baseline"]
