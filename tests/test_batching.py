@@ -73,7 +73,7 @@ def test_token_budget_errors():
         token_budget_batches([3], [3], max_tokens=0)
     with pytest.raises(ValueError, match="2 source lengths but 1 target"):
         token_budget_batches([3, 3], [3], max_tokens=8)
-    with pytest.raises(ValueError, match="batch_size must be positive"):
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
         fixed_size_batches(5, 0)
 
 

@@ -306,7 +306,7 @@ def test_generate_greedy_sampling_and_context_cropping():
 
 # ---------------------------------------------------------------- errors
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(d_model=64, n_heads=5), r"n_heads=5 does not divide d_model=64; pick a divisor such as 4"),
+    (dict(d_model=64, n_heads=5), r"n_heads=5 does not divide d_model=64; pick a divisor such as 1, 2, 4, 8, 16"),
     (dict(d_model=0), "d_model must be a positive int"),
     (dict(n_layers=-1), "n_layers must be a positive int"),
     (dict(d_ff=2.5), "d_ff must be a positive int"),

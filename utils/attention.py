@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from utils import checks
+
 __all__ = ["scaled_dot_product_attention", "causal_mask", "padding_mask", "MultiHeadAttention"]
 
 
@@ -66,10 +68,7 @@ def _check_mask(mask: Tensor, scores_shape: tuple[int, ...]) -> None:
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
     for name, x in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}; wrap it: torch.as_tensor({name})")
-        if not x.dtype.is_floating_point:
-            raise TypeError(f"{name} must be a floating-point tensor (vectors, not ids), got {x.dtype}; use {name}.float()")
+        checks.tensor(name, x, dtype="float")
     if q.dim() < 2 or k.dim() < 2 or v.dim() < 2:
         raise ValueError(f"q, k, v need at least 2 dimensions (..., seq, d); got shapes "
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
@@ -87,11 +86,6 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}") from None
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(f"q, k, v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}; convert with .to(q.dtype)")
-
-
-def _check_dropout(p: float, name: str = "dropout_p") -> None:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1), got {p!r}; use 0.0 to switch dropout off")
 
 
 # -- the function ---------------------------------------------------------------------------
@@ -120,7 +114,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
             floating-point tensors of one dtype.
     """
     _check_qkv(q, k, v)
-    _check_dropout(dropout_p)
+    checks.probability("dropout_p", dropout_p)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., seq_q, seq_k)
     if mask is not None:
         _check_mask(mask, tuple(scores.shape))
@@ -154,8 +148,7 @@ def causal_mask(size: int, device: torch.device | str | None = None) -> Tensor:
     Raises:
         ValueError: if ``size`` is not a positive integer.
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive int (the sequence length), got {size!r}")
+    checks.positive_int("size", size, hint="the sequence length")
     return torch.ones(size, size, dtype=torch.bool, device=device).tril()
 
 
@@ -168,8 +161,7 @@ def padding_mask(ids: Tensor, pad_id: int) -> Tensor:
     Raises:
         ValueError: if ``ids`` is not 2-D ``(batch, seq)``.
     """
-    if ids.dim() != 2:
-        raise ValueError(f"ids must be (batch, seq), got shape {tuple(ids.shape)}")
+    checks.tensor("ids", ids, ndim=2, shape="(batch, seq)")
     return (ids != pad_id)[:, None, None, :]
 
 
@@ -198,13 +190,9 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
-        if any(isinstance(v, bool) or not isinstance(v, int) for v in (d_model, n_heads)) or d_model < 1 or n_heads < 1:
-            raise ValueError(f"d_model and n_heads must be positive ints, got d_model={d_model!r}, n_heads={n_heads!r}")
-        if d_model % n_heads:
-            divisors = ", ".join(str(d) for d in range(1, min(d_model, 16) + 1) if d_model % d == 0)
-            raise ValueError(f"n_heads={n_heads} does not divide d_model={d_model}; "
-                             f"pick a divisor such as {divisors}")
-        _check_dropout(dropout, "dropout")
+        d_model, n_heads = checks.positive_int("d_model", d_model), checks.positive_int("n_heads", n_heads)
+        checks.heads_divide(d_model, n_heads)
+        checks.probability("dropout", dropout)
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
         self.dropout = float(dropout)
         self.in_proj_weight = nn.Parameter(torch.empty(3 * d_model, d_model))  # [W_Q; W_K; W_V]

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from utils import checks
+
 __all__ = ["Batch", "pad_sequences", "teacher_forcing", "collate", "token_budget_batches",
            "fixed_size_batches", "padding_fraction", "TokenBatches"]
 
@@ -61,8 +63,7 @@ def pad_sequences(seqs: Sequence[Sequence[int]], pad_id: int = 0) -> Tensor:
     """
     if isinstance(seqs, (str, Tensor)) or not hasattr(seqs, "__len__"):
         raise TypeError(f"seqs must be a list of id lists, got {type(seqs).__name__}")
-    if isinstance(pad_id, bool) or not isinstance(pad_id, int):
-        raise TypeError(f"pad_id must be an int, got {pad_id!r}")
+    checks.integer("pad_id", pad_id)
     if len(seqs) == 0:
         raise ValueError("cannot pad an empty list of sequences")
     if any(isinstance(s, str) for s in seqs):
@@ -84,10 +85,8 @@ def teacher_forcing(tgt: Tensor) -> tuple[Tensor, Tensor]:
     Raises:
         ValueError: if ``tgt`` is not 2-D with at least two columns (``<bos>`` and one more token).
     """
-    if tgt.dim() != 2 or tgt.shape[1] < 2:
+    if checks.tensor("targets", tgt, dtype="int").dim() != 2 or tgt.shape[1] < 2:
         raise ValueError(f"targets must be (batch, T >= 2) ids such as <bos> ... <eos>, got shape {tuple(tgt.shape)}")
-    if tgt.dtype.is_floating_point or tgt.dtype == torch.bool:
-        raise TypeError(f"targets must hold integer ids (torch.long), got {tgt.dtype}")
     return tgt[:, :-1], tgt[:, 1:]
 
 
@@ -121,8 +120,7 @@ def token_budget_batches(src_lens: Sequence[int], tgt_lens: Sequence[int], max_t
     """
     if len(src_lens) != len(tgt_lens):
         raise ValueError(f"{len(src_lens)} source lengths but {len(tgt_lens)} target lengths")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
+    checks.positive_int("max_tokens", max_tokens)
     longest = [max(s, t) for s, t in zip(src_lens, tgt_lens)]
     too_long = [i for i, n in enumerate(longest) if n > max_tokens]
     if too_long:
@@ -155,10 +153,8 @@ def fixed_size_batches(n: int, batch_size: int, seed: int = 0, shuffle: bool = T
     Raises:
         ValueError: ``n`` negative or ``batch_size`` not a positive int.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be positive (an int), got {batch_size!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n (the number of pairs) must be an int >= 0, got {n!r}")
+    checks.positive_int("batch_size", batch_size)
+    checks.integer("n", n, at_least=0, hint="the number of pairs")
     order = list(range(n))
     if shuffle:
         random.Random(seed).shuffle(order)
@@ -204,11 +200,9 @@ class TokenBatches:
             raise ValueError(f"{len(src_ids)} source sentences but {len(tgt_ids)} targets; pairs must line up")
         if len(src_ids) == 0:
             raise ValueError("the corpus is empty")
-        for name, v in (("world_size", world_size), ("rank", rank), ("seed", seed), ("pad_id", pad_id)):
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"{name} must be an int, got {v!r}")
-        if world_size < 1:
-            raise ValueError(f"world_size must be at least 1 (the number of processes), got {world_size}")
+        checks.positive_int("world_size", world_size, hint="the number of processes")
+        for name, v in (("rank", rank), ("seed", seed), ("pad_id", pad_id)):
+            checks.integer(name, v)
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in 0 .. world_size - 1 = {world_size - 1}, got {rank}")
         for name, corpus in (("src_ids", src_ids), ("tgt_ids", tgt_ids)):

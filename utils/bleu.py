@@ -27,6 +27,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from utils import checks
+
 __all__ = ["tokenize_13a", "ngrams", "BleuScore", "corpus_bleu"]
 
 # The 13a rules: split off punctuation and symbols; periods and commas unless inside a number;
@@ -75,6 +77,24 @@ class BleuScore:
                 f"hyp_len = {self.sys_len} ref_len = {self.ref_len})")
 
 
+def _streams(hypotheses: Sequence[str], references, name: str = "hypotheses") -> tuple[list[str], list]:
+    """Checked hypotheses, and the references as a list of streams (one list of sentences per reference set)."""
+    hypotheses = checks.strings(name, hypotheses, hint="decode ids to text first (tok.decode(ids))")
+    if len(hypotheses) == 0:
+        raise ValueError("no hypotheses to score")
+    references = references if isinstance(references, (str, bytes)) else list(references)
+    one = isinstance(references, (str, bytes)) or all(isinstance(r, str) for r in references)
+    streams = [checks.strings("references", references)] if one else references
+    for stream in streams:
+        if isinstance(stream, str) or not all(r is None or isinstance(r, str) for r in stream):
+            raise TypeError("references must be one list of sentences, or a list of such lists (one per reference "
+                            "set); got a mix of strings and other items")
+        if len(stream) != len(hypotheses):
+            raise ValueError(f"{len(hypotheses)} hypotheses but a reference stream of {len(stream)} lines; "
+                             "give one reference per hypothesis")
+    return hypotheses, streams
+
+
 def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str] | Sequence[Sequence[str]],
                 max_order: int = 4, lowercase: bool = False) -> BleuScore:
     """BLEU of a whole test set, as ``sacrebleu.corpus_bleu(hypotheses, [references])`` (13a, cased, exp).
@@ -85,27 +105,8 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str] | Sequence[
         TypeError: a single string where a list of sentences is expected (it would be scored one
             character a sentence), or items that are not strings.
     """
-    for name, v in (("hypotheses", hypotheses), ("references", references)):
-        if isinstance(v, (str, bytes)):
-            raise TypeError(f"{name} must be a list of sentences, got a single string ({v[:30]!r}...); wrap it in a list")
-    if isinstance(max_order, bool) or not isinstance(max_order, int) or max_order < 1:
-        raise ValueError(f"max_order must be a positive int (4 for BLEU-4), got {max_order!r}")
-    hypotheses = list(hypotheses)
-    bad = next((i for i, h in enumerate(hypotheses) if not isinstance(h, str)), None)
-    if bad is not None:
-        raise TypeError(f"hypotheses[{bad}] is a {type(hypotheses[bad]).__name__}, not a str; decode ids to text first "
-                        "(tok.decode(ids))")
-    if len(hypotheses) == 0:
-        raise ValueError("no hypotheses to score")
-    references = list(references)
-    streams = [references] if all(isinstance(r, str) for r in references) else references
-    for stream in streams:
-        if isinstance(stream, str) or not all(r is None or isinstance(r, str) for r in stream):
-            raise TypeError("references must be one list of sentences, or a list of such lists (one per reference "
-                            "set); got a mix of strings and other items")
-        if len(stream) != len(hypotheses):
-            raise ValueError(f"{len(hypotheses)} hypotheses but a reference stream of {len(stream)} lines; "
-                             "give one reference per hypothesis")
+    checks.positive_int("max_order", max_order, hint="4 for BLEU-4")
+    hypotheses, streams = _streams(hypotheses, references)
     prep = (lambda s: tokenize_13a(s.lower())) if lowercase else tokenize_13a
     matches, totals = [0] * max_order, [0] * max_order
     sys_len = ref_len = 0
@@ -157,17 +158,6 @@ class BleuParts:
     signature: str
 
 
-def _streams(hypotheses: Sequence[str], references) -> list[list[str]]:
-    if len(hypotheses) == 0:
-        raise ValueError("no hypotheses to score")
-    streams = [list(references)] if all(isinstance(r, str) for r in references) else [list(s) for s in references]
-    for stream in streams:
-        if len(stream) != len(hypotheses):
-            raise ValueError(f"{len(hypotheses)} hypotheses but a reference stream of {len(stream)} lines; "
-                             "give one reference per hypothesis")
-    return streams
-
-
 def bleu_parts(hypotheses: Sequence[str], references: Sequence[str] | Sequence[Sequence[str]]) -> BleuParts:
     """BLEU's parts from ``sacrebleu`` (13a, cased, exp smoothing): a low score with high precisions and a
     brevity penalty below 1 says "too short", not "wrong words".
@@ -178,7 +168,7 @@ def bleu_parts(hypotheses: Sequence[str], references: Sequence[str] | Sequence[S
     import sacrebleu
 
     bleu = sacrebleu.BLEU()
-    s = bleu.corpus_score(list(hypotheses), _streams(hypotheses, references))
+    s = bleu.corpus_score(*_streams(hypotheses, references))
     return BleuParts(s.score, list(s.precisions), s.bp, s.sys_len / s.ref_len if s.ref_len else 0.0, s.sys_len,
                      s.ref_len, str(bleu.get_signature()))
 
@@ -260,12 +250,13 @@ def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], references, n
     from sacrebleu import BLEU
     from sacrebleu.significance import PairedTest
 
+    hyps_a, hyps_b = checks.strings("hyps_a", hyps_a), checks.strings("hyps_b", hyps_b)
     if len(hyps_a) != len(hyps_b):
         raise ValueError(f"system A has {len(hyps_a)} lines and B {len(hyps_b)}; a paired test needs the "
                          "translations of the same sentences, in the same order")
     if n_samples < 40:
         raise ValueError(f"n_samples={n_samples} is too few for a 95 % interval; use at least 40 (1000 is usual)")
-    streams = _streams(hyps_a, references)
+    hyps_a, streams = _streams(hyps_a, references, "hyps_a")
     saved = os.environ.get("SACREBLEU_SEED")
     os.environ["SACREBLEU_SEED"] = str(seed)        # PairedTest reads its seed from here
     try:

@@ -25,6 +25,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from utils import checks
+
 FORMAT_VERSION = 1
 
 
@@ -120,10 +122,8 @@ def save_checkpoint(path: str | Path, model_state: Mapping[str, torch.Tensor], c
     reserved = {"format", "config", "model"} & set(extra)
     if reserved:
         raise ValueError(f"keys {sorted(reserved)} are reserved in a checkpoint; rename them")
-    if not isinstance(config, Mapping):
-        raise TypeError(f"config must be a dict of the model's settings, got {type(config).__name__}")
-    if not isinstance(model_state, Mapping):
-        raise TypeError(f"model_state must be a state dict (model.state_dict()), got {type(model_state).__name__}")
+    checks.instance("config", config, Mapping, "a dict of the model's settings")
+    checks.instance("model_state", model_state, Mapping, "a state dict", hint="pass model.state_dict()")
     payload = {"format": FORMAT_VERSION, "config": to_plain(dict(config), "config"),
                "model": to_plain(dict(model_state), "model"),
                **{k: to_plain(v, k) for k, v in extra.items()}}

@@ -99,7 +99,7 @@ def tensor(name: str, x: Any, *, ndim: int | tuple[int, ...] | None = None, dtyp
     """A ``torch.Tensor`` with ``ndim`` dimensions (or one of a tuple), of dtype ``"float"`` or ``"int"`` (integer
     ids); ``shape`` names the dimensions for the message, e.g. ``"(batch, seq)"``."""
     if not isinstance(x, Tensor):
-        _fail(name, f"a torch.Tensor {shape}".strip(), x, f"wrap it: torch.as_tensor({name})", ArgumentTypeError)
+        _fail(name, "a torch.Tensor", x, f"wrap it: torch.as_tensor({name})", ArgumentTypeError)
     dims = (ndim,) if isinstance(ndim, int) else ndim
     if dims is not None and x.dim() not in dims:
         raise ValueError(f"{name} must be {shape or ' or '.join(map(str, dims)) + '-D'}, got shape {tuple(x.shape)}")
@@ -121,8 +121,8 @@ def int_ids(name: str, ids: Any, vocab_size: int | None = None) -> Any:
         ids = list(ids)
         bad = next((i for i, v in enumerate(ids) if not isinstance(v, (int, np.integer)) or isinstance(v, bool)), None)
         if bad is not None:
-            raise ArgumentTypeError(f"{name}[{bad}] is {_got(ids[bad])}, not an integer token id; ids are ints "
-                                    "(argmax gives ints), never floats or bools")
+            raise ArgumentTypeError(f"{name}[{bad}] is {_got(ids[bad])}, not an integer token id; token ids are "
+                                    "integers (argmax gives integers), never floats or bools")
         ids = [int(v) for v in ids]
     flat = torch.as_tensor(ids).reshape(-1) if vocab_size is not None else ()
     if len(flat) and not 0 <= int(flat.min()) <= int(flat.max()) < vocab_size:

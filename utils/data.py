@@ -20,6 +20,8 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, DatasetDict
 
+from utils import checks
+
 # Progress bars and info logs change from run to run; they would make nbval flaky.
 datasets.disable_progress_bars()
 datasets.utils.logging.set_verbosity_error()
@@ -99,8 +101,7 @@ def load_multi30k(limit: int | None = None) -> DatasetDict:
             unset and the hub cannot be reached. The message names the hub id, the variable
             and the expected file names.
     """
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive int (pairs per split) or None for all, got {limit!r}")
+    checks.positive_int("limit", limit, allow_none=True, hint="pairs per split, or None for all")
     ds = _load_multi30k()
     if limit is None:
         return ds

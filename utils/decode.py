@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from utils import checks
 from utils.batching import pad_sequences
 from utils.kv_cache import KVCache
 
@@ -47,29 +48,19 @@ def _check_args(model: nn.Module, src_ids: Tensor, max_len: int, bos_id: int = 1
         if not hasattr(model, name):
             raise TypeError(f"model must be an encoder–decoder with encode, decode and pad_id (utils.model.make_model), "
                             f"but {type(model).__name__} has no {name!r}")
-    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
-        raise ValueError(f"max_len must be a positive int (the most tokens to generate), got {max_len!r}")
+    checks.positive_int("max_len", max_len, hint="the most tokens to generate")
     config = getattr(model, "config", {})
     limit = config.get("max_len")
     if limit is not None and max_len > limit:
         raise ValueError(f"max_len={max_len} is longer than the model's positional table (max_len={limit}); "
                          f"ask for at most {limit} tokens or build the model with a larger max_len")
-    if not isinstance(src_ids, Tensor):
-        raise TypeError(f"src_ids must be a (batch, src_len) tensor of ids, got {type(src_ids).__name__}; "
-                        "for one sentence use torch.tensor([ids])")
-    if src_ids.dim() != 2 or src_ids.shape[0] == 0 or src_ids.shape[1] == 0:
-        raise ValueError(f"src_ids must be a non-empty (batch, src_len) tensor of ids, got shape {tuple(src_ids.shape)}")
-    if src_ids.dtype.is_floating_point or src_ids.dtype == torch.bool:
-        raise TypeError(f"src_ids must hold integer ids (torch.long), got {src_ids.dtype}")
-    src_vocab, tgt_vocab = config.get("src_vocab"), config.get("tgt_vocab")
-    if src_vocab is not None and (int(src_ids.min()) < 0 or int(src_ids.max()) >= src_vocab):
-        raise ValueError(f"src_ids hold ids {int(src_ids.min())} .. {int(src_ids.max())}, outside the model's source "
-                         f"vocabulary 0 .. {src_vocab - 1}; encode with the tokenizer the model was trained with")
+    if checks.tensor("src_ids", src_ids, dtype="int").dim() != 2 or 0 in src_ids.shape:
+        raise ValueError(f"src_ids must be a non-empty (batch, src_len) tensor of ids, got shape {tuple(src_ids.shape)}; "
+                         "for one sentence use torch.tensor([ids])")
+    checks.int_ids("src_ids", src_ids, vocab_size=config.get("src_vocab"))
     pad_id = model.pad_id
     for name, v in (("bos_id", bos_id), ("eos_id", eos_id)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0 or (tgt_vocab is not None and v >= tgt_vocab):
-            raise ValueError(f"{name} must be an id in the target vocabulary"
-                             f"{f' (0 .. {tgt_vocab - 1})' if tgt_vocab else ''}, got {v!r}")
+        checks.integer(name, v, at_least=0, below=config.get("tgt_vocab"), hint="an id of the target vocabulary")
     if eos_id in (pad_id, bos_id):
         raise ValueError(f"eos_id={eos_id} equals {'pad_id' if eos_id == pad_id else 'bos_id'}, which is never "
                          "generated, so decoding would never stop; utils.tokenize uses <bos>=1, <eos>=2, <pad>=0")
@@ -171,10 +162,8 @@ def length_penalty(length: int, alpha: float) -> float:
         ValueError: a negative ``length`` (the power of a negative base is complex) or an ``alpha``
             that is negative or not finite.
     """
-    if isinstance(length, bool) or not isinstance(length, (int, float)) or not length >= 0:
-        raise ValueError(f"length must be a number of tokens >= 0, got {length!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < float("inf"):
-        raise ValueError(f"alpha must be a finite number >= 0 (0.6 in the paper; 0 = no penalty), got {alpha!r}")
+    checks.number("length", length, at_least=0, hint="a number of tokens")
+    checks.number("alpha", alpha, at_least=0, hint="0.6 in the paper; 0 = no penalty")
     return ((5.0 + length) / 6.0) ** alpha
 
 
@@ -188,8 +177,7 @@ def _alphas(length_penalty_alpha: float | Sequence[float]) -> tuple[float, ...]:
     if not alphas:
         raise ValueError("length_penalty_alpha is an empty sequence: give one alpha (0.6 in the paper) or several")
     for alpha in alphas:
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < float("inf"):
-            raise ValueError(f"length_penalty_alpha must be >= 0 (0.6 in the paper; 0 = no penalty), got {alpha!r}")
+        checks.number("length_penalty_alpha", alpha, at_least=0, hint="0.6 in the paper; 0 = no penalty")
     return alphas
 
 
@@ -232,8 +220,7 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
             the arguments :func:`greedy_decode` refuses.
     """
     _check_args(model, src_ids, max_len, bos_id, eos_id)
-    if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
-        raise ValueError(f"beam_size must be a positive int (4 in the paper; 1 is greedy), got {beam_size!r}")
+    checks.positive_int("beam_size", beam_size, hint="4 in the paper; 1 is greedy")
     alphas = _alphas(length_penalty_alpha)
     n_alpha = len(alphas)
     batch, k, device, pad_id = src_ids.shape[0], beam_size, src_ids.device, model.pad_id
@@ -384,14 +371,11 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
     """
     if isinstance(sentences, str):
         raise TypeError("sentences must be a list of sentences, got one string; wrap it: translate(model, [text], tok)")
-    if output not in ("text", "ids"):
-        raise ValueError(f"output must be 'text' or 'ids', got {output!r}")
-    if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
-        raise ValueError(f"beam_size must be a positive int (1 = greedy), got {beam_size!r}")
+    checks.one_of("output", output, ("text", "ids"))
+    checks.positive_int("beam_size", beam_size, hint="1 is greedy")
     if batch_size is None:
         batch_size = default_batch_size(beam_size)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int (or None: 500 // beam_size), got {batch_size!r}")
+    checks.positive_int("batch_size", batch_size, hint="or None: 500 // beam_size")
     alphas = _alphas(length_penalty_alpha)
     sentences = list(sentences)
     texts_in = bool(sentences) and isinstance(sentences[0], str)

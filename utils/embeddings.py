@@ -13,10 +13,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-
-def _check_size(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+from utils import checks
 
 
 def sinusoidal_positional_encoding(max_len: int, d_model: int, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -36,8 +33,8 @@ def sinusoidal_positional_encoding(max_len: int, d_model: int, dtype: torch.dtyp
             (sines and cosines come in pairs).
         TypeError: if ``dtype`` is not a floating-point dtype.
     """
-    _check_size("max_len", max_len)
-    _check_size("d_model", d_model)
+    checks.positive_int("max_len", max_len)
+    checks.positive_int("d_model", d_model)
     if d_model % 2:
         raise ValueError(f"d_model={d_model} is odd; sinusoidal encodings pair a sine with a cosine, "
                          f"so use an even d_model such as {d_model + 1}")
@@ -71,11 +68,9 @@ class TokenEmbedding(nn.Module):
 
     def __init__(self, vocab_size: int, d_model: int, pad_id: int | None = None):
         super().__init__()
-        _check_size("vocab_size", vocab_size)
-        _check_size("d_model", d_model)
-        if pad_id is not None and (isinstance(pad_id, bool) or not isinstance(pad_id, int)):
-            raise TypeError(f"pad_id must be an int id or None, got {pad_id!r}")
-        if pad_id is not None and not 0 <= pad_id < vocab_size:
+        checks.positive_int("vocab_size", vocab_size)
+        checks.positive_int("d_model", d_model)
+        if checks.integer("pad_id", pad_id, allow_none=True) is not None and not 0 <= pad_id < vocab_size:
             raise ValueError(f"pad_id={pad_id} is outside the vocabulary of {vocab_size} tokens")
         self.vocab_size, self.d_model, self.pad_id = vocab_size, d_model, pad_id
         self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
@@ -86,11 +81,7 @@ class TokenEmbedding(nn.Module):
         self.scale = math.sqrt(d_model)
 
     def forward(self, ids: Tensor) -> Tensor:
-        if not isinstance(ids, Tensor):
-            raise TypeError(f"ids must be a tensor of token ids, got {type(ids).__name__}; use torch.tensor(ids)")
-        if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
-            raise TypeError(f"token ids must be integers (torch.long), got {ids.dtype}; "
-                            f"pass the tokenizer's ids, e.g. torch.tensor(ids, dtype=torch.long)")
+        checks.tensor("ids", ids, dtype="int")
         if ids.numel():
             lo, hi = int(ids.min()), int(ids.max())
             if lo < 0 or hi >= self.vocab_size:
@@ -133,10 +124,7 @@ class PositionalEncoding(nn.Module):
 
     def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0):
         super().__init__()
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        _check_size("d_model", d_model)
-        _check_size("max_len", max_len)
+        checks.probability("dropout", dropout)
         self.d_model, self.max_len = d_model, max_len
         self.register_buffer("pe", sinusoidal_positional_encoding(max_len, d_model), persistent=False)
         self.dropout = nn.Dropout(dropout)
@@ -163,12 +151,9 @@ class LearnedPositionalEmbedding(nn.Module):
 
     def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0):
         super().__init__()
-        _check_size("d_model", d_model)
-        _check_size("max_len", max_len)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        _check_size("d_model", d_model)
-        _check_size("max_len", max_len)
+        checks.positive_int("d_model", d_model)
+        checks.positive_int("max_len", max_len)
+        checks.probability("dropout", dropout)
         self.d_model, self.max_len = d_model, max_len
         self.embedding = nn.Embedding(max_len, d_model)
         self.dropout = nn.Dropout(dropout)

@@ -20,15 +20,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-
-def _check_size(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _check_dropout(p: float) -> None:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout must be a probability in [0, 1), got {p!r}; use 0.0 to switch it off")
+from utils import checks
 
 
 def _check_last_dim(who: str, x: Tensor, d_model: int) -> None:
@@ -59,9 +51,8 @@ class LayerNorm(nn.Module):
 
     def __init__(self, d_model: int, eps: float = 1e-5) -> None:
         super().__init__()
-        _check_size("d_model", d_model)
-        if not eps > 0:
-            raise ValueError(f"eps must be positive (it keeps the division finite), got {eps!r}; 1e-5 is usual")
+        checks.positive_int("d_model", d_model)
+        checks.number("eps", eps, above=0, hint="it keeps the division finite; 1e-5 is usual")
         self.d_model, self.eps = d_model, float(eps)
         self.weight = nn.Parameter(torch.ones(d_model))  # γ, the gain
         self.bias = nn.Parameter(torch.zeros(d_model))  # β, the shift
@@ -92,9 +83,9 @@ class PositionwiseFeedForward(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0) -> None:
         super().__init__()
-        _check_size("d_model", d_model)
-        _check_size("d_ff", d_ff)
-        _check_dropout(dropout)
+        checks.positive_int("d_model", d_model)
+        checks.positive_int("d_ff", d_ff)
+        checks.probability("dropout", dropout)
         self.d_model, self.d_ff = d_model, d_ff
         self.linear1 = nn.Linear(d_model, d_ff)
         self.dropout = nn.Dropout(dropout)
@@ -131,8 +122,8 @@ class SublayerConnection(nn.Module):
 
     def __init__(self, d_model: int, dropout: float = 0.0, norm_first: bool = False) -> None:
         super().__init__()
-        _check_size("d_model", d_model)
-        _check_dropout(dropout)
+        checks.positive_int("d_model", d_model)
+        checks.probability("dropout", dropout)
         self.d_model, self.norm_first = d_model, bool(norm_first)
         self.norm = LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from utils import checks
 from utils.attention import MultiHeadAttention, causal_mask, padding_mask
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.embeddings import PositionalEncoding, TokenEmbedding
@@ -220,8 +221,7 @@ class Transformer(nn.Module):
             ValueError: ids that are not 2-D or batches of different sizes.
         """
         for name, ids in (("src_ids", src_ids), ("tgt_ids", tgt_ids)):
-            if ids.dim() != 2:
-                raise ValueError(f"{name} must be (batch, length) token ids, got shape {tuple(ids.shape)}")
+            checks.tensor(name, ids, ndim=2, shape="(batch, length) token ids")
         if src_ids.shape[0] != tgt_ids.shape[0]:
             raise ValueError(f"src_ids and tgt_ids hold different batch sizes: {src_ids.shape[0]} vs {tgt_ids.shape[0]}")
         return self.decode(tgt_ids, self.encode(src_ids), src_ids)
@@ -295,21 +295,15 @@ def make_model(src_vocab: int, tgt_vocab: int, n_layers: int = 6, d_model: int =
         ValueError: non-positive sizes, ``n_heads`` not dividing ``d_model``, dropout outside
             [0, 1), ``pad_id`` outside a vocabulary, or ``share_embeddings`` with different vocab sizes.
     """
-    for name, v in (("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab), ("n_layers", n_layers),
-                    ("d_model", d_model), ("n_heads", n_heads), ("d_ff", d_ff), ("max_len", max_len)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
-    if isinstance(pad_id, bool) or not isinstance(pad_id, int) or not 0 <= pad_id < min(src_vocab, tgt_vocab):
-        raise ValueError(f"pad_id must be an int id inside both vocabularies (0 .. {min(src_vocab, tgt_vocab) - 1}), "
-                         f"got {pad_id!r}; utils.tokenize uses 0")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}; use 0.0 to switch it off")
+    src_vocab, tgt_vocab, n_layers, d_model, n_heads, d_ff, max_len = (checks.positive_int(name, v) for name, v in (
+        ("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab), ("n_layers", n_layers), ("d_model", d_model),
+        ("n_heads", n_heads), ("d_ff", d_ff), ("max_len", max_len)))
+    pad_id = checks.integer("pad_id", pad_id, at_least=0, below=min(src_vocab, tgt_vocab),
+                            hint="an id inside both vocabularies; utils.tokenize uses 0")
+    checks.probability("dropout", dropout)
     for name, v in (("norm_first", norm_first), ("share_embeddings", share_embeddings)):
-        if not isinstance(v, bool):
-            raise TypeError(f"{name} must be True or False, got {v!r}")
-    if d_model % n_heads:
-        divisors = ", ".join(str(k) for k in range(1, min(d_model, 16) + 1) if d_model % k == 0)
-        raise ValueError(f"n_heads={n_heads} does not divide d_model={d_model}; pick a divisor such as {divisors}")
+        checks.instance(name, v, bool, "True or False")
+    checks.heads_divide(d_model, n_heads)
     if d_model % 2:
         raise ValueError(f"d_model={d_model} is odd; the sinusoidal positions pair a sine with a cosine, so pick an "
                          f"even d_model such as {d_model + 1}")

@@ -28,6 +28,8 @@ from matplotlib.axes import Axes
 from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
+from utils import checks
+
 __all__ = ["plot_attention", "plot_attention_grid", "plot_alignment", "plot_bleu_by_length"]
 
 #: Key labels are rotated 90° when any is longer than one character or there are more than this many.
@@ -92,9 +94,7 @@ def plot_attention(weights: Any, x_labels: Sequence[str] | None, y_labels: Seque
         raise ValueError(f"weights must be 2-D (q_len, k_len) for one head, got shape {w.shape}; "
                          f"select one example and one head first, e.g. maps['cross'][layer][0, head]")
     _check_labels(w.shape, x_labels, y_labels)
-    vmax = 1.0 if vmax is None else float(vmax)
-    if not vmax > 0:
-        raise ValueError(f"vmax must be positive (the colour scale runs from 0 to vmax), got {vmax!r}")
+    vmax = 1.0 if vmax is None else checks.number("vmax", vmax, above=0, hint="the colour scale runs from 0 to vmax")
     if ax is None:
         q_len, k_len = w.shape
         _, ax = plt.subplots(figsize=(max(2.5, 0.4 * k_len + 1.2 + 0.8 * colorbar), max(2.0, 0.4 * q_len + 1.0)),
@@ -157,15 +157,12 @@ def plot_attention_grid(maps: Any, x_labels: Sequence[str] | None = None, y_labe
         ValueError: maps of the wrong number of dimensions or of different shapes, label counts
             that differ from ``(q_len, k_len)``, or a ``max_heads`` / ``cell_size`` / ``gamma`` that is not positive.
     """
-    if gamma is not None and not gamma > 0:
-        raise ValueError(f"gamma must be positive (0.5 lifts small weights; None for a linear scale), got {gamma!r}")
+    checks.number("gamma", gamma, above=0, allow_none=True, hint="0.5 lifts small weights; None for a linear scale")
+    checks.positive_int("max_heads", max_heads, allow_none=True, hint="None for all heads")
+    checks.number("cell_size", cell_size, above=0, hint="inches per heatmap")
     stacked = _stack_layers(maps)
     if max_heads is not None:
-        if isinstance(max_heads, bool) or not isinstance(max_heads, int) or max_heads < 1:
-            raise ValueError(f"max_heads must be a positive int (or None for all heads), got {max_heads!r}")
         stacked = stacked[:, :max_heads]
-    if not cell_size > 0:
-        raise ValueError(f"cell_size must be positive (inches per heatmap), got {cell_size!r}")
     n_layers, n_heads = stacked.shape[:2]
     _check_labels(stacked.shape[2:], x_labels, y_labels)
     fig, axes = plt.subplots(n_layers, n_heads, figsize=(cell_size * n_heads, cell_size * n_layers),

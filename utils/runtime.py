@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from utils import checks
+
 #: Where notebooks save their figures: the checkout's ``figures/`` folder.
 _FIGURES_DIR = Path(__file__).resolve().parent.parent / "figures"
 
@@ -22,10 +24,7 @@ def set_seed(seed: int) -> None:
         TypeError: if ``seed`` is not an integer.
         ValueError: if ``seed`` is negative or does not fit in 32 bits (NumPy's limit).
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
-    if not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
+    seed = checks.integer("seed", seed, at_least=0, below=2**32, hint="NumPy takes 32-bit seeds")
     random.seed(int(seed))
     np.random.seed(int(seed))
     torch.manual_seed(int(seed))  # seeds CUDA too when it is present
@@ -57,9 +56,9 @@ def get_device(prefer: str | None = None) -> torch.device:
     choice = prefer if prefer is not None else os.environ.get("ATTN_DEVICE") or None
     if choice is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    checks.one_of("prefer" if prefer is not None else "the environment variable ATTN_DEVICE", choice.lower(),
+                  ("cpu", "cuda"))
     choice = choice.lower()
-    if choice not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {choice!r}")
     if choice == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for but no GPU is visible; use 'cpu' or leave it unset")
     return torch.device(choice)

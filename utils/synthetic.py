@@ -15,6 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import random
 
+from utils import checks
+
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
           "September", "October", "November", "December"]
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
@@ -46,8 +48,7 @@ def date_pairs(n: int, seed: int = 0, *, first_year: int = 1950, last_year: int 
     Raises:
         ValueError: if ``n`` is negative or the year range is empty.
     """
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+    checks.integer("n", n, at_least=0)
     if first_year > last_year:
         raise ValueError(f"first_year={first_year} is after last_year={last_year}")
     rng = random.Random(seed)
@@ -77,8 +78,7 @@ def date_splits(n_train: int, n_valid: int, n_test: int, seed: int = 0, *, first
             the three splits need together.
     """
     for name, n in (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test)):
-        if n < 0:
-            raise ValueError(f"{name} must be >= 0, got {n}")
+        checks.integer(name, n, at_least=0)
     if first_year > last_year:
         raise ValueError(f"first_year={first_year} is after last_year={last_year}")
     start = dt.date(first_year, 1, 1).toordinal()
@@ -96,8 +96,7 @@ def date_splits(n_train: int, n_valid: int, n_test: int, seed: int = 0, *, first
 
 
 def _digit_strings(n: int, seed: int, min_len: int, max_len: int) -> list[str]:
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+    checks.integer("n", n, at_least=0)
     if not 1 <= min_len <= max_len:
         raise ValueError(f"need 1 <= min_len <= max_len, got min_len={min_len}, max_len={max_len}")
     rng = random.Random(seed)

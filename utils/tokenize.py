@@ -29,6 +29,8 @@ from pathlib import Path
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
+from utils import checks
+
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
@@ -72,13 +74,13 @@ class Tokenizer:
         Raises:
             TypeError: ``text`` is not a string (for a list of sentences use :meth:`encode_batch`).
         """
-        _check_text(text)
+        checks.instance("text", text, str, "a str", hint="for a list of sentences use encode_batch")
         ids = [self.token_to_id.get(t, UNK_ID) for t in self.tokenize(text)]
         return [BOS_ID, *ids, EOS_ID] if add_special else ids
 
     def encode_batch(self, texts: Iterable[str], add_special: bool = False) -> list[list[int]]:
         """:meth:`encode` of every sentence. Raises TypeError for a single string (or a non-string item)."""
-        return [self.encode(t, add_special) for t in _check_texts(texts)]
+        return [self.encode(t, add_special) for t in checks.strings("texts", texts)]
 
     def decode(self, ids: Iterable[int], skip_special: bool = True) -> str:
         """Text of ``ids`` (ints or a 1-D tensor). ``skip_special`` drops ``<pad> <bos> <eos>``.
@@ -90,11 +92,7 @@ class Tokenizer:
             raise TypeError(f"ids must be a flat sequence of ints or a 1-D tensor, got "
                             f"{type(ids).__name__}{tuple(ids.shape) if hasattr(ids, 'shape') else ''}; "
                             "decode a batch row by row: [tok.decode(row) for row in out]")
-        ids = list(ids)
-        floats = [i for i in ids if isinstance(i, float) or getattr(getattr(i, "dtype", None), "is_floating_point", False)]
-        if floats:
-            raise TypeError(f"ids must be integers, got {floats[:5]}; token ids are never fractions (argmax gives ints)")
-        ids = [int(i) for i in ids]
+        ids = [int(i) for i in checks.int_ids("ids", ids)]
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
             raise ValueError(f"ids {bad[:5]} are outside this vocabulary of {self.vocab_size} tokens")
@@ -112,38 +110,18 @@ class Tokenizer:
         return f"{type(self).__name__}(vocab_size={self.vocab_size})"
 
 
-def _check_text(text: str) -> None:
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}; for a list of sentences use encode_batch")
-
-
-def _check_texts(texts: Iterable[str], name: str = "texts") -> list[str]:
-    """A list of sentences; a single string would be read character by character, so it is refused."""
-    if isinstance(texts, (str, bytes)):
-        raise TypeError(f"{name} must be a list of sentences, got a single {type(texts).__name__} "
-                        f"({texts[:30]!r}...); wrap it in a list: [{name[:-1] if name.endswith('s') else name}]")
-    texts = list(texts)
-    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-    if bad:
-        raise TypeError(f"{name}[{bad[0]}] is a {type(texts[bad[0]]).__name__}, not a str; every item must be a sentence")
-    return texts
-
-
 def _nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
 def _vocab_from_counts(counts: Counter, min_freq: int, max_size: int | None) -> list[str]:
-    if isinstance(min_freq, bool) or not isinstance(min_freq, int) or min_freq < 1:
-        raise ValueError(f"min_freq must be an int >= 1, got {min_freq!r}")
-    if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int)):
-        raise ValueError(f"max_size must be an int or None, got {max_size!r}")
+    checks.positive_int("min_freq", min_freq)
+    checks.integer("max_size", max_size, at_least=len(SPECIAL_TOKENS) + 1, allow_none=True,
+                   hint=f"room beyond the {len(SPECIAL_TOKENS)} special tokens")
     # Most frequent first; ties broken alphabetically so the vocabulary is deterministic.
     kept = sorted((t for t, c in counts.items() if c >= min_freq and t not in SPECIAL_TOKENS),
                   key=lambda t: (-counts[t], t))
     if max_size is not None:
-        if max_size <= len(SPECIAL_TOKENS):
-            raise ValueError(f"max_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {max_size}")
         kept = kept[: max_size - len(SPECIAL_TOKENS)]
     return SPECIAL_TOKENS + kept
 
@@ -162,7 +140,7 @@ class CharTokenizer(Tokenizer):
             TypeError: ``texts`` is a single string (it would be read as one sentence per character).
         """
         counts = Counter()
-        for t in _check_texts(texts):
+        for t in checks.strings("texts", texts):
             counts.update(t)
         return cls(_vocab_from_counts(counts, min_freq, max_size))
 
@@ -203,7 +181,7 @@ class WordTokenizer(Tokenizer):
             TypeError: ``texts`` is a single string (it would be read as one sentence per character).
         """
         counts = Counter()
-        for t in _check_texts(texts):
+        for t in checks.strings("texts", texts):
             t = _nfc(t)
             counts.update(_WORD_RE.findall(t.lower() if lowercase else t))
         return cls(_vocab_from_counts(counts, min_freq, max_size), lowercase=lowercase)
@@ -246,11 +224,10 @@ class BPETokenizer(Tokenizer):
             ValueError: if ``vocab_size`` leaves no room beyond the special tokens.
             TypeError: ``texts`` is a single string instead of a list of sentences.
         """
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_TOKENS):
-            raise ValueError(f"vocab_size must be an int above the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size!r}")
-        if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or min_frequency < 1:
-            raise ValueError(f"min_frequency must be an int >= 1, got {min_frequency!r}")
-        texts = _check_texts(texts)
+        checks.integer("vocab_size", vocab_size, at_least=len(SPECIAL_TOKENS) + 1,
+                       hint=f"room beyond the {len(SPECIAL_TOKENS)} special tokens")
+        checks.positive_int("min_frequency", min_frequency)
+        texts = checks.strings("texts", texts)
         hf = HFTokenizer(models.BPE(unk_token=UNK))
         hf.normalizer = normalizers.NFC()
         hf.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -267,12 +244,12 @@ class BPETokenizer(Tokenizer):
         return self.hf.decoder.decode(list(tokens))
 
     def encode(self, text: str, add_special: bool = False) -> list[int]:
-        _check_text(text)
+        checks.instance("text", text, str, "a str", hint="for a list of sentences use encode_batch")
         ids = self.hf.encode(text, add_special_tokens=False).ids
         return [BOS_ID, *ids, EOS_ID] if add_special else ids
 
     def encode_batch(self, texts: Iterable[str], add_special: bool = False) -> list[list[int]]:
-        encodings = self.hf.encode_batch(_check_texts(texts), add_special_tokens=False)
+        encodings = self.hf.encode_batch(checks.strings("texts", texts), add_special_tokens=False)
         return [[BOS_ID, *e.ids, EOS_ID] if add_special else e.ids for e in encodings]
 
     def to_dict(self) -> dict:

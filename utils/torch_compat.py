@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from utils import checks
 from utils.attention import MultiHeadAttention
 from utils.model import Transformer
 
@@ -34,9 +35,7 @@ def mask_from_torch(attn_mask: Tensor | None = None, key_padding_mask: Tensor | 
             boolean mask cannot express), or a 3-D ``attn_mask`` without ``n_heads``.
     """
     def allowed(m: Tensor, name: str) -> Tensor:
-        if not isinstance(m, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(m).__name__}")
-        if m.dtype == torch.bool:
+        if checks.tensor(name, m).dtype == torch.bool:
             return ~m
         if not m.dtype.is_floating_point:
             raise TypeError(f"{name} has the integer dtype {m.dtype}; PyTorch's masks are boolean (True = blocked) "
@@ -48,8 +47,7 @@ def mask_from_torch(attn_mask: Tensor | None = None, key_padding_mask: Tensor | 
         return m == 0
 
     ours = None
-    if n_heads is not None and (isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads < 1):
-        raise ValueError(f"n_heads must be a positive int, got {n_heads!r}")
+    checks.positive_int("n_heads", n_heads, allow_none=True)
     if attn_mask is not None:
         ours = allowed(attn_mask, "attn_mask")
         if ours.dim() not in (2, 3):

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 # The pieces live in numpy_layers; imported here too, so ``nt.linear_forward`` etc. work in notebook 07.
+from utils import checks
 from utils.bonus.numpy_layers import (  # noqa: F401
     Params, _prefixed, _sub, attention_backward, attention_forward, block_backward, block_forward,
     cross_entropy_backward, cross_entropy_forward, embedding_backward, embedding_forward, feed_forward_backward,
@@ -65,20 +66,13 @@ class Config:
         if self.d_ff is None:
             object.__setattr__(self, "d_ff", 4 * self.d_model if isinstance(self.d_model, int) else None)
         for name in ("vocab_size", "context", "d_model", "n_heads", "n_layers", "d_ff"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.d_model % self.n_heads:
-            divisors = [h for h in range(1, self.d_model + 1) if self.d_model % h == 0]
-            raise ValueError(f"n_heads={self.n_heads} does not divide d_model={self.d_model}; pick a divisor "
-                             f"such as {max(h for h in divisors if h <= self.n_heads)}")
-        if self.pos not in ("learned", "sinusoidal"):
-            raise ValueError(f"pos must be 'learned' or 'sinusoidal', got {self.pos!r}")
+            checks.positive_int(name, getattr(self, name))
+        checks.heads_divide(self.d_model, self.n_heads)
+        checks.one_of("pos", self.pos, ("learned", "sinusoidal"))
         if self.pos == "sinusoidal" and self.d_model % 2:
             raise ValueError(f"sinusoidal positions pair a sine with a cosine, so d_model must be even; "
                              f"got d_model={self.d_model}")
-        if not self.eps > 0:
-            raise ValueError(f"eps must be positive (it keeps layer norm's division finite), got {self.eps!r}")
+        checks.number("eps", self.eps, above=0, hint="it keeps layer norm's division finite")
 
 
 def param_shapes(config: Config) -> dict[str, tuple[int, ...]]:
@@ -131,9 +125,7 @@ def check_params(params: Params, config: Config) -> None:
 
 # -- the whole model ----------------------------------------------------------------------------
 def _check_ids(ids: np.ndarray, config: Config, name: str = "ids") -> None:
-    ids = np.asarray(ids)
-    if not np.issubdtype(ids.dtype, np.integer):
-        raise TypeError(f"{name} must be integer token ids, got dtype {ids.dtype}")
+    ids = checks.int_ids(name, np.asarray(ids))
     if ids.ndim != 2:
         raise ValueError(f"{name} must have shape (batch, seq), got {ids.shape}; for one sequence use ids[None]")
     if ids.shape[1] > config.context:
@@ -210,8 +202,7 @@ def generate(params: Params, config: Config, prompt: list[int], n_new: int, rng:
     given the last ``config.context`` tokens; ``temperature=0`` takes the most likely token."""
     if not prompt:
         raise ValueError("prompt must hold at least one token id")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    checks.number("temperature", temperature, at_least=0, hint="0 = greedy")
     ids = list(prompt)
     for _ in range(n_new):
         logits, _ = model_forward(params, np.array([ids[-config.context:]]), config)
@@ -311,12 +302,10 @@ class Adam:
 
     def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8) -> None:
-        if not lr > 0:
-            raise ValueError(f"lr must be positive, got {lr!r}")
+        checks.number("lr", lr, above=0)
         if not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"betas must lie in [0, 1), got {betas!r}; (0.9, 0.999) is usual")
-        if not eps > 0:
-            raise ValueError(f"eps must be positive, got {eps!r}")
+        checks.number("eps", eps, above=0)
         self.lr, self.betas, self.eps, self.t = lr, betas, eps, 0
         self.m = {k: np.zeros_like(v) for k, v in params.items()}
         self.v = {k: np.zeros_like(v) for k, v in params.items()}

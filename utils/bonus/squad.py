@@ -31,6 +31,7 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, DatasetDict
 
+from utils import checks
 from utils.data import DataNotFoundError
 
 __all__ = ["load_pairs", "toy_squad", "PairSplits", "SQUAD_FEATURES", "VALIDATION_ALIASES", "normalize_answer",
@@ -92,7 +93,12 @@ def squad_scores(predictions: Sequence[str], references: Sequence[str | Sequence
 
     Raises:
         ValueError: no predictions, or lists of different lengths.
+        TypeError: a single string where a list is expected (it would be scored letter by letter).
     """
+    predictions = checks.strings("predictions", predictions, hint="one answer string per question")
+    if isinstance(references, (str, bytes)):
+        raise checks.ArgumentTypeError("references must hold one reference (or a list of them) per question, "
+                                       "got a single string; wrap it in a list")
     if len(predictions) == 0:
         raise ValueError("no predictions to score")
     if len(predictions) != len(references):
@@ -272,9 +278,8 @@ def load_pairs(data: str | Path | Dataset | DatasetDict, source: str | list[str]
         KeyError: a column that is not there (the message lists the columns) or no ``train`` split.
         ValueError: a path that leads to a record or a number instead of text, or a bad ``carve_fraction``.
     """
-    if not 0.0 < carve_fraction < 0.5:
-        raise ValueError(f"carve_fraction must be in (0, 0.5), got {carve_fraction}; 0.05 gives each carved "
-                         f"split 5 % of the training rows")
+    checks.number("carve_fraction", carve_fraction, above=0, below=0.5, expects="in (0, 0.5)",
+                  hint="0.05 gives each carved split 5 % of the training rows")
     raw, where = _open_source(data, config)
     splits: dict[str, Dataset] = {}
     for name, rows in raw.items():
