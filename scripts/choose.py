@@ -110,11 +110,11 @@ def choose_for_run(name: str, checkpoint: Path, args: argparse.Namespace, valid_
     the model (with the chosen weights loaded) and tokenizer to translate with."""
     saved = load_checkpoint(checkpoint)
     if "tokenizer" not in saved:
-        raise SystemExit(f"{checkpoint} holds no tokenizer: pass the checkpoint train_multi30k.py wrote")
+        raise SystemExit(f"{checkpoint} holds no tokenizer: pass the checkpoint scripts/train_translator.py wrote")
     tok = tokenizer_from_dict(saved["tokenizer"])
     snapshot_path = recipes.snapshots_path(checkpoint)
     if not snapshot_path.is_file():
-        raise SystemExit(f"no snapshots at {snapshot_path}: train with train_multi30k.py --average N")
+        raise SystemExit(f"no snapshots at {snapshot_path}: train with scripts/train_translator.py --average N")
     snap = load_checkpoint(snapshot_path)
     snapshots, steps = snap["snapshots"], snap["steps"]
     too_many = [k for k in args.average_choices if k > len(snapshots)]

@@ -251,7 +251,7 @@ def plot_bleu_by_length(buckets: list[str], scores: list[float], counts: list[in
     return ax
 
 
-# -- the showcase: the pictures a visitor sees first (notebook 06, benchmarks/showcase.py) ---------
+# -- the showcase: the pictures a visitor sees first (notebook 06, scripts/showcase.py) ---------
 
 def token_label(token: str) -> str:
     """A readable tick label for a BPE piece: ``'▁Hund'`` (a word's start) → ``'Hund'``; ``'en'`` (a
