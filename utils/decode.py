@@ -55,8 +55,8 @@ def _check_args(model: nn.Module, src_ids: Tensor, max_len: int, bos_id: int = 1
         raise ValueError(f"max_len={max_len} is longer than the model's positional table (max_len={limit}); "
                          f"ask for at most {limit} tokens or build the model with a larger max_len")
     if checks.tensor("src_ids", src_ids, dtype="int").dim() != 2 or 0 in src_ids.shape:
-        raise ValueError(f"src_ids must be a non-empty (batch, src_len) tensor of ids, got shape {tuple(src_ids.shape)}; "
-                         "for one sentence use torch.tensor([ids])")
+        raise ValueError(f"src_ids must be a non-empty (batch, src_len) tensor of ids, got shape "
+                         f"{tuple(src_ids.shape)}; for one sentence use torch.tensor([ids])")
     checks.int_ids("src_ids", src_ids, vocab_size=config.get("src_vocab"))
     pad_id = model.pad_id
     for name, v in (("bos_id", bos_id), ("eos_id", eos_id)):
@@ -66,11 +66,6 @@ def _check_args(model: nn.Module, src_ids: Tensor, max_len: int, bos_id: int = 1
                          "generated, so decoding would never stop; utils.tokenize uses <bos>=1, <eos>=2, <pad>=0")
     if bos_id == pad_id:
         raise ValueError(f"bos_id={bos_id} equals the model's pad_id: the start token would be masked as padding")
-
-
-def _cache_for(model: nn.Module, use_cache: bool) -> KVCache | None:
-    """A fresh KV cache when the model can decode incrementally (``decode_step``), else None."""
-    return KVCache() if use_cache and hasattr(model, "decode_step") else None
 
 
 def _never_pad_or_bos(logits: Tensor, pad_id: int, bos_id: int) -> Tensor:
@@ -88,13 +83,12 @@ def greedy_decode(model: nn.Module, src_ids: Tensor, max_len: int, bos_id: int =
                   use_cache: bool = True) -> Tensor:
     """Generate, for every source sentence, the most likely next token again and again.
 
-    Starting from ``<bos>``, each step appends ``argmax`` of the decoder's last position (``<pad>``
-    and ``<bos>`` excluded: they are never outputs). A row
-    that has produced ``<eos>`` emits ``<pad>`` (``model.pad_id``) from then on; decoding stops
-    when every row has produced ``<eos>`` or after ``max_len`` tokens. The source is encoded once.
+    Starting from ``<bos>``, each step appends ``argmax`` of the decoder's last position (``<pad>`` and
+    ``<bos>`` excluded: they are never outputs). A row that has produced ``<eos>`` emits ``<pad>`` from then
+    on; decoding stops when every row has produced ``<eos>`` or after ``max_len`` tokens. The source is
+    encoded once.
 
-    Runs without gradients and in evaluation mode (dropout off); the model's previous mode is
-    restored afterwards.
+    Runs without gradients and in evaluation mode (dropout off); the model's previous mode is restored.
 
     Args:
         model: an encoder–decoder such as ``utils.model.Transformer``.
@@ -129,7 +123,7 @@ def greedy_decode(model: nn.Module, src_ids: Tensor, max_len: int, bos_id: int =
             active = torch.arange(batch, device=device)                       # (n_active,) row numbers
             ys = torch.full((batch, 1), bos_id, dtype=torch.long, device=device)  # (n_active, step + 1)
             src, mem = src_ids, memory
-            cache = _cache_for(model, use_cache)
+            cache = KVCache() if use_cache and hasattr(model, "decode_step") else None  # incremental decoding
             n = 0
             for step in range(max_len):
                 if cache is not None:
@@ -247,7 +241,7 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
             # runs on, with its k rows of memory and cache.
             act = rows                                                              # (n_act,)
             mem, src = memory, src_k                                                # (n_act * k, ...)
-            cache = _cache_for(model, use_cache)
+            cache = KVCache() if use_cache and hasattr(model, "decode_step") else None  # incremental decoding
             for step in range(1, max_len + 1):
                 n_act, live_ys = act.shape[0], ys[act]                                 # (n_act, k, step)
                 if cache is not None:                                                  # newest tokens only
@@ -327,8 +321,7 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
 
 
 def default_batch_size(beam_size: int) -> int:
-    """Sentences per batch that :func:`translate` decodes by default: ``500 // beam_size`` (at least 1),
-    about 500 prefixes a step."""
+    """Sentences per batch :func:`translate` decodes by default: ``500 // beam_size`` (at least 1), ~500 prefixes a step."""
     return max(1, 500 // beam_size)
 
 
@@ -351,9 +344,7 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
         length_penalty_alpha: the beam's length penalty (ignored by greedy decoding), or a sequence
             of alphas: one search serves them all (see :func:`beam_search`).
         batch_size: sentences decoded together; None: :func:`default_batch_size`, about 500 prefixes a step
-            (on 2 CPU cores as fast as batches of 100, and faster than one batch of every sentence,
-            whose longest translation keeps the batch running; ``benchmarks/decode_speed.py
-            --batch-size`` measures any other choice).
+            (``benchmarks/decode_speed.py --batch-size`` measures other choices).
         max_len: the most tokens per translation: an int, a function of the batch's padded source
             length, or None for ``1.5 × source length + 10`` (capped by the model's positional table).
         output: ``"text"`` (detokenised strings) or ``"ids"`` (lists of ids, ``<eos>`` kept, no ``<pad>``).
@@ -383,8 +374,7 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
         raise ValueError("a tokenizer is needed to encode texts and to decode output='text'; pass the one the "
                          "model was trained with, or give id lists and output='ids'")
     ids = tokenizer.encode_batch(sentences, add_special=True) if texts_in else [list(s) for s in sentences]
-    if device is None:
-        device = next(model.parameters()).device if any(True for _ in model.parameters()) else torch.device("cpu")
+    device = device if device is not None else next((p.device for p in model.parameters()), torch.device("cpu"))
     limit = getattr(model, "config", {}).get("max_len")
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     outs: list[list] = [[None] * len(ids) for _ in alphas]
