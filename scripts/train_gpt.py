@@ -11,7 +11,8 @@ blocks of 4 heads, d_ff 512, context 128, no dropout (about 0.8M parameters); ra
 of 16 (at this budget more, smaller steps beat fewer, larger ones); AdamW (β 0.9, 0.99; weight decay
 0.1 on matrices), learning rate 3e-3 with 100 warm-up steps and a cosine to 3e-4 that follows the
 elapsed fraction of the time budget; gradient clipping at 1
-(``utils.bonus.gpt.train_gpt``). At the end the validation loss is measured on ALL validation characters
+(``utils.train.train``, the loop the translator uses, with ``utils.bonus.gpt.RandomWindows``,
+``next_token_loss``, ``gpt_optimizer`` and ``utils.schedules.WarmupCosine``). At the end the validation loss is measured on ALL validation characters
 (``utils.bonus.gpt.evaluate_loss``, not counted in the budget).
 
 Threads: PyTorch's default (one per core) is fastest on an idle machine. On a machine shared with
@@ -43,10 +44,12 @@ import torch
 
 from utils.checkpoint import check_writable, check_writable_dir
 from utils.data import load_tiny_shakespeare
-from utils.bonus.gpt import evaluate_loss, make_gpt, train_gpt
+from utils.bonus.gpt import RandomWindows, evaluate_loss, gpt_optimizer, make_gpt, next_token_loss
 from utils.model import count_parameters
 from utils.runtime import cpu_model, get_device, set_seed
+from utils.schedules import WarmupCosine
 from utils.tokenize import UNK_ID, CharTokenizer
+from utils.train import resume, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))      # this checkout's recipes/, never another's
 import recipes  # noqa: E402
@@ -116,7 +119,7 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    recipes.refuse_overwrite(args.out / "train.json", args.force or args.resume)
+    recipes.refuse_overwrite(args.out / "train.json", args.force)
     if not args.resume:
         recipes.refuse_overwrite(args.checkpoint, args.force, "checkpoint")
     check_writable_dir(args.out, "--out folder")                # fail now, not after the training
@@ -141,12 +144,18 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{params:,} parameters; {len(train_ids):,} training and {len(valid_ids):,} validation characters; "
           f"vocab {tok.vocab_size}; {device} with {torch.get_num_threads()} threads; {budget}")
 
+    optimizer = gpt_optimizer(model, args.lr, args.weight_decay)
+    scheduler = WarmupCosine(optimizer, args.lr, args.warmup, args.min_lr, total_steps=args.steps,
+                             total_seconds=None if args.minutes is None else args.minutes * 60)
+    state = resume(args.checkpoint, model, optimizer, scheduler) if args.resume else None
+    done_minutes = state.seconds / 60 if state is not None else 0.0          # a time budget counts the whole run
     t0 = time.perf_counter()
-    losses = train_gpt(model, train_ids.to(device), steps=args.steps,
-                       max_seconds=None if args.minutes is None else args.minutes * 60, batch_size=args.batch,
-                       lr=args.lr, warmup=args.warmup, min_lr=args.min_lr, weight_decay=args.weight_decay,
-                       clip_norm=args.clip_norm, seed=args.seed, progress=not args.no_progress,
-                       checkpoint_path=args.checkpoint, checkpoint_every=args.checkpoint_every, resume=args.resume)
+    state = train(model, RandomWindows(train_ids, args.batch, args.context, seed=args.seed), optimizer, scheduler,
+                  loss_fn=next_token_loss, state=state, max_steps=args.steps,
+                  max_minutes=None if args.minutes is None else max(args.minutes - done_minutes, 0.0),
+                  clip_norm=args.clip_norm, device=device, checkpoint_path=args.checkpoint,
+                  checkpoint_every=args.checkpoint_every, tokenizer=tok, progress=not args.no_progress)
+    losses = [h["loss"] for h in state.history]
     wall_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     val_loss = evaluate_loss(model, valid_ids.to(device))

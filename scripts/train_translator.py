@@ -22,7 +22,8 @@ run stops with an error or Ctrl-C) and, under ``--out`` (default ``results/<reci
 checkout), ``train.json`` (the report, in the schema of ``recipes/__init__.py``) and
 ``train.test.hyp.en`` (one translation a line; with ``--beam``, also ``train.test.beam.hyp.en``).
 A report or checkpoint already there is never replaced without ``--force``: the script stops
-before any work and says so. Check the BLEU from the committed file with::
+before any work and says so (continuing a run that finished and wrote its report needs it too;
+an interrupted run has written none). Check the BLEU from the committed file with::
 
     sacrebleu $ATTN_DATA_DIR/multi30k/test_2016_flickr.en -i results/multi30k_30min/train.test.hyp.en
 
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     rank, world_size, device = setup_distributed(args.device)
     main_process = rank == 0
     if main_process:                                     # fail now, not after the training
-        recipes.refuse_overwrite(args.out / "train.json", args.force or args.resume)
+        recipes.refuse_overwrite(args.out / "train.json", args.force)
         if not args.resume:
             recipes.refuse_overwrite(args.checkpoint, args.force, "checkpoint")
         check_writable_dir(args.out, "--out folder")

@@ -59,7 +59,9 @@ def test_multi30k_resume_equals_the_uninterrupted_run(multi30k, tmp_path, averag
 
     straight = run("straight", 8)["metrics"]
     run("resumed", 4)                                            # the interrupted run ...
-    report = run("resumed", 8, "--resume")                      # ... continued
+    with pytest.raises(FileExistsError, match="--force"):        # it finished and wrote its report
+        run("resumed", 8, "--resume")
+    report = run("resumed", 8, "--resume", "--force")           # ... continued
     resumed = report["metrics"]
     assert resumed["steps"] == straight["steps"] == 8
     assert same_weights(weights(tmp_path / "resumed.pt"), weights(tmp_path / "straight.pt"))
@@ -75,27 +77,45 @@ def test_multi30k_resume_equals_the_uninterrupted_run(multi30k, tmp_path, averag
 
 
 @pytest.mark.slow
+def test_start_from_continues_a_copy_and_leaves_the_other_recipes_checkpoint(multi30k, tmp_path, monkeypatch):
+    """``multi30k_75min`` starts from ``multi30k_30min``'s checkpoint: it trains on a copy (the
+    30-minute checkpoint stays byte for byte), and the continuation equals an uninterrupted run."""
+    monkeypatch.setattr(multi30k.recipes, "CHECKPOINTS", tmp_path / "checkpoints")
+    tiny = [a for a in TINY_MT if a != "multi30k_30min"]
+    multi30k.main(["multi30k_30min", *tiny, "--steps", "4", "--out", str(tmp_path / "30")])
+    source = tmp_path / "checkpoints" / "multi30k_30min.pt"
+    before = source.read_bytes()
+    report = multi30k.main(["multi30k_75min", *tiny, "--steps", "8", "--minutes", "5", "--out", str(tmp_path / "75")])
+    assert source.read_bytes() == before, "the other recipe's checkpoint was written"
+    straight = multi30k.main(["multi30k_30min", *tiny, "--steps", "8", "--out", str(tmp_path / "straight"),
+                              "--checkpoint", str(tmp_path / "straight.pt")])
+    assert report["metrics"]["steps"] == 8 and report["settings"]["start_from"] == "multi30k_30min"
+    assert same_weights(weights(tmp_path / "checkpoints" / "multi30k_75min.pt"), weights(tmp_path / "straight.pt"))
+    assert report["metrics"]["valid_loss"] == straight["metrics"]["valid_loss"]
+
+
+@pytest.mark.slow
 def test_gpt_interrupted_and_resumed_equals_the_uninterrupted_run(gpt, tmp_path, monkeypatch):
     def run(name: str, *extra: str) -> dict:
         return gpt.main([*TINY_GPT, "--steps", "6", "--checkpoint", str(tmp_path / f"{name}.pt"),
                          "--out", str(tmp_path / name), *extra])
 
     straight = run("straight")
-    real = gpt.train_gpt.__globals__["random_windows"]
+    real = gpt.next_token_loss
     calls = {"n": 0}
 
-    def interrupted(*args, **kwargs):                            # Ctrl-C before step 4
+    def interrupted(*args, **kwargs):                            # Ctrl-C in step 4
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setitem(gpt.train_gpt.__globals__, "random_windows", interrupted)
+    monkeypatch.setattr(gpt, "next_token_loss", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run("resumed")
-    monkeypatch.setitem(gpt.train_gpt.__globals__, "random_windows", real)
+    monkeypatch.setattr(gpt, "next_token_loss", real)
     saved = torch.load(tmp_path / "resumed.pt", weights_only=True)
-    assert saved["gpt_run"]["step"] == 3, "the interrupted run saved the 3 steps it took"
+    assert saved["train_state"]["step"] == 3, "the interrupted run saved the 3 steps it took"
     resumed = run("resumed", "--resume")["metrics"]
     assert same_weights(weights(tmp_path / "resumed.pt"), weights(tmp_path / "straight.pt"))
     assert resumed["val_loss"] == straight["metrics"]["val_loss"] and resumed["steps"] == 6
