@@ -181,3 +181,33 @@ def test_messages_are_long_enough_to_say_what_to_do():
         with pytest.raises(ValueError) as err:
             thunk()
         assert len(str(err.value)) > 25
+
+
+def test_scores_refuse_a_single_string_instead_of_sentences():
+    """A str is a sequence of characters: scored as one, it would give a wrong answer without a word."""
+    from utils.bleu import bleu_parts, corpus_bleu, paired_bootstrap
+    from utils.bonus.squad import squad_scores
+
+    for thunk, name in ((lambda: corpus_bleu("a cat sat", ["a cat sat"]), "hypotheses"),
+                        (lambda: bleu_parts(["a cat sat"], "a cat sat"), "references"),
+                        (lambda: paired_bootstrap("ab", ["a", "b"], ["a", "b"]), "hyps_a"),
+                        (lambda: paired_bootstrap(["a", "b"], "ab", ["a", "b"]), "hyps_b"),
+                        (lambda: squad_scores("ab", ["a", "b"]), "predictions"),
+                        (lambda: squad_scores(["a", "b"], "ab"), "references")):
+        with pytest.raises(TypeError, match=rf"{name} must be a list of sentences, got a single str"):
+            thunk()
+
+
+def test_token_ids_are_never_floats_or_bools():
+    from utils.decode import greedy_decode
+    from utils.model import make_model
+    from utils.tokenize import CharTokenizer
+
+    tok = CharTokenizer.fit(["ab"])
+    with pytest.raises(TypeError, match=r"ids\[0\] is True, not an integer token id"):
+        tok.decode([True, 4])
+    model = make_model(12, 12, n_layers=1, d_model=8, n_heads=2, d_ff=16, max_len=16)
+    with pytest.raises(TypeError, match="src_ids must hold integer token ids"):
+        greedy_decode(model, torch.tensor([[1, 5, 2]]).bool(), 4)
+    config = make_model(np.int64(12), 12, n_layers=1, d_model=np.int64(8), n_heads=2, d_ff=16).config
+    assert config["d_model"] == 8 and type(config["d_model"]) is int and type(config["src_vocab"]) is int

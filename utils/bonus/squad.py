@@ -43,10 +43,8 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 def normalize_answer(text: str) -> str:
     """Lowercase, drop punctuation, drop the articles a/an/the, collapse whitespace (the official order)."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 def _references(references: str | Sequence[str]) -> list[str]:
@@ -96,9 +94,8 @@ def squad_scores(predictions: Sequence[str], references: Sequence[str | Sequence
         TypeError: a single string where a list is expected (it would be scored letter by letter).
     """
     predictions = checks.strings("predictions", predictions, hint="one answer string per question")
-    if isinstance(references, (str, bytes)):
-        raise checks.ArgumentTypeError("references must hold one reference (or a list of them) per question, "
-                                       "got a single string; wrap it in a list")
+    if isinstance(references, (str, bytes)):   # one reference (or a list of them) per question, never one string
+        checks.strings("references", references)
     if len(predictions) == 0:
         raise ValueError("no predictions to score")
     if len(predictions) != len(references):
@@ -189,8 +186,7 @@ def _open_source(data, config: str | None) -> tuple[DatasetDict, str]:
         return data, "the given"
     if isinstance(data, Dataset):
         return DatasetDict({"train": data}), "the given"
-    if not isinstance(data, (str, Path)):
-        raise TypeError(f"data must be a hub id, a local path, a Dataset or a DatasetDict, got {type(data).__name__}")
+    checks.instance("data", data, (str, Path), "a hub id, a local path, a Dataset or a DatasetDict")
     path = Path(data).expanduser()
     if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()):
         loaded = datasets.load_from_disk(str(path))       # written by save_to_disk
