@@ -76,6 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--checkpoint {args.checkpoint} does not exist; train one first with "
                 "python scripts/train_translator.py multi30k_2h and python scripts/choose.py multi30k_2h "
                 "(docs/results.md), or pass another")
+    if args.out.is_dir():
+        p.error(f"--out {args.out} is a folder; give a file name such as {args.out / 'decode_speed.json'}")
     if not args.out.parent.is_dir() or not os.access(args.out.parent, os.W_OK):
         p.error(f"--out {args.out}: the folder {args.out.parent} does not exist or is not writable")
     if args.out.is_file() and not args.force:

@@ -37,6 +37,7 @@ already there is never replaced without ``--force``. Check the test BLEU from th
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -83,8 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("average_choices", "beams"):
         if any(v < 1 for v in getattr(args, name)):
             p.error(f"--{name.replace('_', '-')}: every value must be ≥ 1")
-    if any(a < 0 for a in args.alphas):
-        p.error("--alphas: every value must be ≥ 0")
+    if not all(math.isfinite(a) and a >= 0 for a in args.alphas):
+        p.error(f"--alphas: every value must be a number ≥ 0, got {args.alphas}")
     if args.limit is not None and args.limit < 1:
         p.error("--limit must be ≥ 1")
     if len(set(args.checkpoint)) != len(args.checkpoint):

@@ -158,10 +158,12 @@ def test_unwritable_paths_fail_before_any_work(script, tiny, which, tmp_path, mo
     ("ablations", ["--steps", "0"]), ("ablations", ["--quick", "--eval-every", "-1"]),
     ("speed", ["--only", "nosuchcase"]), ("speed", ["--repeats", "0"]),
     ("decode_speed", ["--batch-size", "0"]), ("decode_speed", ["--beam", "1"]),
+    ("choose", ["--alphas", "nan"]), ("choose", ["--alphas", "-1"]),
 ])
 def test_script_arguments_are_checked(script, argv, capsys):
     module = load_script(script)
-    recipe = {"train_gpt": ["gpt_shakespeare"], "train_translator": ["multi30k_30min"], "ablations": ["ablations"]}
+    recipe = {"train_gpt": ["gpt_shakespeare"], "train_translator": ["multi30k_30min"], "ablations": ["ablations"],
+              "choose": ["multi30k_2h"]}
     with pytest.raises(SystemExit) as err:
         module.parse_args([*recipe.get(script, []), *argv])
     assert err.value.code == 2
@@ -341,10 +343,14 @@ def test_a_default_run_never_writes_over_a_committed_report(script, argv, tmp_pa
     assert {path: path.read_bytes() for path in (ROOT / "results").rglob("*.json")} == committed
 
 
-@pytest.mark.parametrize("script, argv", [("speed", ["--quick"]), ("decode_speed", ["--quick", "--checkpoint", "{tmp}"])])
-def test_a_default_benchmark_never_writes_over_its_committed_report(script, argv, tmp_path, capsys):
+@pytest.mark.parametrize("script, argv, message", [
+    ("speed", ["--quick"], "--force"), ("decode_speed", ["--quick", "--checkpoint", "{ck}"], "--force"),
+    ("decode_speed", ["--checkpoint", "{ck}", "--out", "{tmp}"], "is a folder"),
+    ("decode_speed", ["--checkpoint", "{ck}", "--out", "{ck}"], "not a JSON file"),
+])
+def test_a_default_benchmark_never_writes_over_its_committed_report(script, argv, message, tmp_path, capsys):
     ck = tmp_path / "run.pt"
     ck.write_bytes(b"")
     with pytest.raises(SystemExit):
-        load_script(script).parse_args([a.replace("{tmp}", str(ck)) for a in argv])
-    assert "--force" in capsys.readouterr().err
+        load_script(script).parse_args([a.replace("{ck}", str(ck)).replace("{tmp}", str(tmp_path)) for a in argv])
+    assert message in capsys.readouterr().err
