@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from utils import checks
+
 __all__ = ["check", "check_encoder_input", "check_masked_attention_numpy", "check_multi_head_from_packed",
            "check_decoder_layer_forward"]
 
@@ -45,8 +47,7 @@ def check(name: str, test: Callable[[], Any]) -> bool:
             its result ``test_ex1()``), or ``name`` is not a string. These are mistakes in the call,
             not in the exercise, so they do stop the cell.
     """
-    if not isinstance(name, str):
-        raise TypeError(f"name must be the exercise's name (a str), got {type(name).__name__}")
+    checks.instance("name", name, str, "the exercise's name (a str)")
     if not callable(test):
         raise TypeError(f"test must be a function to call, got {type(test).__name__}; pass the function itself "
                         "(check(name, test_fn)), not what it returns (check(name, test_fn())), or wrap it: "
