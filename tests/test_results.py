@@ -146,6 +146,12 @@ def test_each_headline_figure_is_its_reports(question, figure):
         assert text in row["figure"], f"{question}: the report gives {text}"
 
 
+def test_the_readme_quotes_the_2_hour_translators_test_bleu():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"test BLEU {metric('results/multi30k_2h/choose.json', 'metrics', 'test_bleu'):.2f}" in readme
+    assert "docs/results.md" in readme and "docs/experiments.md" in readme and "docs/diagrams.md" in readme
+
+
 # ------------------------------------------------------------------ docs/experiments.md
 
 
