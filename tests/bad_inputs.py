@@ -262,27 +262,29 @@ raises("evaluate_loss(float data)", T, "integer", lambda: gpt_mod.evaluate_loss(
     gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS.float()))
 raises("evaluate_loss(data as a list)", T, "tensor", lambda: gpt_mod.evaluate_loss(
     gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS.tolist()))
-raises("train_gpt(batch_size=0)", V, "batch_size", lambda: gpt_mod.train_gpt(
-    gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS, steps=2, batch_size=0))
-raises("train_gpt(lr=nan)", V, "lr|learning rate", lambda: gpt_mod.train_gpt(gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS, steps=2,
-                                                               lr=math.nan))
-raises("train_gpt(min_lr > lr)", V, "min_lr", lambda: gpt_mod.train_gpt(gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS,
-                                                                        steps=2, lr=1e-3, min_lr=1e-2))
-raises("train_gpt(context=0)", V, "context", lambda: gpt_mod.train_gpt(gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS,
-                                                                       steps=2, context=0))
-raises("train_gpt(context=99 > model)", V, "context", lambda: gpt_mod.train_gpt(
-    gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS, steps=2, context=99))
-raises("train_gpt(warmup=-5)", V, "warmup", lambda: gpt_mod.train_gpt(gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS,
-                                                                      steps=2, warmup=-5))
-raises("train_gpt(float data)", T, "integer", lambda: gpt_mod.train_gpt(gpt_mod.make_gpt(10, 8, 1, 8, 2),
-                                                                        GPT_IDS.float(), steps=2))
-raises("train_gpt(steps=2.5)", V, "steps", lambda: gpt_mod.train_gpt(gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS,
-                                                                     steps=2.5))
-raises("train_gpt(NaN loss)", FloatingPointError, "loss is nan", lambda: gpt_mod.train_gpt(
-    (lambda m: (torch.nn.init.constant_(m.head.bias, math.nan), m)[1])(gpt_mod.make_gpt(10, 8, 1, 8, 2)),
-    GPT_IDS, steps=2))
-raises("train_gpt(checkpoint_path=<a folder>)", OSError, "is a folder", lambda: gpt_mod.train_gpt(
-    gpt_mod.make_gpt(10, 8, 1, 8, 2), GPT_IDS, steps=2, checkpoint_path=tmp()))
+
+
+def _gpt_train(model=None, ids=GPT_IDS, steps=2, batch_size=4, context=8, lr=1e-3, min_lr=None, warmup=1, **kw):
+    """The GPT through utils.train.train, as notebook 08 and scripts/train_gpt.py run it."""
+    model = model if model is not None else gpt_mod.make_gpt(10, 8, 1, 8, 2)
+    opt = gpt_mod.gpt_optimizer(model, lr)
+    return train_mod.train(model, gpt_mod.RandomWindows(ids, batch_size, context), opt,
+                           schedules.WarmupCosine(opt, lr, warmup, min_lr, total_steps=2),
+                           loss_fn=gpt_mod.next_token_loss, max_steps=steps, device="cpu", progress=False, **kw)
+
+
+raises("RandomWindows(batch_size=0)", V, "batch_size", lambda: _gpt_train(batch_size=0))
+raises("gpt_optimizer(lr=nan)", V, "lr", lambda: _gpt_train(lr=math.nan))
+raises("WarmupCosine(min_lr > lr)", V, "min_lr", lambda: _gpt_train(lr=1e-3, min_lr=1e-2))
+raises("RandomWindows(context=0)", V, "context", lambda: _gpt_train(context=0))
+raises("GPT training with context=99 > the model's", V, "context", lambda: _gpt_train(context=99))
+raises("WarmupCosine(warmup=-5)", V, "warmup", lambda: _gpt_train(warmup=-5))
+raises("RandomWindows(float data)", T, "integer", lambda: _gpt_train(ids=GPT_IDS.float()))
+raises("train(max_steps=2.5) for the GPT", V, "max_steps", lambda: _gpt_train(steps=2.5))
+raises("GPT training with a NaN loss", FloatingPointError, "loss is nan", lambda: _gpt_train(
+    (lambda m: (torch.nn.init.constant_(m.head.bias, math.nan), m)[1])(gpt_mod.make_gpt(10, 8, 1, 8, 2))))
+raises("GPT training with checkpoint_path=<a folder>", OSError, "is a folder", lambda: _gpt_train(
+    checkpoint_path=tmp()))
 
 # -- batching --------------------------------------------------------------------------------------
 raises("TokenBatches(world_size=0)", V, "world_size", lambda: batching.TokenBatches([[1, 2]], [[1, 2]], 8,

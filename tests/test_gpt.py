@@ -9,10 +9,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.attention import MultiHeadAttention, causal_mask
-from utils.bonus.gpt import GPT, evaluate_loss, generate, make_gpt, random_windows, sample_next, train_gpt
+from utils.bonus.gpt import (GPT, RandomWindows, evaluate_loss, generate, gpt_optimizer, make_gpt, next_token_loss,
+                             random_windows, sample_next)
 from utils.kv_cache import KVCache, cached_self_attention
 from utils.model import EncoderLayer
-from utils.schedules import warmup_cosine_lr
+from utils.schedules import WarmupCosine, warmup_cosine_lr
+from utils.train import resume, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")     # tests/conftest.py
 
@@ -251,21 +253,115 @@ def test_lr_schedule():
     assert warmup_cosine_lr(999, 1.0, 1.0, 10, 0.1) == pytest.approx(0.1)
 
 
+def test_random_windows_are_the_stream_of_random_windows_epoch_after_epoch():
+    data = torch.arange(500)
+    source = RandomWindows(data, 4, 16, seed=3, steps_per_epoch=5)
+    gen = torch.Generator().manual_seed(3)
+    drawn = [starts for epoch in range(3) for starts in source.batches(epoch)]
+    for starts in drawn:
+        x, y = random_windows(data, 4, 16, gen)
+        batch = source.collate(starts)
+        assert torch.equal(batch.x, x) and torch.equal(batch.y, y) and batch.n_tokens == 64
+    fresh = RandomWindows(data, 4, 16, seed=3, steps_per_epoch=5)              # a resumed run starts at epoch 2
+    assert all(torch.equal(a, b) for a, b in zip(fresh.batches(2), drawn[10:]))
+    assert len(RandomWindows(data, 4, 16)) == 499 // 64, "an epoch is about one pass over the text"
+    with pytest.raises(ValueError, match="at least context \\+ 1"):
+        RandomWindows(torch.arange(10), 2, 10)
+    with pytest.raises(TypeError, match="integer token ids"):
+        RandomWindows(data.float(), 2, 10)
+
+
+def test_warmup_cosine_sets_the_schedule_value_and_resumes():
+    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(2))], lr=1.0)
+    sched = WarmupCosine(opt, 3e-3, 4, total_steps=20)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == [warmup_cosine_lr(s, s / 20, 3e-3, 4, 3e-3 / 10) for s in range(20)], "the value, bit for bit"
+    again = WarmupCosine(torch.optim.AdamW([nn.Parameter(torch.zeros(2))], lr=1.0), 3e-3, 4, total_steps=20)
+    again.load_state_dict(sched.state_dict())
+    assert again.last_epoch == 20 and again.get_lr() == sched.get_lr()
+    longer = WarmupCosine(torch.optim.AdamW([nn.Parameter(torch.zeros(2))], lr=1.0), 3e-3, 4, total_steps=40)
+    longer.load_state_dict(sched.state_dict())
+    assert longer.total_steps == 40 and longer.progress() == 0.5, "a resumed run may be longer"
+    with pytest.raises(ValueError, match="another schedule"):
+        WarmupCosine(torch.optim.AdamW([nn.Parameter(torch.zeros(2))], lr=1.0), 1e-3, 4,
+                     total_steps=20).load_state_dict(sched.state_dict())
+    timed = WarmupCosine(torch.optim.AdamW([nn.Parameter(torch.zeros(2))], lr=1.0), 1.0, 0, total_seconds=1e-9)
+    assert timed.progress() >= 1.0 and timed.get_lr() == [pytest.approx(0.1)], "past the time budget: min_lr"
+    with pytest.raises(ValueError, match="total_steps, total_seconds"):
+        WarmupCosine(opt, 1e-3, 10)
+    with pytest.raises(ValueError, match="min_lr"):
+        WarmupCosine(opt, 1e-3, 10, 1e-2, total_steps=5)
+    with pytest.raises(ValueError, match="warmup"):
+        WarmupCosine(opt, 1e-3, -1, total_steps=5)
+
+
+def gpt_training(model, text, steps, lr=1e-2, stop=None, state=None, **kwargs):
+    """The GPT through utils.train.train: AdamW, warm-up + cosine over ``steps``, random windows, clipping
+    at 1; stops after ``stop`` steps (default: all); ``state="resume"`` continues ``checkpoint_path``."""
+    opt = gpt_optimizer(model, lr)
+    sched = WarmupCosine(opt, lr, 5, total_steps=steps)
+    if state == "resume":
+        state = resume(kwargs["checkpoint_path"], model, opt, sched)
+    return train(model, RandomWindows(text, 8, 16, seed=3), opt, sched, loss_fn=next_token_loss,
+                 max_steps=stop or steps, clip_norm=1.0, device="cpu", progress=False, state=state, **kwargs)
+
+
+TEXT = torch.tensor([ord(c) - 97 for c in "abcdefghij" * 60])                  # a predictable sequence
+
+
 def test_short_training_lowers_the_loss_and_repeats():
-    text = torch.tensor([ord(c) - 97 for c in "abcdefghij" * 60])              # a predictable sequence
     runs = []
     for _ in range(2):
         torch.manual_seed(0)
         model = make_gpt(10, context=16, n_layers=1, d_model=16, n_heads=2)
-        before = evaluate_loss(model, text)
-        runs.append(train_gpt(model, text, steps=60, batch_size=8, lr=1e-2, warmup=5, seed=3))
-        after = evaluate_loss(model, text)
+        before = evaluate_loss(model, TEXT)
+        runs.append([h["loss"] for h in gpt_training(model, TEXT, 60).history])
+        after = evaluate_loss(model, TEXT)
     assert runs[0] == runs[1], "same seed, same losses"
     assert before > 2.0 and after < 0.5 * before, f"validation loss {before:.3f} → {after:.3f}"
     assert sum(runs[0][-5:]) / 5 < 0.5 * sum(runs[0][:5]) / 5
-    assert not model.training
-    with pytest.raises(ValueError, match="steps=..., max_seconds"):
-        train_gpt(model, text)
+
+
+def test_the_training_loop_is_the_hand_written_one_bit_for_bit():
+    torch.manual_seed(0)
+    model = make_gpt(10, context=16, n_layers=1, d_model=16, n_heads=2)
+    torch.manual_seed(0)
+    ours = make_gpt(10, context=16, n_layers=1, d_model=16, n_heads=2)
+    opt, gen, by_hand = gpt_optimizer(model, 1e-2), torch.Generator().manual_seed(3), []
+    model.train()
+    for step in range(8):                                           # notebook 08's loop, written out
+        for group in opt.param_groups:
+            group["lr"] = warmup_cosine_lr(step, step / 8, 1e-2, 5, 1e-3)
+        x, y = random_windows(TEXT, 8, 16, gen)
+        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        by_hand.append(loss.item())
+    assert [h["loss"] for h in gpt_training(ours, TEXT, 8).history] == by_hand
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ours.state_dict().values()))
+
+
+def test_interrupted_and_resumed_equals_the_uninterrupted_run(tmp_path):
+    def fresh():
+        torch.manual_seed(0)
+        return make_gpt(10, context=16, n_layers=1, d_model=16, n_heads=2, dropout=0.1)   # dropout: RNG state too
+
+    straight = gpt_training(fresh(), TEXT, 12, checkpoint_path=tmp_path / "straight.pt")
+    gpt_training(fresh(), TEXT, 12, stop=6, checkpoint_path=tmp_path / "half.pt")
+    ck = torch.load(tmp_path / "half.pt", weights_only=True)
+    assert ck["train_state"]["step"] == 6 and "scheduler" in ck, "the one checkpoint format of utils.train"
+    torch.manual_seed(123)                                          # the resumed run restores the RNG itself
+    model = make_gpt(10, context=16, n_layers=1, d_model=16, n_heads=2, dropout=0.1)
+    resumed = gpt_training(model, TEXT, 12, checkpoint_path=tmp_path / "half.pt", state="resume")
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
+    final = torch.load(tmp_path / "straight.pt", weights_only=True)["model"]
+    assert all(torch.equal(final[k], v) for k, v in model.state_dict().items())
 
 
 def test_make_gpt_errors():
@@ -281,19 +377,22 @@ def test_make_gpt_errors():
     assert make_gpt(10, d_model=16, n_heads=2).config["d_ff"] == 64
 
 
-def test_benchmark_script_runs_and_writes_its_report(tmp_path):
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_gpt.py"
-    spec = importlib.util.spec_from_file_location("train_gpt_benchmark", path)
+@pytest.mark.slow
+def test_training_script_runs_and_writes_its_report(tmp_path):
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_gpt.py"
+    spec = importlib.util.spec_from_file_location("train_gpt_script", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    report = script.main(["--minutes", "0.02", "--d-model", "16", "--layers", "1", "--heads", "2", "--context", "32",
-                          "--warmup", "5", "--out", str(tmp_path), "--no-progress", "--threads", "1",
+    report = script.main(["gpt_shakespeare", "--minutes", "0.02", "--d-model", "16", "--layers", "1", "--heads", "2",
+                          "--context", "32", "--warmup", "5", "--out", str(tmp_path), "--no-progress", "--threads", "1",
                           "--checkpoint", str(tmp_path / "gpt.pt")])              # not the repository's checkpoints/
-    saved = json.loads((tmp_path / "gpt_shakespeare.json").read_text())
+    saved = json.loads((tmp_path / "train.json").read_text())
     assert saved == report
-    for key in ("val_loss", "wall_s", "params", "device", "steps", "config", "torch"):
-        assert key in saved, f"the report lacks {key}"
-    assert saved["steps"] >= 1 and 1.0 < saved["val_loss"] < 5.0 and saved["config"]["d_model"] == 16
+    for key in ("val_loss", "train_seconds", "parameters", "steps"):
+        assert key in saved["metrics"], f"the report lacks {key}"
+    assert "device" in saved["environment"] and "torch" in saved["environment"]
+    metrics = saved["metrics"]
+    assert metrics["steps"] >= 1 and 1.0 < metrics["val_loss"] < 5.0 and saved["details"]["model"]["d_model"] == 16
     assert (tmp_path / "gpt.pt").is_file(), "the run is checkpointed"
     with pytest.raises(SystemExit):
-        script.parse_args(["--minutes", "0"])
+        script.parse_args(["gpt_shakespeare", "--minutes", "0"])

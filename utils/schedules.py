@@ -3,8 +3,8 @@
 * :class:`WarmupInverseSqrt` and :func:`warmup_schedule`: the paper's schedule (section 5.3), linear
   warm-up then ``∝ 1/√step``, with an optional linear cool-down (notebook 05, the translators);
 * :func:`warmup_then_cosine`: warm-up, then a cosine to 0 (notebook 04's date model);
-* :func:`warmup_cosine_lr`: warm-up times a cosine from ``lr`` to ``min_lr`` over the run's steps or
-  time budget (notebook 08's GPT).
+* :func:`warmup_cosine_lr` and :class:`WarmupCosine`: warm-up times a cosine from ``lr`` to ``min_lr``
+  over the run's steps or time budget (notebook 08's GPT).
 
 The first two are ``LambdaLR`` factors of a base learning rate: ``LambdaLR(optimizer, f)`` multiplies
 the optimiser's ``lr`` by ``f(step)`` after every ``scheduler.step()``.
@@ -13,11 +13,14 @@ the optimiser's ``lr`` by ``f(step)`` after every ``scheduler.step()``.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["WarmupInverseSqrt", "warmup_schedule", "warmup_then_cosine", "warmup_cosine_lr"]
+from utils import checks
+
+__all__ = ["WarmupInverseSqrt", "warmup_schedule", "warmup_then_cosine", "warmup_cosine_lr", "WarmupCosine"]
 
 
 @dataclass
@@ -90,3 +93,59 @@ def warmup_cosine_lr(step: int, progress: float, lr: float, warmup: int, min_lr:
     """
     cosine = min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
     return cosine * min(1.0, (step + 1) / warmup) if warmup > 0 else cosine
+
+
+class WarmupCosine(torch.optim.lr_scheduler.LRScheduler):
+    """:func:`warmup_cosine_lr` as a scheduler: before each step every group's learning rate is set to
+    the schedule's value (not a factor of it); call ``step()`` after each ``optimizer.step()``, as
+    :func:`utils.train.train` does.
+
+    The cosine follows the run's progress: steps done / ``total_steps`` or elapsed seconds /
+    ``total_seconds``, whichever is further along. A step count repeats bit for bit; a time budget
+    cannot (the elapsed time rides along in ``state_dict``, so a resumed run continues the cosine).
+
+    Raises:
+        ValueError: neither total given, a non-positive ``lr`` or total, a negative ``warmup``, or
+            ``min_lr`` outside ``[0, lr]``.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, lr: float, warmup: int, min_lr: float | None = None, *,
+                 total_steps: int | None = None, total_seconds: float | None = None):
+        if total_steps is None and total_seconds is None:
+            raise ValueError("give total_steps, total_seconds or both: the cosine needs to know where the run ends")
+        lr = checks.number("lr", lr, above=0)
+        min_lr = checks.number("min_lr", lr / 10 if min_lr is None else min_lr, at_least=0, at_most=lr,
+                               hint="the cosine goes down from lr to min_lr")
+        self.lr, self.warmup, self.min_lr = lr, checks.integer("warmup", warmup, at_least=0), min_lr
+        self.total_steps = checks.positive_int("total_steps", total_steps, allow_none=True)
+        self.total_seconds = checks.number("total_seconds", total_seconds, above=0, allow_none=True)
+        self.seconds, self._t0 = 0.0, time.perf_counter()        # seconds: elapsed before this process
+        super().__init__(optimizer)
+
+    def progress(self) -> float:
+        """The fraction of the run done, in [0, 1] once the run is over."""
+        done = self.last_epoch / self.total_steps if self.total_steps else 0.0
+        if self.total_seconds:
+            done = max(done, (self.seconds + time.perf_counter() - self._t0) / self.total_seconds)
+        return done
+
+    def get_lr(self) -> list[float]:
+        value = warmup_cosine_lr(self.last_epoch, self.progress(), self.lr, self.warmup, self.min_lr)
+        return [value for _ in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict:
+        state = {k: v for k, v in super().state_dict().items() if k != "_t0"}
+        state["seconds"] = self.seconds + time.perf_counter() - self._t0
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Continue a saved run: the same ``lr``, ``warmup`` and ``min_lr`` (else ``ValueError``); its length
+        (``total_steps``, ``total_seconds``) may change."""
+        changed = [f"{k}: {state_dict[k]!r} saved, {getattr(self, k)!r} now" for k in ("lr", "warmup", "min_lr")
+                   if k in state_dict and state_dict[k] != getattr(self, k)]
+        if changed:
+            raise ValueError(f"the checkpoint was trained with another schedule ({'; '.join(changed)}); resume "
+                             "with the same settings")
+        length = {"total_steps": self.total_steps, "total_seconds": self.total_seconds}
+        super().load_state_dict(state_dict)
+        self.__dict__.update(length, _t0=time.perf_counter())

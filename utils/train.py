@@ -1,15 +1,16 @@
-"""Training an encoder–decoder: the loss, the learning-rate schedule, the loop, resumable checkpoints.
+"""Training: the loss, the optimiser, THE training loop (the translator's and the GPT's), resumable checkpoints.
 
 Notebook 05 builds each piece; this module holds the finished versions::
 
     optimizer = make_optimizer(model)                               # Adam(β=(0.9, 0.98), ε=1e-9), lr=1
-    scheduler = warmup_schedule(optimizer, d_model=256, warmup=400) # the paper's schedule, a LambdaLR
+    scheduler = warmup_schedule(optimizer, d_model=256, warmup=400) # utils.schedules: the paper's, a LambdaLR
     state = train(model, train_data, optimizer, scheduler, valid=valid_data, max_steps=2000,
                   checkpoint_path="checkpoints/run.pt", checkpoint_every=500, tokenizer=tok)
     state = resume("checkpoints/run.pt", model, optimizer, scheduler)   # later, in a fresh process
     state = train(model, train_data, optimizer, scheduler, state=state, max_steps=4000)
 
-The loop is plain PyTorch: for each batch, forward, label-smoothed loss, backward, (clip), step the
+The loop is plain PyTorch: for each batch, forward and loss (``loss_fn``: label-smoothed cross-entropy
+unless told otherwise; notebook 08's GPT passes its next-token loss), backward, (clip), step the
 optimiser and the schedule, and log loss and learning rate into ``state.history``. Validation loss,
 perplexity and token accuracy go into ``state.valid`` each epoch (or every ``eval_every`` steps).
 
@@ -26,12 +27,13 @@ and a time limit stops every process at the same step.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -44,9 +46,8 @@ from utils.batching import Batch, TokenBatches
 from utils.checkpoint import check_writable, load_checkpoint, save_checkpoint
 from utils.runtime import get_device
 
-__all__ = ["label_smoothed_cross_entropy", "make_optimizer", "guarded_step",
-           "evaluate", "TrainState", "train", "save_training_checkpoint", "resume", "get_rng_state",
-           "set_rng_state"]
+__all__ = ["label_smoothed_cross_entropy", "translation_loss", "make_optimizer", "guarded_step", "evaluate",
+           "TrainState", "train", "save_training_checkpoint", "resume", "get_rng_state", "set_rng_state"]
 
 
 # -- the loss ---------------------------------------------------------------------------------------
@@ -177,7 +178,7 @@ class TrainState:
 def guarded_step(model: nn.Module, loss: Tensor, optimizer: torch.optim.Optimizer, clip_norm: float | None = None,
                  where: str = "") -> None:
     """One update from ``loss``: zero the gradients, backpropagate, clip their norm (if ``clip_norm``), step.
-    Used by :func:`train` and ``utils.bonus.gpt.train_gpt``.
+    Used by :func:`train`.
 
     Raises:
         FloatingPointError: a non-finite ``loss``, checked *before* anything changes, so the weights
@@ -193,12 +194,16 @@ def guarded_step(model: nn.Module, loss: Tensor, optimizer: torch.optim.Optimize
     optimizer.step()
 
 
-def _train_step(model: nn.Module, batch: Batch, optimizer, scheduler, smoothing: float, clip_norm: float | None,
-                bf16: bool) -> float:
+def translation_loss(model: nn.Module, batch: Batch, smoothing: float = 0.1) -> Tensor:
+    """:func:`train`'s default ``loss_fn``: :func:`label_smoothed_cross_entropy` of the translator's logits."""
+    return label_smoothed_cross_entropy(model(batch.src, batch.tgt_in), batch.tgt_out, smoothing, batch.pad_id)
+
+
+def _train_step(model: nn.Module, batch: Any, optimizer, scheduler, loss_fn: Callable, clip_norm: float | None,
+                bf16: bool, device_type: str) -> float:
     model.train()
-    with torch.autocast(batch.src.device.type, dtype=torch.bfloat16, enabled=bf16):
-        logits = model(batch.src, batch.tgt_in)                                 # (batch, T, V)
-    loss = label_smoothed_cross_entropy(logits, batch.tgt_out, smoothing, batch.pad_id)
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+        loss = loss_fn(model, batch)
     guarded_step(model, loss, optimizer, clip_norm)
     if scheduler is not None:
         scheduler.step()
@@ -207,6 +212,7 @@ def _train_step(model: nn.Module, batch: Batch, optimizer, scheduler, smoothing:
 
 def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer, scheduler=None, *,
           valid: TokenBatches | None = None, state: TrainState | None = None, smoothing: float = 0.1,
+          loss_fn: Callable[[nn.Module, Any], Tensor] | None = None,
           max_steps: int | None = None, max_epochs: int | None = None, max_minutes: float | None = None,
           eval_every: int | None = None, clip_norm: float | None = None, bf16: bool = False,
           device: str | torch.device | None = None, checkpoint_path: str | Path | None = None,
@@ -215,9 +221,14 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
     (of this call) is reached, whichever comes first; returns the updated :class:`TrainState`.
 
     Args:
-        model: a ``utils.model.Transformer`` (or one wrapped in DistributedDataParallel).
-        data: the training batches; ``valid``: evaluated each epoch, or every ``eval_every`` steps.
-        smoothing: label smoothing ε. ``clip_norm``: clip the gradient's global norm to this.
+        model: a ``utils.model.Transformer`` (or one wrapped in DistributedDataParallel), or any model
+            with a ``config`` dict and its ``loss_fn`` (notebook 08's GPT).
+        data: a :class:`~utils.batching.TokenBatches`, or any source like it: ``batches(epoch)`` (the same
+            for the same epoch, so a resumed run draws what the uninterrupted one did), ``collate(indices)``
+            (a batch with ``.to(device)``, ``.n_tokens``) and ``len`` (the GPT's ``RandomWindows``).
+            ``valid``: evaluated each epoch, or every ``eval_every`` steps.
+        loss_fn: ``loss_fn(model, batch)`` → the loss (default :func:`translation_loss` with ``smoothing``, ε).
+        clip_norm: clip the gradient's global norm to this.
         bf16: bfloat16 autocast (CUDA only). ``device``: default :func:`utils.runtime.get_device`.
         checkpoint_path: write :func:`save_training_checkpoint` there every ``checkpoint_every``
             steps and at the end (rank 0 only); ``tokenizer`` rides along.
@@ -230,8 +241,8 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
         ValueError: no stopping rule, a limit, ``eval_every`` or ``checkpoint_every`` that is not a
             positive number, ``smoothing`` outside [0, 1], a non-positive ``clip_norm``,
             ``checkpoint_every`` without ``checkpoint_path``, or bf16 asked for on a CPU.
-        TypeError: ``data``/``valid`` not :class:`~utils.batching.TokenBatches`, ``state`` not a
-            :class:`TrainState`, ``optimizer`` not an optimiser.
+        TypeError: ``data`` not a batch source, ``valid`` not :class:`~utils.batching.TokenBatches`,
+            ``state`` not a :class:`TrainState`, ``optimizer`` not an optimiser, ``loss_fn`` not callable.
         OSError: ``checkpoint_path`` cannot be written (checked before the first step).
         FloatingPointError: the loss became NaN or infinite (the checkpoint holds the last finite weights).
     """
@@ -249,9 +260,14 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
         raise ValueError(f"smoothing (label smoothing ε) must be a number in [0, 1], got {smoothing!r}")
     if checkpoint_every is not None and checkpoint_path is None:
         raise ValueError("checkpoint_every needs checkpoint_path: where should the checkpoints go?")
-    for name, v in (("data", data), ("valid", valid)):
-        if v is not None and not isinstance(v, TokenBatches):
-            raise TypeError(f"{name} must be a utils.batching.TokenBatches, got {type(v).__name__}")
+    if not all(callable(getattr(data, m, None)) for m in ("batches", "collate", "__len__")):
+        raise TypeError(f"data must be a utils.batching.TokenBatches (or a source with batches(epoch), collate(indices) "
+                        f"and len), got {type(data).__name__}")
+    if valid is not None and not isinstance(valid, TokenBatches):
+        raise TypeError(f"valid must be a utils.batching.TokenBatches, got {type(valid).__name__}")
+    loss_fn = functools.partial(translation_loss, smoothing=smoothing) if loss_fn is None else loss_fn
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a function loss_fn(model, batch) -> loss, got {type(loss_fn).__name__}")
     if state is not None and not isinstance(state, TrainState):
         raise TypeError(f"state must be a TrainState (what train or resume returned), got {type(state).__name__}")
     if not isinstance(optimizer, torch.optim.Optimizer):
@@ -304,7 +320,7 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
                     break
                 batch = data.collate(batches[state.batch_in_epoch]).to(device)
                 lr = optimizer.param_groups[0]["lr"]               # the rate this step uses
-                loss = _train_step(model, batch, optimizer, scheduler, smoothing, clip_norm, bf16)
+                loss = _train_step(model, batch, optimizer, scheduler, loss_fn, clip_norm, bf16, device.type)
                 state.step += 1
                 state.batch_in_epoch += 1
                 state.tokens += batch.n_tokens

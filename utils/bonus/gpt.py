@@ -8,7 +8,9 @@ run with :func:`~utils.attention.causal_mask`; there is no encoder, so no cross-
     logits = model(ids)                                    # (batch, seq, vocab), seq <= context
     out = generate(model, prompt, 200, temperature=0.8, top_k=20, generator=g)   # KV cache on
     out2 = generate(model, prompt, 200, temperature=0.8, top_k=20, generator=g2, use_cache=False)
-    losses = train_gpt(model, train_ids, steps=1000, batch_size=32, lr=2e-3)
+    opt = gpt_optimizer(model, lr=2e-3)                    # training: utils.train.train, the one loop
+    state = train(model, RandomWindows(train_ids, 32, 128), opt, WarmupCosine(opt, 2e-3, 100, total_steps=1000),
+                  loss_fn=next_token_loss, max_steps=1000, clip_norm=1.0)
     val = evaluate_loss(model, val_ids)                    # mean next-token cross-entropy, nats
 
 **The KV cache.** Generating token ``t + 1`` needs attention from position ``t`` to the keys and values
@@ -24,24 +26,21 @@ live in :mod:`utils.kv_cache`, since the encoder–decoder decodes with them too
 from __future__ import annotations
 
 import math
-import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from utils import checks
 from utils.attention import causal_mask
 from utils.embeddings import LearnedPositionalEmbedding, PositionalEncoding, TokenEmbedding
 from utils.kv_cache import KVCache, cached_self_attention
 from utils.layers import LayerNorm
 from utils.model import EncoderLayer
-from utils.schedules import warmup_cosine_lr
-from utils.train import guarded_step
 
-__all__ = ["GPT", "make_gpt", "sample_next", "generate",
-           "random_windows", "evaluate_loss", "train_gpt"]
+__all__ = ["GPT", "make_gpt", "sample_next", "generate", "random_windows", "evaluate_loss", "Windows",
+           "RandomWindows", "next_token_loss", "gpt_optimizer"]
 
 
 # -- the model --------------------------------------------------------------------------------------
@@ -321,147 +320,81 @@ def _check_ids(data: Tensor, name: str) -> None:
         raise TypeError(f"{name} must hold integer token ids (torch.long), got {data.dtype}; use .long()")
 
 
-def train_gpt(model: GPT, data: Tensor, *, steps: int | None = None, max_seconds: float | None = None,
-              batch_size: int = 32, context: int | None = None, lr: float = 2e-3, warmup: int = 100,
-              min_lr: float | None = None, weight_decay: float = 0.1, clip_norm: float | None = 1.0,
-              seed: int = 0, progress: bool = False, checkpoint_path: Any = None,
-              checkpoint_every: int | None = None, resume: bool = False) -> list[float]:
-    """Train on random windows of ``data`` with AdamW, warm-up + cosine
-    (:func:`utils.schedules.warmup_cosine_lr`) and clipping.
+class Windows(NamedTuple):
+    """A batch of windows: inputs ``x`` and targets ``y``, each ``(batch, context)``."""
+    x: Tensor
+    y: Tensor
 
-    Stops after ``steps`` optimiser steps or ``max_seconds`` of wall time, whichever comes first; the
-    cosine follows whichever is further along. With ``steps`` alone the run is repeatable bit for bit
-    (windows come from a generator seeded with ``seed``). Weight decay applies to matrices only (not
-    to biases, LayerNorm gains or embeddings).
+    @property
+    def n_tokens(self) -> int:                              # what utils.train.train counts
+        return self.y.numel()
 
-    Args:
-        data: 1-D training ids (on any device; windows are moved to the model's device).
-        context: window length (default: the model's).
-        min_lr: where the cosine ends (default ``lr / 10``).
-        progress: show a tqdm bar.
-        checkpoint_path: a file path (str or Path); write the run there (weights, config, optimiser, the window generator and
-            PyTorch's random state, the losses so far, the recipe) every ``checkpoint_every`` steps,
-            at the end, and when the run stops with an error (Ctrl-C, a NaN loss): nothing trained
-            is lost. The path is checked before the first step.
-        resume: continue the run saved at ``checkpoint_path`` (same recipe, same model config). With
-            ``steps`` the resumed run equals the uninterrupted one bit for bit (on the CPU).
+    def to(self, device: torch.device | str) -> "Windows":
+        return Windows(self.x.to(device), self.y.to(device))
 
-    Returns:
-        The training loss of every step (floats), the resumed run's earlier steps included.
+
+class RandomWindows:
+    """Random training windows of ``data`` as batches for :func:`utils.train.train`, the loop the
+    translator uses too: the same protocol as :class:`~utils.batching.TokenBatches`.
+
+    ``batches(epoch)``: an epoch's ``steps_per_epoch`` batches of window starts (default: about one pass
+    over the text), from one generator seeded with ``seed`` that each epoch continues, the stream of
+    :func:`random_windows` with ``torch.Generator().manual_seed(seed)``; so a resumed run draws the
+    windows of the uninterrupted one. ``collate(starts)`` cuts the :class:`Windows`.
 
     Raises:
-        ValueError: neither ``steps`` nor ``max_seconds`` given, non-positive sizes or rates,
-            ``min_lr`` above ``lr``, a ``context`` above the model's, too little data, or a checkpoint
-            made with another recipe or model.
+        ValueError: ``data`` not 1-D or shorter than ``context + 1``, non-positive sizes.
         TypeError: ``data`` not a tensor of integer ids.
-        OSError: ``checkpoint_path`` cannot be written.
-        FloatingPointError: the loss became NaN or infinite (the weights stay the last finite ones).
     """
-    if steps is None and max_seconds is None:
-        raise ValueError("give steps=..., max_seconds=... or both, so training knows when to stop")
-    if (steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1)) or (
-            max_seconds is not None and not (isinstance(max_seconds, (int, float)) and 0 < max_seconds < math.inf)):
-        raise ValueError(f"steps and max_seconds must be positive, got steps={steps!r}, max_seconds={max_seconds!r}")
-    context = model.context if context is None else context
-    for name, v in (("batch_size", batch_size), ("context", context)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
-    if context > model.context:
-        raise ValueError(f"context={context} exceeds the model's context of {model.context}")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be an int >= 0 (steps of linear warm-up), got {warmup!r}")
-    min_lr = lr / 10 if min_lr is None else min_lr
-    for name, v in (("lr", lr), ("min_lr", min_lr), ("weight_decay", weight_decay)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (
-                name == "lr" and v == 0):
-            raise ValueError(f"{name} must be a finite number >= 0 (lr > 0), got {v!r}")
-    if min_lr > lr:
-        raise ValueError(f"min_lr={min_lr} is above lr={lr}; the cosine goes down from lr to min_lr")
-    if clip_norm is not None and not (isinstance(clip_norm, (int, float)) and 0 < clip_norm < math.inf):
-        raise ValueError(f"clip_norm must be a positive number or None, got {clip_norm!r}")
-    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
-                                         or checkpoint_every < 1):
-        raise ValueError(f"checkpoint_every must be a positive int or None, got {checkpoint_every!r}")
-    if (checkpoint_every is not None or resume) and checkpoint_path is None:
-        raise ValueError("checkpoint_every and resume need checkpoint_path")
-    _check_ids(data, "data")
-    if data.dim() != 1 or data.numel() < context + 1:
-        raise ValueError(f"data must be a 1-D tensor of at least context + 1 = {context + 1} ids, "
-                         f"got shape {tuple(data.shape)}")
-    from utils.checkpoint import check_writable, load_checkpoint, save_checkpoint  # here: keeps the imports above short
 
-    recipe = dict(steps=steps, max_seconds=max_seconds, batch_size=batch_size, context=context, lr=float(lr),
-                  warmup=warmup, min_lr=float(min_lr), weight_decay=float(weight_decay),
-                  clip_norm=None if clip_norm is None else float(clip_norm), seed=seed)
-    if checkpoint_path is not None:
-        check_writable(checkpoint_path)                               # fail before the first step
-    device = next(model.parameters()).device
-    matrices = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
+    def __init__(self, data: Tensor, batch_size: int, context: int, seed: int = 0,
+                 steps_per_epoch: int | None = None):
+        _check_ids(data, "data")
+        batch_size, context = checks.positive_int("batch_size", batch_size), checks.positive_int("context", context)
+        checks.positive_int("steps_per_epoch", steps_per_epoch, allow_none=True)
+        if data.dim() != 1 or data.numel() < context + 1:
+            raise ValueError(f"data must be a 1-D tensor of at least context + 1 = {context + 1} ids, "
+                             f"got shape {tuple(data.shape)}")
+        self.data, self.batch_size, self.context = data, batch_size, context
+        self.steps_per_epoch = steps_per_epoch or max(1, (data.numel() - 1) // (batch_size * context))
+        self._states = [torch.Generator().manual_seed(seed).get_state()]  # the generator at each epoch's start
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def _draw(self, gen: torch.Generator) -> list[Tensor]:
+        return [torch.randint(0, self.data.numel() - self.context, (self.batch_size,), generator=gen)
+                for _ in range(self.steps_per_epoch)]
+
+    def batches(self, epoch: int) -> list[Tensor]:
+        gen = torch.Generator()
+        while len(self._states) <= epoch:                      # replay earlier epochs once
+            gen.set_state(self._states[-1])
+            self._draw(gen)
+            self._states.append(gen.get_state())
+        gen.set_state(self._states[epoch])
+        return self._draw(gen)
+
+    def collate(self, starts: Tensor) -> Windows:
+        windows = self.data[starts[:, None] + torch.arange(self.context + 1)]  # (batch, context + 1)
+        return Windows(windows[:, :-1], windows[:, 1:])
+
+
+def next_token_loss(model: GPT, batch: Windows) -> Tensor:
+    """Mean next-token cross-entropy of ``model(batch.x)`` against ``batch.y``: the GPT's ``loss_fn``
+    for :func:`utils.train.train`."""
+    return F.cross_entropy(model(batch.x).flatten(0, 1), batch.y.flatten())
+
+
+def gpt_optimizer(model: GPT, lr: float = 2e-3, weight_decay: float = 0.1) -> torch.optim.AdamW:
+    """AdamW (β 0.9, 0.99) with weight decay on the weight matrices only (not on biases, LayerNorm
+    gains or embeddings). Pair it with :class:`utils.schedules.WarmupCosine`.
+
+    Raises:
+        ValueError: a non-positive ``lr`` or a negative ``weight_decay``.
+    """
+    lr, weight_decay = checks.number("lr", lr, above=0), checks.number("weight_decay", weight_decay, at_least=0)
+    decayed = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
     others = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
-    optimizer = torch.optim.AdamW([{"params": matrices, "weight_decay": weight_decay},
-                                   {"params": others, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99))
-    gen = torch.Generator().manual_seed(seed)
-    losses: list[float] = []
-    step, seconds0 = 0, 0.0
-    if resume:
-        ck = load_checkpoint(checkpoint_path, expected_config=model.config)
-        if "gpt_run" not in ck:
-            raise ValueError(f"{checkpoint_path} holds no GPT training run (key 'gpt_run'); it was not written "
-                             "by train_gpt(checkpoint_path=...)")
-        run = ck["gpt_run"]
-        changed = {k: (run["recipe"].get(k), v) for k, v in recipe.items()
-                   if k not in ("steps", "max_seconds") and run["recipe"].get(k) != v}
-        if changed:
-            raise ValueError(f"{checkpoint_path} was trained with another recipe (setting: saved vs now): "
-                             + ", ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in changed.items())
-                             + "; resume with the same settings")
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        gen.set_state(run["generator"])
-        torch.set_rng_state(run["torch_rng"])
-        step, seconds0, losses = run["step"], run["seconds"], list(run["losses"])
-
-    def save() -> None:
-        if checkpoint_path is not None:
-            run = {"recipe": recipe, "step": step, "seconds": seconds0 + time.perf_counter() - t0,
-                   "losses": losses, "generator": gen.get_state(), "torch_rng": torch.get_rng_state()}
-            save_checkpoint(checkpoint_path, model.state_dict(), model.config, optimizer=optimizer.state_dict(),
-                            gpt_run=run)
-
-    model.train()
-    t0 = time.perf_counter()
-    bar = tqdm(total=steps if steps is not None else round(max_seconds), disable=not progress,
-               unit="step" if steps is not None else "s", leave=False, initial=step if steps is not None else 0)
-    saved_at = step if resume else None
-    try:
-        while True:
-            elapsed = seconds0 + time.perf_counter() - t0
-            done = max(step / steps if steps else 0.0, elapsed / max_seconds if max_seconds else 0.0)
-            if done >= 1.0:
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = warmup_cosine_lr(step, done, lr, warmup, min_lr)
-            x, y = random_windows(data, batch_size, context, gen)
-            x, y = x.to(device), y.to(device)
-            loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
-            guarded_step(model, loss, optimizer, clip_norm, where=f" at step {step + 1}")
-            losses.append(loss.item())
-            step += 1
-            bar.update(1 if steps is not None else round(time.perf_counter() - t0) - bar.n)
-            if step % 50 == 0:
-                bar.set_postfix(step=step, loss=f"{sum(losses[-50:]) / 50:.3f}")
-            if checkpoint_every is not None and step % checkpoint_every == 0:
-                save()
-                saved_at = step
-    except BaseException:
-        if checkpoint_path is not None and saved_at != step:
-            try:
-                save()                                                # keep what was trained
-            except Exception as err:
-                print(f"could not save the checkpoint after the error: {err}")
-        bar.close()
-        raise
-    save()
-    bar.close()
-    model.eval()
-    return losses
+    return torch.optim.AdamW([{"params": decayed, "weight_decay": weight_decay},
+                              {"params": others, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99))
