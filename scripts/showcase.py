@@ -1,6 +1,6 @@
 """The showcase: the attention pictures a visitor sees first, drawn from a trained translator.
 
-    python scripts/showcase.py multi30k_2h                  # checkpoints/multi30k_2h.best.pt, the README's pictures
+    python scripts/showcase.py multi30k_2h --force          # redraw the README's pictures (checkpoints/multi30k_2h.best.pt)
     python scripts/showcase.py multi30k_2h --checkpoint checkpoints/05_translator.pt --prefix /tmp/short_ \
         --json /tmp/short.json
     python scripts/showcase.py multi30k_2h --quick --prefix /tmp/q_ --json /tmp/q.json   # 200 sentences, no test BLEU
@@ -21,7 +21,8 @@ decoded with beam 4 and alpha 0.6 unless ``--beam`` / ``--alpha`` say otherwise)
    ``06_showcase_decoder_grid.png`` (``--prefix`` changes ``figures/06_showcase_``) and what was
    chosen, with the scores, to ``results/<recipe>/showcase.json`` (``--json``), in the report schema
    of ``recipes/__init__.py``. Default paths belong to this checkout; a relative ``--prefix`` or
-   ``--json`` is taken from the working folder. An existing report is replaced only with ``--force``.
+   ``--json`` is taken from the working folder. An existing report or picture is replaced only with
+   ``--force``.
 
 Notebook 06 draws the same figures (the same functions) from whichever model it has and says which.
 """
@@ -51,6 +52,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout
 sys.path.insert(0, str(REPO_ROOT))                # this checkout's recipes/, never another's
 import recipes  # noqa: E402
 
+#: The pictures ``utils.plots.plot_showcase`` draws, written to PREFIX + name + ``.png``.
+FIGURES = ("alignment", "encoder_grid", "decoder_grid")
+
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,12 +69,14 @@ def main(argv: list[str] | None = None) -> dict:
                         help="the report: what was chosen, and the scores (default results/<recipe>/showcase.json)")
     parser.add_argument("--quick", action="store_true", help="200 validation sentences, no test BLEU (a smoke run)")
     parser.add_argument("recipe", help="the translator recipe whose chosen model is drawn (e.g. multi30k_2h)")
-    parser.add_argument("--force", action="store_true", help="replace a report that is already there")
+    parser.add_argument("--force", action="store_true", help="replace a report or pictures that are already there")
     args = parser.parse_args(argv)
     if args.recipe not in recipes.names():
         parser.error(f"no recipe named {args.recipe!r}; the recipes are: {', '.join(recipes.names())}")
     out_json = recipes.results_dir(args.recipe) / "showcase.json" if args.json is None else args.json
     recipes.refuse_overwrite(out_json, args.force)
+    for key in FIGURES:                                    # the README's pictures are committed too
+        recipes.refuse_overwrite(Path(f"{args.prefix}{key}.png"), args.force, "figure")
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     path = recipes.checkpoint_path(args.recipe, "best") if args.checkpoint is None else args.checkpoint

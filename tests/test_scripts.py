@@ -328,6 +328,7 @@ def test_default_outputs_belong_to_the_checkout_of_the_script(multi30k, tmp_path
     ("choose", ["multi30k_2h", "--checkpoint", "{tmp}/run.pt", "--save", "{tmp}/best.pt"]),
     ("ablations", ["ablations", "--quick"]),
     ("showcase", ["multi30k_2h", "--quick", "--checkpoint", "{tmp}/run.pt", "--prefix", "{tmp}/fig_"]),
+    ("showcase", ["multi30k_2h", "--quick", "--checkpoint", "{tmp}/run.pt", "--json", "{tmp}/s.json"]),
 ])
 def test_a_default_run_never_writes_over_a_committed_report(script, argv, tmp_path, monkeypatch):
     """A smoke run as the docstrings show it, minus --out, stops before any work: the committed report
