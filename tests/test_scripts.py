@@ -355,3 +355,16 @@ def test_a_default_benchmark_never_writes_over_its_committed_report(script, argv
     with pytest.raises(SystemExit):
         load_script(script).parse_args([a.replace("{ck}", str(ck)).replace("{tmp}", str(tmp_path)) for a in argv])
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_showcase_draws_from_a_checkpoint_into_the_working_folder(multi30k, tmp_path, monkeypatch):
+    """A relative --prefix and --json are taken from the working folder, and the report is in the one schema."""
+    multi30k.main([*TINY_MT, "--steps", "3", "--checkpoint", str(tmp_path / "run.pt"), "--out", str(tmp_path / "run")])
+    monkeypatch.chdir(tmp_path)
+    report = load_script("showcase").main(["multi30k_2h", "--quick", "--checkpoint", str(tmp_path / "run.pt"),
+                                           "--prefix", "pics/fig_", "--json", "show.json"])
+    assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == ["fig_alignment.png", "fig_decoder_grid.png",
+                                                                    "fig_encoder_grid.png"]
+    assert json.loads((tmp_path / "show.json").read_text()) == report and report["stage"] == "showcase"
+    assert report["metrics"]["test_bleu"] is None, "--quick measures no test BLEU"
