@@ -121,16 +121,16 @@ def snapshots_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(checkpoint.name.removesuffix(".pt") + ".snapshots.pt")
 
 
-def refuse_overwrite(path: Path, force: bool, what: str = "report") -> None:
+def refuse_overwrite(path: Path, force: bool, what: str = "report", flag: str = "--out") -> None:
     """Stop before any work when ``path`` already exists and ``force`` is false.
 
     Raises:
-        FileExistsError: naming the path and the two ways on: ``--force`` or another ``--out``.
+        FileExistsError: naming the path and the two ways on: ``--force`` or another ``flag``.
     """
     path = Path(path)
     if path.exists() and not force:
         raise FileExistsError(f"the {what} {path} already exists (a committed result or an earlier run); "
-                              "pass --force to replace it, or --out (or --checkpoint) to write elsewhere")
+                              f"pass --force to replace it, or {flag} to write elsewhere")
 
 
 def report(recipe: str, stage: str, command: str, settings: dict, metrics: dict, *,

@@ -165,7 +165,7 @@ def choose_for_run(name: str, checkpoint: Path, args: argparse.Namespace, valid_
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     recipes.refuse_overwrite(args.out / "choose.json", args.force)
-    recipes.refuse_overwrite(args.save, args.force, "--save checkpoint")
+    recipes.refuse_overwrite(args.save, args.force, "--save checkpoint", "--save")
     check_writable_dir(args.out, "--out folder")
     check_writable(args.save, "--save")
     set_seed(0)

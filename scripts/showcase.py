@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.recipe not in recipes.names():
         parser.error(f"no recipe named {args.recipe!r}; the recipes are: {', '.join(recipes.names())}")
     out_json = recipes.results_dir(args.recipe) / "showcase.json" if args.json is None else args.json
-    recipes.refuse_overwrite(out_json, args.force)
+    recipes.refuse_overwrite(out_json, args.force, flag="--json")
     for key in FIGURES:                                    # the README's pictures are committed too
-        recipes.refuse_overwrite(Path(f"{args.prefix}{key}.png"), args.force, "figure")
+        recipes.refuse_overwrite(Path(f"{args.prefix}{key}.png"), args.force, "figure", "--prefix")
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     path = recipes.checkpoint_path(args.recipe, "best") if args.checkpoint is None else args.checkpoint

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     recipes.refuse_overwrite(args.out / "train.json", args.force)
     if not args.resume:
-        recipes.refuse_overwrite(args.checkpoint, args.force, "checkpoint")
+        recipes.refuse_overwrite(args.checkpoint, args.force, "checkpoint", "--checkpoint")
     check_writable_dir(args.out, "--out folder")                # fail now, not after the training
     check_writable(args.checkpoint, "--checkpoint")
     set_seed(args.seed)

@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     if main_process:                                     # fail now, not after the training
         recipes.refuse_overwrite(args.out / "train.json", args.force)
         if not args.resume:
-            recipes.refuse_overwrite(args.checkpoint, args.force, "checkpoint")
+            recipes.refuse_overwrite(args.checkpoint, args.force, "checkpoint", "--checkpoint")
         check_writable_dir(args.out, "--out folder")
         check_writable(args.checkpoint, "--checkpoint")
         if getattr(args, "copy_from", None) is not None:    # --start-from: our own copy, the source stays
