@@ -75,6 +75,19 @@ def test_every_report_is_in_the_one_schema(path):
         assert (path.parent / t["file"]).is_file(), f"{path}: {t['file']} is missing"
 
 
+@pytest.mark.parametrize("name", recipes.names())
+def test_every_report_ran_its_recipe(name):
+    """The settings each committed report records are the ones its recipe file gives."""
+    settings = recipes.load(name)
+    for path in sorted((ROOT / "results" / name).glob("*.json")):
+        report = json.loads(path.read_text(encoding="utf-8"))
+        for key, value in settings.items():
+            if key in report["settings"]:
+                assert report["settings"][key] == value, f"{path.relative_to(ROOT)}: {key}"
+        if report["stage"] == "choose":
+            assert report["settings"]["choose_among"] == settings.get("choose_among", [name])
+
+
 def test_every_committed_test_bleu_is_what_sacrebleu_gives_on_the_committed_translations():
     """Each BLEU figure a report gives for a committed translation file must be reproducible from it
     (sacreBLEU 13a on test_2016_flickr, cased or lowercased as the report says)."""

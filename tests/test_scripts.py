@@ -13,6 +13,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+RECIPE_NAMES = sorted(p.stem for p in (ROOT / "recipes").glob("*.py") if not p.stem.startswith("_"))
 
 
 def load_script(name: str):
@@ -368,3 +369,19 @@ def test_showcase_draws_from_a_checkpoint_into_the_working_folder(multi30k, tmp_
                                                                     "fig_encoder_grid.png"]
     assert json.loads((tmp_path / "show.json").read_text()) == report and report["stage"] == "showcase"
     assert report["metrics"]["test_bleu"] is None, "--quick measures no test BLEU"
+
+
+@pytest.mark.parametrize("name", RECIPE_NAMES)
+def test_every_recipe_is_read_by_its_script(name, tmp_path):
+    """Each recipe names a script whose flags take every one of its settings (a typo in a recipe fails here)."""
+    import recipes
+
+    settings = recipes.load(name)
+    script = load_script(settings["script"])
+    ck = tmp_path / "ck.pt"
+    ck.write_bytes(b"")
+    args = script.parse_args([name] + (["--checkpoint", str(ck)] if settings["script"] != "ablations" else []))
+    later = getattr(script, "LATER_SETTINGS", ())
+    for key, value in settings.items():
+        if key not in ("script", *later):
+            assert getattr(args, key) == value, f"{name}: {key}"
