@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from utils import checks
 from utils.batching import Batch, TokenBatches
 from utils.checkpoint import check_writable, load_checkpoint, save_checkpoint
 from utils.runtime import get_device
@@ -65,16 +66,11 @@ def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, epsilon: float 
     Raises:
         ValueError: shapes that do not match, ε outside [0, 1], or an unknown reduction.
     """
-    if not isinstance(logits, Tensor) or not isinstance(target, Tensor):
-        raise TypeError(f"logits and target must be tensors, got {type(logits).__name__} and {type(target).__name__}")
-    if target.dtype.is_floating_point or target.dtype == torch.bool:
-        raise TypeError(f"target must hold integer token ids (torch.long), got {target.dtype}; use target.long()")
-    if logits.shape[:-1] != target.shape:
+    checks.tensor("logits", logits, dtype="float")
+    if checks.tensor("target", target, dtype="int").shape != logits.shape[:-1]:
         raise ValueError(f"logits {tuple(logits.shape)} must be target {tuple(target.shape)} + (vocab,)")
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0.0 <= epsilon <= 1.0:
-        raise ValueError(f"epsilon (label smoothing) must be a number in [0, 1], got {epsilon!r}")
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    checks.number("epsilon", epsilon, at_least=0, at_most=1, hint="the label smoothing ε")
+    checks.one_of("reduction", reduction, ("mean", "sum"))
     logp = F.log_softmax(logits.float(), dim=-1)                       # (..., V)
     real = target != pad_id if pad_id is not None else torch.ones_like(target, dtype=torch.bool)
     nll = -logp.gather(-1, target.masked_fill(~real, 0).unsqueeze(-1)).squeeze(-1)   # (...) -log p_y
@@ -91,12 +87,10 @@ def make_optimizer(model: nn.Module, betas: tuple[float, float] = (0.9, 0.98), e
     Raises:
         TypeError: ``model`` is not an ``nn.Module``. ValueError: β outside [0, 1) or ε not positive.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}; pass the model, not its parameters")
+    checks.instance("model", model, nn.Module, "an nn.Module", hint="pass the model, not its parameters")
     if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
         raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-    if not eps > 0:
-        raise ValueError(f"eps must be positive, got {eps!r}")
+    checks.number("eps", eps, above=0)
     return torch.optim.Adam(model.parameters(), lr=1.0, betas=betas, eps=eps)
 
 
@@ -114,9 +108,8 @@ def evaluate(model: nn.Module, data: TokenBatches) -> dict[str, float]:
     Raises:
         TypeError: ``data`` is not a :class:`~utils.batching.TokenBatches`.
     """
-    if not isinstance(data, TokenBatches):
-        raise TypeError(f"data must be a utils.batching.TokenBatches, got {type(data).__name__}; wrap encoded "
-                        "sentences in TokenBatches(src_ids, tgt_ids, max_tokens=...)")
+    checks.instance("data", data, TokenBatches, "a utils.batching.TokenBatches",
+                    hint="wrap encoded sentences in TokenBatches(src_ids, tgt_ids, max_tokens=...)")
     core = _unwrap(model)
     device = next(core.parameters()).device
     was_training = core.training
@@ -250,29 +243,24 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
         raise ValueError("give max_steps, max_epochs or max_minutes, or training never stops")
     for name, v in (("max_steps", max_steps), ("max_epochs", max_epochs), ("eval_every", eval_every),
                     ("checkpoint_every", checkpoint_every)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ValueError(f"{name} must be a positive int or None, got {v!r}")
-    for name, v, low in (("max_minutes", max_minutes, "0 or more"), ("clip_norm", clip_norm, "positive")):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
-                              or v < 0 or (v == 0 and name == "clip_norm")):
-            raise ValueError(f"{name} must be a finite number, {low}, or None; got {v!r}")
-    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0.0 <= smoothing <= 1.0:
-        raise ValueError(f"smoothing (label smoothing ε) must be a number in [0, 1], got {smoothing!r}")
+        checks.positive_int(name, v, allow_none=True)
+    checks.number("max_minutes", max_minutes, at_least=0, allow_none=True)
+    checks.number("clip_norm", clip_norm, above=0, allow_none=True)
+    checks.number("smoothing", smoothing, at_least=0, at_most=1, hint="the label smoothing ε")
     if checkpoint_every is not None and checkpoint_path is None:
         raise ValueError("checkpoint_every needs checkpoint_path: where should the checkpoints go?")
     if not all(callable(getattr(data, m, None)) for m in ("batches", "collate", "__len__")):
         raise TypeError(f"data must be a utils.batching.TokenBatches (or a source with batches(epoch), collate(indices) "
                         f"and len), got {type(data).__name__}")
-    if valid is not None and not isinstance(valid, TokenBatches):
-        raise TypeError(f"valid must be a utils.batching.TokenBatches, got {type(valid).__name__}")
+    if valid is not None:
+        checks.instance("valid", valid, TokenBatches, "a utils.batching.TokenBatches")
     loss_fn = functools.partial(translation_loss, smoothing=smoothing) if loss_fn is None else loss_fn
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be a function loss_fn(model, batch) -> loss, got {type(loss_fn).__name__}")
-    if state is not None and not isinstance(state, TrainState):
-        raise TypeError(f"state must be a TrainState (what train or resume returned), got {type(state).__name__}")
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer (make_optimizer(model)), got "
-                        f"{type(optimizer).__name__}")
+    if state is not None:
+        checks.instance("state", state, TrainState, "a TrainState", hint="what train or resume returned")
+    checks.instance("optimizer", optimizer, torch.optim.Optimizer, "a torch.optim.Optimizer",
+                    hint="make_optimizer(model)")
     if device is None or str(device) in ("cpu", "cuda"):
         device = get_device(None if device is None else str(device))
     else:
