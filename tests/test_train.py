@@ -127,11 +127,11 @@ def test_schedule_state_round_trip_and_errors():
     assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
     with pytest.raises(ValueError, match="create it with lr=1.0"):
         warmup_schedule(torch.optim.Adam(torch.nn.Linear(2, 2).parameters(), lr=1e-3), 128, 100)
-    with pytest.raises(ValueError, match="warmup and d_model must be positive"):
+    with pytest.raises(ValueError, match="warmup must be a positive int"):
         warmup_schedule(opt, 128, 0)
     with pytest.raises(ValueError, match="must fit after the warm-up"):
         warmup_schedule(opt, 128, 100, cooldown=50)                    # no total given
-    with pytest.raises(ValueError, match="total and cooldown must be ints >= 0"):
+    with pytest.raises(ValueError, match="cooldown must be an integer >= 0"):
         warmup_schedule(opt, 128, 100, total=500, cooldown=-1)
 
 

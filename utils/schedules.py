@@ -58,14 +58,10 @@ def warmup_schedule(optimizer: torch.optim.Optimizer, d_model: int, warmup: int,
             or an optimiser whose lr is not 1 (the schedule *is* the learning rate: build it with
             :func:`make_optimizer` or ``lr=1.0``).
     """
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer (make_optimizer(model)), got {type(optimizer).__name__}")
-    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in (warmup, d_model)):
-        raise ValueError(f"warmup and d_model must be positive ints, got warmup={warmup!r}, d_model={d_model!r}")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"scale must be a positive number (it multiplies the paper's learning rate), got {scale!r}")
-    if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in (total, cooldown)):
-        raise ValueError(f"total and cooldown must be ints >= 0, got total={total!r}, cooldown={cooldown!r}")
+    checks.instance("optimizer", optimizer, torch.optim.Optimizer, "a torch.optim.Optimizer", hint="make_optimizer(model)")
+    d_model, warmup = checks.positive_int("d_model", d_model), checks.positive_int("warmup", warmup)
+    scale = checks.number("scale", scale, above=0, hint="it multiplies the paper's learning rate")
+    total, cooldown = checks.integer("total", total, at_least=0), checks.integer("cooldown", cooldown, at_least=0)
     if cooldown > 0 and cooldown > total - warmup:
         raise ValueError(f"cooldown={cooldown} must fit after the warm-up: at most total - warmup = {total - warmup} "
                          "(give total, the run's number of optimiser steps)")
