@@ -25,7 +25,6 @@ live in :mod:`utils.kv_cache`, since the encoder–decoder decodes with them too
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import torch
@@ -135,18 +134,13 @@ def make_gpt(vocab_size: int, context: int = 128, n_layers: int = 4, d_model: in
         ValueError: non-positive sizes, ``n_heads`` not dividing ``d_model``, dropout outside [0, 1),
             an unknown ``positions``.
     """
-    if positions not in ("sinusoidal", "learned"):
-        raise ValueError(f"positions must be 'sinusoidal' or 'learned', got {positions!r}")
-    d_ff = 4 * d_model if d_ff is None else d_ff
-    for name, v in (("vocab_size", vocab_size), ("context", context), ("n_layers", n_layers),
-                    ("d_model", d_model), ("n_heads", n_heads), ("d_ff", d_ff)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
-    if d_model % n_heads:
-        divisors = ", ".join(str(k) for k in range(1, min(d_model, 16) + 1) if d_model % k == 0)
-        raise ValueError(f"n_heads={n_heads} does not divide d_model={d_model}; pick a divisor such as {divisors}")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}; use 0.0 to switch it off")
+    checks.one_of("positions", positions, ("sinusoidal", "learned"))
+    vocab_size, context, n_layers, d_model, n_heads = (checks.positive_int(name, v) for name, v in (
+        ("vocab_size", vocab_size), ("context", context), ("n_layers", n_layers), ("d_model", d_model),
+        ("n_heads", n_heads)))
+    d_ff = 4 * d_model if d_ff is None else checks.positive_int("d_ff", d_ff)
+    checks.heads_divide(d_model, n_heads)
+    checks.probability("dropout", dropout)
     config = dict(vocab_size=vocab_size, context=context, n_layers=n_layers, d_model=d_model, n_heads=n_heads,
                   d_ff=d_ff, dropout=float(dropout), positions=positions)
     model = GPT(config)
@@ -179,10 +173,8 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = No
     """
     if logits.dim() != 2:
         raise ValueError(f"logits must be (batch, vocab), got shape {tuple(logits.shape)}; take logits[:, -1]")
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
-        raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be a positive int or None, got {top_k!r}; top_k=1 is greedy")
+    checks.number("temperature", temperature, at_least=0, hint="0 = greedy")
+    checks.positive_int("top_k", top_k, allow_none=True, hint="top_k=1 is greedy")
     if temperature == 0:
         return logits.argmax(dim=-1)
     scaled = logits.float() / temperature                                       # (batch, vocab)
@@ -218,8 +210,7 @@ def generate(model: GPT, ids: Tensor, max_new_tokens: int, *, temperature: float
     """
     if ids.dim() != 2 or ids.shape[1] < 1:
         raise ValueError(f"ids must be (batch, prompt_len) with prompt_len >= 1, got shape {tuple(ids.shape)}")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    checks.integer("max_new_tokens", max_new_tokens, at_least=0)
     prompt_len, context = ids.shape[1], model.context
     if use_cache and prompt_len + max_new_tokens > context:
         raise ValueError(
@@ -280,13 +271,10 @@ def evaluate_loss(model: GPT, data: Tensor, context: int | None = None, batch_si
         ValueError: ``data`` not 1-D or with fewer than 2 tokens, or ``context`` above the model's.
     """
     context = model.context if context is None else context
-    if isinstance(context, bool) or not isinstance(context, int) or context < 1:
-        raise ValueError(f"context must be a positive int (or None for the model's), got {context!r}")
-    if context > model.context:
+    if checks.positive_int("context", context, hint="or None for the model's") > model.context:
         raise ValueError(f"context={context} exceeds the model's context of {model.context}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    _check_ids(data, "data")
+    checks.positive_int("batch_size", batch_size)
+    checks.tensor("data", data, dtype="int")
     if data.dim() != 1 or data.numel() < 2:
         raise ValueError(f"data must be a 1-D tensor of at least 2 token ids, got shape {tuple(data.shape)}")
     device = next(model.parameters()).device
@@ -310,14 +298,6 @@ def evaluate_loss(model: GPT, data: Tensor, context: int | None = None, batch_si
     finally:
         model.train(was_training)
     return total / count
-
-
-def _check_ids(data: Tensor, name: str) -> None:
-    if not isinstance(data, Tensor):
-        raise TypeError(f"{name} must be a 1-D tensor of token ids (torch.tensor(tok.encode(text))), "
-                        f"got {type(data).__name__}")
-    if data.dtype.is_floating_point or data.dtype.is_complex or data.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer token ids (torch.long), got {data.dtype}; use .long()")
 
 
 class Windows(NamedTuple):
@@ -349,7 +329,7 @@ class RandomWindows:
 
     def __init__(self, data: Tensor, batch_size: int, context: int, seed: int = 0,
                  steps_per_epoch: int | None = None):
-        _check_ids(data, "data")
+        checks.tensor("data", data, dtype="int")
         batch_size, context = checks.positive_int("batch_size", batch_size), checks.positive_int("context", context)
         checks.positive_int("steps_per_epoch", steps_per_epoch, allow_none=True)
         if data.dim() != 1 or data.numel() < context + 1:
