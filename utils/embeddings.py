@@ -81,7 +81,11 @@ class TokenEmbedding(nn.Module):
         self.scale = math.sqrt(d_model)
 
     def forward(self, ids: Tensor) -> Tensor:
-        checks.tensor("ids", ids, dtype="int")
+        if not isinstance(ids, Tensor):
+            raise TypeError(f"ids must be a tensor of token ids, got {type(ids).__name__}; use torch.tensor(ids)")
+        if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+            raise TypeError(f"token ids must be integers (torch.long), got {ids.dtype}; "   # notebook 01 prints this
+                            f"pass the tokenizer's ids, e.g. torch.tensor(ids, dtype=torch.long)")
         if ids.numel():
             lo, hi = int(ids.min()), int(ids.max())
             if lo < 0 or hi >= self.vocab_size:
