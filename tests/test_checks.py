@@ -127,6 +127,9 @@ def test_tensor_refuses():
 
 def test_int_ids_accepts():
     assert checks.int_ids("ids", (1, np.int64(2), 3)) == [1, 2, 3]
+    assert checks.int_ids("ids", list(torch.tensor([4, 5]))) == [4, 5]                  # 0-d tensors
+    with pytest.raises(ArgumentTypeError, match=r"ids\[0\] is 4.0, not an integer token id"):
+        checks.int_ids("ids", list(torch.tensor([4.0, 5.0])))
     assert checks.int_ids("ids", [], vocab_size=5) == []
     t = torch.tensor([[0, 4]])
     assert checks.int_ids("ids", t, vocab_size=5) is t

@@ -118,7 +118,7 @@ def int_ids(name: str, ids: Any, vocab_size: int | None = None) -> Any:
     else:
         if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
             _fail(name, "a sequence of integer token ids", ids, "encode the text first", ArgumentTypeError)
-        ids = list(ids)
+        ids = [v.item() if isinstance(v, (Tensor, np.ndarray)) and v.ndim == 0 else v for v in ids]  # 0-d: its number
         bad = next((i for i, v in enumerate(ids) if not isinstance(v, (int, np.integer)) or isinstance(v, bool)), None)
         if bad is not None:
             raise ArgumentTypeError(f"{name}[{bad}] is {_got(ids[bad])}, not an integer token id; token ids are "
