@@ -1,9 +1,9 @@
 """Every bad input in ``tests/bad_inputs.py`` gets a clear error naming the problem, or the right answer.
 
-Issue 13's classes: checkpoints that round-trip (section 3), no silent wrong answers (4: tokenizers,
+The classes: checkpoints that round-trip (section 3), no silent wrong answers (4: tokenizers,
 data files, ``exercises.check``), clear errors for bad arguments (5), and ``train`` failing before its
 first step on an unwritable path / saving what it trained when a run ends in an error (2).
-``python tests/bad_inputs.py`` counts the outcomes (run it on an older checkout to compare).
+``python tests/bad_inputs.py`` counts the outcomes.
 """
 
 import pytest

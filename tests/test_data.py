@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def data_dir():
     value = os.environ.get("ATTN_DATA_DIR")
-    assert value, "ATTN_DATA_DIR must name the data folder (tests/conftest.py sets it when ../shared/data exists)"
+    assert value, "ATTN_DATA_DIR must name the data folder (CI sets it; set it to your local copy of the data)"
     return Path(value)
 
 

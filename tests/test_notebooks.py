@@ -2,7 +2,7 @@
 
 nbval compares stored outputs with fresh ones, but it silently skips cells that were never
 executed, and a trailing `;` does not stop it from recording output. These tests catch what nbval
-cannot, and hold the conventions every notebook shares (see ../shared/STYLE.md).
+cannot, and hold the conventions every notebook shares (the notebook rhythm: set-up cell, Colab badge, summary, exercises).
 """
 
 import json
