@@ -274,8 +274,7 @@ def tokenizer_from_dict(data: dict) -> Tokenizer:
         ValueError: for an unknown ``kind`` or a dict without the fields that kind needs.
         TypeError: ``data`` is not a dict.
     """
-    if not isinstance(data, dict):
-        raise TypeError(f"data must be the dict that Tokenizer.to_dict() returned, got {type(data).__name__}")
+    checks.instance("data", data, dict, "the dict that Tokenizer.to_dict() returned")
     kind = data.get("kind")
     need = {"char": "tokens", "word": "tokens", "bpe": "json"}.get(kind)
     if need is not None and need not in data:
