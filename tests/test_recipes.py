@@ -118,3 +118,38 @@ def test_short_translator_equals_notebook_05(tmp_path):
     assert ns["state"].step == 8
     assert same_weights(ns["model"], ours), "utils.recipes.train_short_translator drifted from notebook 05's run"
     assert (tmp_path / "checkpoints" / "05_translator.pt").is_file()
+
+
+def test_notebook_06_loads_what_notebooks_04_and_05_save_and_trains_it_the_same_way(tmp_path):
+    """06 loads, by default, the files 05 and 04 save. When one is missing, 06 trains it with the recipe bound
+    above (the translator on one thread, as 05 trains it), saves it there, and a second run loads the same weights.
+    06's own cells run here, with the recipes shortened to a few steps."""
+    src04, src05, src06 = (cells(f"{name}.ipynb") for name in
+                           ("04_encoder_decoder", "05_training_multi30k", "06_testing_attention_maps"))
+    assert any('model.save(REPO_ROOT / "checkpoints" / "05_translator.pt"' in s for s in src05)
+    assert any('date_model.save(REPO_ROOT / "checkpoints" / "04_dates.pt"' in s for s in src04)
+    assert any("torch.set_num_threads(1)" in s and "if not FULL" in s for s in src05), "05's short run: one thread"
+    ds, threads = tiny_multi30k(), []
+
+    def short_translator(data, device):
+        threads.append(torch.get_num_threads())
+        return recipes.train_short_translator(data, device, steps=8)
+
+    date_pairs_ = date_pairs(300, seed=1)
+    date_tok = CharTokenizer.fit([text for pair in date_pairs_ for text in pair])
+    ns = {"REPO_ROOT": tmp_path, "CHECKPOINTS": tmp_path / "checkpoints", "ds": ds, "DEVICE": torch.device("cpu"),
+          "train_short_translator": short_translator, "date_train": date_pairs_, "date_tok": date_tok,
+          "train_date_model": lambda pairs, tok: recipes.train_date_model(pairs, tok, steps=12, warmup=4, batch=16)}
+    exec("import time\nimport torch\nfrom utils.checkpoint import load_checkpoint\nfrom utils.model import make_model\n"
+         "from utils.recipes import DATE_RUN, SHORT_RUN\nfrom utils.tokenize import tokenizer_from_dict\n", ns)
+    translator_cell = cell_with(src06, 'CHECKPOINT = CHECKPOINTS / "05_translator.pt"')
+    date_cell = cell_with(src06, 'DATE_CHECKPOINT = CHECKPOINTS / "04_dates.pt"')
+    for _ in range(2):                                                  # trained and saved, then loaded
+        exec(translator_cell, ns)
+        exec(date_cell, ns)
+        assert same_weights(ns["model"], recipes.train_short_translator(ds, "cpu", steps=8)[0])
+        assert same_weights(ns["date_model"], recipes.train_date_model(date_pairs_, date_tok, steps=12, warmup=4,
+                                                                       batch=16))
+    assert threads == [1], "06 trained the translator once, on one thread as 05 does, and then loaded it"
+    assert ns["origin"] == ns["date_origin"] == "loaded"
+    assert (tmp_path / "checkpoints" / "05_translator.pt").is_file() and (tmp_path / "checkpoints" / "04_dates.pt").is_file()
