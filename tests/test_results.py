@@ -198,9 +198,3 @@ def test_figure_check_can_fail():
     numbers = numbers_in({"test_bleu": 40.72, "detail": "BLEU = 40.72 71.4/48.5"})
     assert found("40.72", numbers) and found("71.4", numbers) and not found("40.27", numbers)
     assert figures("3,100 steps, beam 4, α = 2.1, 40.72 BLEU") == ["3,100", "2.1", "40.72"]
-
-
-def test_docs_name_no_development_paths():
-    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
-        text = path.read_text(encoding="utf-8")
-        assert "../shared" not in text and "benchmarks/results" not in text, path.name
