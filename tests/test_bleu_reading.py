@@ -72,6 +72,7 @@ def test_near_equal_systems_are_not_called_different(refs):
     assert same.p_value == pytest.approx(1 / 101)
 
 
+@pytest.mark.slow
 def test_difference_interval_is_the_paired_resamples(refs):
     """Recompute the interval by hand from the per-sentence statistics and the same draws."""
     a, b = noisy(refs[:200], 0.2, 5), noisy(refs[:200], 0.15, 6)

@@ -38,6 +38,7 @@ def worker(rank: int, world_size: int, folder: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 def test_two_cpu_processes_end_with_identical_weights(tmp_path):
     mp.spawn(worker, args=(2, str(tmp_path)), nprocs=2, join=True)

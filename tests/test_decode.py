@@ -62,6 +62,7 @@ class Scripted(nn.Module):
         return logits
 
 
+@pytest.mark.slow
 def test_equals_the_naive_loop():
     model, src = model_that_stops()
     ours = greedy_decode(model, src, max_len=10)
@@ -173,6 +174,7 @@ def test_beam_of_one_equals_greedy(alpha):
     assert torch.equal(beam_search(model, src, beam_size=1, max_len=10, length_penalty_alpha=alpha), greedy)
 
 
+@pytest.mark.slow
 def test_beam_in_a_batch_equals_beam_alone_and_scores_at_least_greedy():
     model, src = model_that_stops()
     batch, scores = beam_search(model, src, beam_size=4, max_len=10, length_penalty_alpha=0.0, return_scores=True)
@@ -206,6 +208,7 @@ def test_beam_restores_mode_and_refuses_bad_arguments():
         beam_search(model, src, max_len=33)
 
 
+@pytest.mark.slow
 def test_the_kv_cache_changes_nothing():
     model, src = model_that_stops()
     assert torch.equal(greedy_decode(model, src, max_len=10), greedy_decode(model, src, max_len=10, use_cache=False))
@@ -242,6 +245,7 @@ def plain_beam_one(model, src, k, max_len, alpha):
     return tokens, score
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(4))
 def test_batched_beam_equals_the_plain_loop(seed):
     """The vectorised search (top-k over beam × vocabulary, cache rows reindexed) == the plain loop,
@@ -263,6 +267,7 @@ def test_batched_beam_equals_the_plain_loop(seed):
             assert scores[i].item() == pytest.approx(score, abs=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(3))
 def test_several_alphas_in_one_search_equal_one_search_each(seed):
     """alpha only ranks the finished translations, so one search serves a list of alphas: each result
@@ -302,6 +307,7 @@ class CharTok:
         return "".join("abcdef"[i - 3] for i in ids if i >= 3)
 
 
+@pytest.mark.slow
 def test_translate_equals_decoding_each_sentence_alone_in_the_input_order():
     from utils.decode import translate
 

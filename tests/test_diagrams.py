@@ -44,6 +44,7 @@ def test_every_diagram_is_named_for_its_notebook_and_committed():
         assert (pixels[0, 0, :3] == 255).all(), f"{stem}.png must have a white background"
 
 
+@pytest.mark.slow
 def test_drawing_is_reproducible(tmp_path):
     written = draw_all(tmp_path)
     assert sorted(p.name for p in written) == sorted(f"{s}{x}" for s in DIAGRAMS for x in (".svg", ".png"))

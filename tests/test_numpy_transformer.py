@@ -136,6 +136,7 @@ CONFIGS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"d{c.d_model}h{c.n_heads}L{c.n_layers}-{c.pos}")
 def test_every_parameter_matches_finite_differences(cfg):
     rng = np.random.default_rng(7)

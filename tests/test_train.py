@@ -302,6 +302,7 @@ def test_interrupted_checkpoint_during_training_keeps_the_old_one(data, tmp_path
     assert load_checkpoint(path)["train_state"]["step"] == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("steps", [12, 2 * 24])   # the split falls mid-epoch; and on an epoch boundary
 def test_resume_reproduces_the_uninterrupted_run(data, tmp_path, steps):
     train_data, valid_data = data
