@@ -41,8 +41,11 @@ from __future__ import annotations
 import argparse
 import json
 import runpy
+import uuid
 from pathlib import Path
 from typing import Any
+
+import torch
 
 #: The checkout this file belongs to: default outputs go here, never to another clone's folders.
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,11 +117,112 @@ def checkpoint_path(name: str, kind: str = "") -> Path:
     return CHECKPOINTS / (f"{name}.{kind}.pt" if kind else f"{name}.pt")
 
 
-def snapshots_path(checkpoint: Path) -> Path:
-    """Where the weight snapshots of the run in ``checkpoint`` are kept: ``<stem>.snapshots.pt``
-    (``run.pt`` → ``run.snapshots.pt``; a name without ``.pt`` keeps its dots: ``d0.1`` → ``d0.1.snapshots.pt``)."""
+#: What a training checkpoint ``<stem>.pt`` keeps beside it: its weight snapshots and their average.
+COMPANIONS = {"snapshots": "snapshot file", "avg": "averaged model"}
+
+
+def checkpoint_name_error(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` cannot name a training checkpoint, or ``None`` when it can.
+
+    It must end in ``.pt`` (``run`` and ``run.pt`` would share ``run.snapshots.pt``) and must not be
+    named like another checkpoint's companion file (``run.snapshots.pt``, ``run.avg.pt``).
+    """
+    name = Path(checkpoint).name
+    if not name.endswith(".pt") or name == ".pt":
+        return f"{checkpoint} must be a file name ending in .pt (its snapshots go beside it as <stem>.snapshots.pt)"
+    for kind in COMPANIONS:
+        if name.endswith(f".{kind}.pt"):
+            return f"{checkpoint} is named like the {COMPANIONS[kind]} of another checkpoint (*.{kind}.pt); pick another name"
+    return None
+
+
+def companion_path(checkpoint: Path, kind: str) -> Path:
+    """``<stem>.<kind>.pt`` beside ``checkpoint`` (``kind``: ``snapshots`` or ``avg``)."""
     checkpoint = Path(checkpoint)
-    return checkpoint.with_name(checkpoint.name.removesuffix(".pt") + ".snapshots.pt")
+    return checkpoint.with_name(checkpoint.name.removesuffix(".pt") + f".{kind}.pt")
+
+
+def snapshots_path(checkpoint: Path) -> Path:
+    """Where the weight snapshots of the run in ``checkpoint`` are kept: ``run.pt`` → ``run.snapshots.pt``."""
+    return companion_path(checkpoint, "snapshots")
+
+
+def new_run_id() -> str:
+    """A random identity for a new training run, stored in its checkpoint and in its snapshot file."""
+    return uuid.uuid4().hex
+
+
+def prepare_new_run(checkpoint: Path, force: bool) -> None:
+    """Before a new (not resumed) run writes ``checkpoint``: stop when it, or a companion file of an
+    earlier run (snapshots, average), is there, unless ``force``; with ``force`` the companions are
+    removed, so nothing of the earlier run is taken for this one's.
+
+    Raises:
+        FileExistsError: naming the file, ``--force`` and ``--checkpoint``.
+    """
+    refuse_overwrite(checkpoint, force, "checkpoint", "--checkpoint")
+    for kind, what in COMPANIONS.items():
+        refuse_overwrite(companion_path(checkpoint, kind), force, f"{what} of an earlier run", "--checkpoint")
+    for kind in COMPANIONS:
+        companion_path(checkpoint, kind).unlink(missing_ok=True)
+
+
+def check_snapshots(checkpoint: dict, snapshots: dict, checkpoint_path: Path, snapshot_path: Path) -> None:
+    """Make sure the snapshot file belongs to the run in the training checkpoint (both as loaded).
+
+    They belong together when both carry the same run identity (``checkpoint["run"]["id"]`` and
+    ``snapshots["run_id"]``), the same model configuration, and no snapshot is of a step after the
+    checkpoint's. A pair in which neither records an identity belongs together only when the last
+    snapshot was taken at the checkpoint's step and holds its weights.
+
+    Raises:
+        ValueError: naming both files and what differs.
+    """
+    where = f"the snapshot file {snapshot_path} does not belong to the training checkpoint {checkpoint_path}"
+    fix = ("; it is left from another run: delete it, or train this run again with --force "
+           "(a new run replaces both)")
+    run_id, snap_id = (checkpoint.get("run") or {}).get("id"), snapshots.get("run_id")
+    if run_id is not None or snap_id is not None:
+        if run_id != snap_id:
+            raise ValueError(f"{where}: run {snap_id or '(none recorded)'} there, run {run_id or '(none recorded)'} "
+                             f"in the checkpoint{fix}")
+    if snapshots.get("config") != checkpoint.get("config"):
+        raise ValueError(f"{where}: another model configuration{fix}")
+    step = (checkpoint.get("train_state") or {}).get("step")
+    steps = list(snapshots.get("steps", []))
+    if step is None:
+        raise ValueError(f"{checkpoint_path} holds no training state: pass the checkpoint scripts/train_translator.py wrote")
+    if any(s > step for s in steps):
+        raise ValueError(f"{where}: snapshots of steps {[s for s in steps if s > step]}, after the checkpoint's step {step}{fix}")
+    if run_id is None and snap_id is None:
+        last = snapshots["snapshots"][-1] if steps else {}
+        model = checkpoint["model"]
+        if not steps or steps[-1] != step or last.keys() != model.keys() or not all(
+                torch.equal(last[k], model[k]) for k in model):
+            raise ValueError(f"{where}: neither records a run identity and the last snapshot (step "
+                             f"{steps[-1] if steps else None}) is not the checkpoint's weights (step {step}){fix}")
+
+
+def check_resume_settings(stored: dict | None, settings: dict, fixed: tuple[str, ...],
+                          checkpoint: Path) -> list[str] | None:
+    """Compare the settings a checkpoint recorded (``stored``) with this run's: raise for a changed one
+    of ``fixed``, the settings a continuation must share with the run it continues (naming the flag,
+    the stored value and the new one); return the names of the other settings that changed (what the
+    report records), or ``None`` when the checkpoint recorded no settings to compare with.
+
+    Raises:
+        ValueError: naming every changed flag of ``fixed``.
+    """
+    if stored is None:
+        return None
+    flag = lambda k: "--" + k.replace("_", "-")  # noqa: E731
+    changed = [k for k in fixed if k in stored and stored[k] != settings.get(k)]
+    if changed:
+        raise ValueError(f"--resume: the run in {checkpoint} was trained with "
+                         + ", ".join(f"{flag(k)} {stored[k]!r} (now {settings.get(k)!r})" for k in changed)
+                         + "; resume with the same settings, or start a new run (another --checkpoint, or --force)")
+    return sorted(k for k in set(stored) | set(settings)
+                  if k not in (*fixed, "resume") and stored.get(k) != settings.get(k))
 
 
 def refuse_overwrite(path: Path, force: bool, what: str = "report", flag: str = "--out") -> None:

@@ -26,7 +26,13 @@ forcing, ``utils.train.evaluate``) every ``--eval-every`` steps, and at the end 
 on the validation set (sacreBLEU; its parts from ``utils.bleu.bleu_parts``), each variant against the
 baseline with sacreBLEU's paired bootstrap (``utils.bleu.paired_bootstrap``: the 95 % interval of the
 difference over resampled validation sets; the seed-1 run gives the other noise, that of training).
-The test set is not touched. A run whose loss turns NaN is reported as diverged.
+The test set is not touched. A run whose loss turns NaN is reported as diverged (its curve up to
+there, its losses ``null``) and the study goes on.
+
+Each variant is written to ``--out``'s ``ablations.partial.json`` as it finishes, so a Ctrl-C (or a
+crash) loses at most the variant under way: the same command continues with the variants not yet
+done (kept variants of other settings are discarded only with ``--force``). The file goes when the
+report is written.
 
 **Overfit one batch** (the sanity check to run before any long training): the baseline model
 trained on ONE batch of about 600 tokens, without label smoothing, for ``--overfit-steps`` steps;
@@ -43,6 +49,7 @@ overfit curve).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -60,7 +67,7 @@ from utils.model import count_parameters, make_model
 from utils.runtime import cpu_model, set_seed
 from utils.tokenize import BPETokenizer
 from utils.schedules import WarmupInverseSqrt, warmup_schedule
-from utils.train import evaluate, make_optimizer, train
+from utils.train import TrainState, evaluate, make_optimizer, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))      # this checkout's recipes/, never another's
 import recipes  # noqa: E402
@@ -119,13 +126,13 @@ class NoRamp(WarmupInverseSqrt):
 
 
 def make_run(R: dict, vocab_size: int, seed: int = 0, post_ln: bool = False, warmup_ramp: bool = True,
-             smoothing: float = 0.1):
+             smoothing: float = 0.1, lr_scale: float = 1.0):
     set_seed(seed)
     model = make_model(vocab_size, vocab_size, n_layers=R["n_layers"], d_model=R["d_model"], n_heads=R["n_heads"],
                        d_ff=R["d_ff"], dropout=0.0, norm_first=not post_ln, share_embeddings=True)
     optimizer = make_optimizer(model)
     if warmup_ramp:
-        scheduler = warmup_schedule(optimizer, R["d_model"], R["warmup"])
+        scheduler = warmup_schedule(optimizer, R["d_model"], R["warmup"], scale=lr_scale)
     else:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, NoRamp(R["d_model"], R["warmup"]))
     return model, optimizer, scheduler, smoothing
@@ -146,9 +153,49 @@ def overfit_one_batch(R: dict, vocab_size: int, src, tgt, steps: int) -> dict:
             "final_token_accuracy": round(final["acc"], 4), "first_step_below_0.1": below}
 
 
+#: The file that keeps the finished variants while a study runs (removed when the report is written).
+PARTIAL = "ablations.partial.json"
+
+
+def finite(x: float) -> float | None:
+    """``x`` rounded, or ``None`` when it is not finite (a diverged run; strict JSON has no NaN)."""
+    return round(x, 4) if math.isfinite(x) else None
+
+
+def partial_key(args: argparse.Namespace) -> dict:
+    """What a finished variant depends on: a kept one is reused only under the same settings."""
+    return {"quick": args.quick, "steps": args.steps, "eval_every": args.eval_every, "threads": args.threads}
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write strict JSON atomically (a temporary file renamed over the old one)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, allow_nan=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def finished_variants(partial: Path, args: argparse.Namespace) -> tuple[dict, dict]:
+    """The runs and validation translations of the variants an interrupted study finished (empty when none).
+
+    Raises:
+        FileExistsError: kept variants of other settings, unless ``--force`` (which discards them).
+    """
+    if not partial.is_file():
+        return {}, {}
+    kept = json.loads(partial.read_text(encoding="utf-8"))
+    if kept.get("key") != partial_key(args):
+        if not args.force:
+            raise FileExistsError(f"{partial} keeps the finished variants of a study with other settings "
+                                  f"({kept.get('key')}); pass --force to discard them, or --out to write elsewhere")
+        return {}, {}
+    print(f"continuing the study kept in {partial}: {', '.join(kept['runs'])} done", flush=True)
+    return kept["runs"], kept["hyps"]
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     recipes.refuse_overwrite(args.out / "ablations.json", args.force)
+    recipes.refuse_overwrite(args.out / "ablation_curves.png", args.force, "figure")
     check_writable_dir(args.out, "--out folder")
     torch.set_num_threads(args.threads)
     R = recipe(args.quick)
@@ -164,26 +211,39 @@ def main(argv: list[str] | None = None) -> dict:
                               tok.encode_batch(valid_split["en"], add_special=True), max_tokens=4000, shuffle=False)
     valid_de, valid_en = list(valid_split["de"]), list(valid_split["en"])
 
-    runs, hyps_of = {}, {}
+    partial = args.out / PARTIAL                  # every finished variant, kept as it finishes
+    runs, hyps_of = finished_variants(partial, args)
     for name in args.only or VARIANTS:
+        if name in runs:
+            print(f"{name:<18} already done (kept in {partial})", flush=True)
+            continue
         settings = VARIANTS[name]
         model, optimizer, scheduler, smoothing = make_run(R, tok.vocab_size, **settings)
         seed = settings.get("seed", 0)
         train_data = TokenBatches(train_src, train_tgt, max_tokens=R["max_tokens"], seed=seed)
         t0 = time.perf_counter()
-        state = train(model, train_data, optimizer, scheduler, valid=valid_data, smoothing=smoothing,
-                      max_steps=args.steps, eval_every=args.eval_every, device="cpu", progress=not args.no_progress)
+        state = TrainState()                          # kept when the loss turns NaN: the curve up to there
+        try:
+            train(model, train_data, optimizer, scheduler, valid=valid_data, smoothing=smoothing, state=state,
+                  max_steps=args.steps, eval_every=args.eval_every, device="cpu", progress=not args.no_progress)
+            error = None
+        except FloatingPointError as err:             # this variant diverged; the study goes on
+            error = str(err)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted during {name}: {len(runs)} finished variant(s) are kept in {partial}; the same "
+                  "command continues from there", flush=True)
+            raise
         seconds = time.perf_counter() - t0
-        last = state.valid[-1]
-        diverged = not all(math.isfinite(h["loss"]) for h in state.history) or not math.isfinite(last["loss"])
+        last = state.valid[-1] if state.valid else None
+        diverged = error is not None or last is None or not math.isfinite(last["loss"])
         run = {"changes": settings, "parameters": count_parameters(model), "steps": state.step,
                "epochs": round(state.step / len(train_data), 2), "train_seconds": round(seconds, 1),
-               "diverged": diverged,
-               "valid_curve": [{"step": v["step"], "loss": round(v["loss"], 4)} for v in state.valid],
+               "diverged": diverged, **({"error": error} if error else {}),
+               "valid_curve": [{"step": v["step"], "loss": finite(v["loss"])} for v in state.valid],
                "train_loss_every_50": [round(sum(h["loss"] for h in state.history[i: i + 50]) / 50, 4)
                                        for i in range(0, len(state.history) - 49, 50)],
-               "peak_lr": max(h["lr"] for h in state.history),
-               "valid": {k: round(last[k], 4) for k in ("loss", "ppl", "acc")}}
+               "peak_lr": max((h["lr"] for h in state.history), default=None),
+               "valid": {k: finite(last[k]) if last else None for k in ("loss", "ppl", "acc")}}
         if not diverged:
             t1 = time.perf_counter()
             hyps = hyps_of[name] = translate(model, valid_de, tok)
@@ -193,7 +253,9 @@ def main(argv: list[str] | None = None) -> dict:
                                        "ratio": round(parts.ratio, 3)}
             run["decode_seconds"] = round(time.perf_counter() - t1, 1)
         runs[name] = run
-        print(f"{name:<18} valid loss {run['valid']['loss']:.3f}  BLEU {run.get('valid_bleu_greedy', float('nan')):5.2f}  "
+        write_json(partial, {"key": partial_key(args), "runs": runs, "hyps": hyps_of})
+        shown_loss = run["valid"]["loss"] if run["valid"]["loss"] is not None else math.nan
+        print(f"{name:<18} valid loss {shown_loss:.3f}  BLEU {run.get('valid_bleu_greedy', math.nan):5.2f}  "
               f"({seconds:.0f} s{', DIVERGED' if diverged else ''})", flush=True)
 
     if "baseline" in hyps_of:      # is a BLEU difference more than the luck of which sentences were drawn?
@@ -213,7 +275,9 @@ def main(argv: list[str] | None = None) -> dict:
         "vocab_size": tok.vocab_size, "train_pairs": len(train_split), "valid_pairs": len(valid_split),
         "runs": runs, "overfit_one_batch": overfit,
         "seed_spread": {k: round(abs(runs["baseline"][k2][k] - runs["baseline_seed1"][k2][k]), 4)
-                        for k, k2 in (("loss", "valid"),)} if {"baseline", "baseline_seed1"} <= set(runs) else None,
+                        for k, k2 in (("loss", "valid"),)}
+        if {"baseline", "baseline_seed1"} <= set(runs) and not (runs["baseline"]["diverged"]
+                                                                or runs["baseline_seed1"]["diverged"]) else None,
     }
     spread = details["seed_spread"]
     if spread is not None and "valid_bleu_greedy" in runs["baseline"] and "valid_bleu_greedy" in runs["baseline_seed1"]:
@@ -234,6 +298,7 @@ def main(argv: list[str] | None = None) -> dict:
                      "load_average_at_end": [round(x, 2) for x in os.getloadavg()]})
     recipes.write_report(args.out / "ablations.json", report)
     plot(details, args.out / "ablation_curves.png")
+    partial.unlink(missing_ok=True)
     print(f"wrote {args.out / 'ablations.json'} and ablation_curves.png in {metrics['total_seconds'] / 60:.1f} min")
     if not args.quick and not overfit["final_loss"] < 0.1:
         raise SystemExit(f"overfitting one batch left a loss of {overfit['final_loss']}: the model, the masks or the "
@@ -266,11 +331,11 @@ def plot(report: dict, path: Path) -> None:
                 continue
             r = runs[name]
             steps = [v["step"] for v in r["valid_curve"]]
-            losses = [v["loss"] for v in r["valid_curve"]]
+            losses = [math.nan if v["loss"] is None else v["loss"] for v in r["valid_curve"]]
             finite += [x for x in losses if math.isfinite(x)]
             bleu = f", BLEU {r['valid_bleu_greedy']:.1f}" if "valid_bleu_greedy" in r else ", diverged"
-            ax.plot(steps, losses, "o-" if name != "baseline_seed1" else "--", ms=3, color=COLOURS[name],
-                    label=f"{labels[name]}{bleu}")
+            ax.plot(steps, losses, "o-" if name != "baseline_seed1" else "--", ms=3, color=COLOURS.get(name),
+                    label=f"{labels.get(name, name)}{bleu}")
         if finite:
             ax.set_ylim(min(finite) - 0.1, min(max(finite), min(finite) + 3))
         ax.set(title=title, xlabel="step", ylabel="validation loss (nats/token)")

@@ -28,7 +28,10 @@ run's best validation setting) and ``choose.test.hyp.en`` (the chosen setting's 
 the chosen weights to ``--save`` (default ``checkpoints/<recipe>.best.pt``, with the tokenizer and the
 chosen decoding): ``checkpoints/multi30k_2h.best.pt`` is the model notebook 06,
 ``scripts/showcase.py`` and ``benchmarks/decode_speed.py`` look for. A report or ``--save`` file
-already there is never replaced without ``--force``. Check the test BLEU from the committed file with::
+already there is never replaced without ``--force``, and ``--save`` never names a training checkpoint
+or a run's snapshot file (even with ``--force``: the chosen weights cannot resume). Before any
+decoding every run is checked: its snapshot file must belong to it (the run identity both record),
+and every validation and test sentence must fit its positional table. Check the test BLEU from the committed file with::
 
     sacrebleu $ATTN_DATA_DIR/multi30k/test_2016_flickr.en -i results/multi30k_2h/choose.test.hyp.en
     sacrebleu $ATTN_DATA_DIR/multi30k/test_2016_flickr.en -i results/multi30k_2h/choose.test.hyp.en -lc
@@ -92,11 +95,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--checkpoint: a run is listed twice")
     if any(args.save.resolve() == path.resolve() for path in args.checkpoint):
         p.error(f"--save {args.save} is a training checkpoint: the chosen weights would replace it; save elsewhere")
+    if any(args.save.resolve() == recipes.snapshots_path(path).resolve() for path in args.checkpoint):
+        p.error(f"--save {args.save} is a run's snapshot file: the chosen weights would replace it; save elsewhere")
+    if args.save.is_dir():
+        p.error(f"--save {args.save} is a folder; give a file name such as {args.save / 'best.pt'}")
+    if args.save.is_file() and is_training_checkpoint(args.save):
+        p.error(f"--save {args.save} holds a training checkpoint (it can resume; the chosen weights could not), "
+                "even --force does not replace it; save elsewhere")
     missing = [str(path) for path in args.checkpoint if not path.is_file()]
     if missing:
         p.error(f"no training checkpoint at {', '.join(missing)}: train first "
                 f"(python scripts/train_translator.py <recipe>) or pass --checkpoint")
     return args
+
+
+def is_training_checkpoint(path: Path) -> bool:
+    """Whether ``path`` holds a checkpoint a training run can resume from (unreadable files: no)."""
+    try:
+        return load_checkpoint(path).get("train_state") is not None
+    except ValueError:
+        return False
+
+
+def check_run(checkpoint: Path) -> dict:
+    """Refuse, before any work, a run whose checkpoint holds no tokenizer or whose snapshot file is
+    missing or belongs to another run; return the loaded checkpoint."""
+    saved = load_checkpoint(checkpoint)
+    if "tokenizer" not in saved or saved.get("train_state") is None:
+        raise SystemExit(f"{checkpoint} holds no tokenizer or training state: pass the checkpoint "
+                         "scripts/train_translator.py wrote")
+    snapshot_path = recipes.snapshots_path(checkpoint)
+    if not snapshot_path.is_file():
+        raise SystemExit(f"no snapshots at {snapshot_path}: train with scripts/train_translator.py --average N")
+    try:
+        recipes.check_snapshots(saved, load_checkpoint(snapshot_path), checkpoint, snapshot_path)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    return saved
+
+
+def check_fits(run: str, max_len: int, sources: dict[str, list[list[int]]]) -> None:
+    """Stop before decoding when a source sentence is longer than the run's positional table."""
+    over = {split: [len(s) for s in ids if len(s) > max_len] for split, ids in sources.items()}
+    if any(over.values()):
+        raise SystemExit(f"run {run}: " + ", ".join(f"{len(v)} {k}" for k, v in over.items() if v)
+                         + f" sentence(s) are longer than its positional table (max_len {max_len}; the longest has "
+                         f"{max(max(v) for v in over.values() if v)} tokens): it cannot translate them; retrain "
+                         "it with a larger --max-len or --vocab")
 
 
 def average(snapshots: list[dict], k: int) -> dict:
@@ -109,14 +154,9 @@ def average(snapshots: list[dict], k: int) -> dict:
 def choose_for_run(name: str, checkpoint: Path, args: argparse.Namespace, valid_src: list[str], valid_ref: list[str]) -> dict:
     """Stages 1 and 2 for one training run, on validation only: its tables, its best setting, and
     the model (with the chosen weights loaded) and tokenizer to translate with."""
-    saved = load_checkpoint(checkpoint)
-    if "tokenizer" not in saved:
-        raise SystemExit(f"{checkpoint} holds no tokenizer: pass the checkpoint scripts/train_translator.py wrote")
+    saved = check_run(checkpoint)
     tok = tokenizer_from_dict(saved["tokenizer"])
-    snapshot_path = recipes.snapshots_path(checkpoint)
-    if not snapshot_path.is_file():
-        raise SystemExit(f"no snapshots at {snapshot_path}: train with scripts/train_translator.py --average N")
-    snap = load_checkpoint(snapshot_path)
+    snap = load_checkpoint(recipes.snapshots_path(checkpoint))
     snapshots, steps = snap["snapshots"], snap["steps"]
     too_many = [k for k in args.average_choices if k > len(snapshots)]
     if too_many:
@@ -168,12 +208,18 @@ def main(argv: list[str] | None = None) -> dict:
     recipes.refuse_overwrite(args.save, args.force, "--save checkpoint", "--save")
     check_writable_dir(args.out, "--out folder")
     check_writable(args.save, "--save")
+    saved = {name: check_run(checkpoint) for name, checkpoint in args.runs.items()}     # before any work
     set_seed(0)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     ds = load_multi30k(limit=args.limit)
     valid_src, valid_ref = list(ds["validation"]["de"]), list(ds["validation"]["en"])
+    for name, data in saved.items():                                          # every sentence fits every model
+        tok = tokenizer_from_dict(data["tokenizer"])
+        check_fits(name, data["config"]["max_len"], {split: tok.encode_batch(list(ds[split]["de"]), add_special=True)
+                                                      for split in ("validation", "test")})
+    del saved
 
     runs = [choose_for_run(name, checkpoint, args, valid_src, valid_ref) for name, checkpoint in args.runs.items()]
     best = max(runs, key=lambda r: r["bleu"])                                  # the first listed on a tie

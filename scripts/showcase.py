@@ -42,6 +42,7 @@ matplotlib.use("Agg")
 import sacrebleu  # noqa: E402
 import torch  # noqa: E402
 
+from utils.checkpoint import check_writable  # noqa: E402
 from utils.data import load_multi30k  # noqa: E402
 from utils.decode import translate  # noqa: E402
 from utils.model import Transformer, count_parameters  # noqa: E402
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> dict:
     recipes.refuse_overwrite(out_json, args.force, flag="--json")
     for key in FIGURES:                                    # the README's pictures are committed too
         recipes.refuse_overwrite(Path(f"{args.prefix}{key}.png"), args.force, "figure", "--prefix")
+    check_writable(out_json, "--json report")              # fail now, not after the decoding
+    for key in FIGURES:
+        check_writable(Path(f"{args.prefix}{key}.png"), "--prefix figure")
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     path = recipes.checkpoint_path(args.recipe, "best") if args.checkpoint is None else args.checkpoint

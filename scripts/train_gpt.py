@@ -21,7 +21,9 @@ for a busy core made our steps up to six times slower.
 
 Checkpoints: ``--checkpoint`` (default ``checkpoints/<recipe>.pt``, git-ignored) is written every
 ``--checkpoint-every`` steps, at the end, and when the run stops with an error or Ctrl-C; ``--resume``
-continues it. With ``--steps`` (a fixed number of steps instead of a time budget) an interrupted and
+continues it, and refuses a changed setting (``FIXED_ON_RESUME``, ``--steps`` and ``--minutes``
+included: they set where the cosine ends), naming the flag; the run's identity and settings are
+stored in every checkpoint, and a changed thread count is recorded in the report. With ``--steps`` (a fixed number of steps instead of a time budget) an interrupted and
 resumed run equals the uninterrupted one bit for bit (``tests/test_scripts.py``); with ``--minutes``
 the schedule follows the clock, so no two runs are equal anyway. Every output path is checked before
 the first step.
@@ -42,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-from utils.checkpoint import check_writable, check_writable_dir
+from utils.checkpoint import check_writable, check_writable_dir, load_checkpoint
 from utils.data import load_tiny_shakespeare
 from utils.bonus.gpt import RandomWindows, evaluate_loss, gpt_optimizer, make_gpt, next_token_loss
 from utils.model import count_parameters
@@ -53,6 +55,11 @@ from utils.train import resume, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))      # this checkout's recipes/, never another's
 import recipes  # noqa: E402
+
+#: What a resumed run must share with the run it continues: a change would make it another run
+#: (``--steps`` and ``--minutes`` set where the cosine ends).
+FIXED_ON_RESUME = ("seed", "d_model", "layers", "heads", "d_ff", "context", "dropout", "batch", "lr", "min_lr",
+                   "warmup", "weight_decay", "clip_norm", "steps", "minutes")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -115,18 +122,40 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error(f"--min-lr {args.min_lr} is above --lr {args.lr}")
     if args.resume and not args.checkpoint.is_file():
         p.error(f"--resume: no checkpoint at {args.checkpoint.resolve()}")
+    problem = recipes.checkpoint_name_error(args.checkpoint)
+    if problem:
+        p.error(f"--checkpoint {problem}")
+
+
+def settings_of(args: argparse.Namespace) -> dict:
+    """Every setting the run used, as plain data (paths as the docs write them)."""
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+                if k not in ("recipe", "force", "recipe_settings", "no_progress")}
+    settings.update(out=recipes.shown(args.out), checkpoint=recipes.shown(args.checkpoint))
+    return settings
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     recipes.refuse_overwrite(args.out / "train.json", args.force)
-    if not args.resume:
-        recipes.refuse_overwrite(args.checkpoint, args.force, "checkpoint", "--checkpoint")
     check_writable_dir(args.out, "--out folder")                # fail now, not after the training
     check_writable(args.checkpoint, "--checkpoint")
-    set_seed(args.seed)
+    if not args.resume:
+        recipes.prepare_new_run(args.checkpoint, args.force)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    settings = settings_of(args)
+    run = {"id": recipes.new_run_id(), "settings": settings, "threads": torch.get_num_threads()}
+    changed = None
+    if args.resume:                                             # the same run, or a refusal naming the flag
+        stored = load_checkpoint(args.checkpoint).get("run")
+        changed = recipes.check_resume_settings(stored and stored["settings"], settings, FIXED_ON_RESUME,
+                                                args.checkpoint)
+        if stored is not None:
+            if stored.get("threads") != run["threads"]:
+                changed.append(f"threads {stored.get('threads')} -> {run['threads']}")
+            run = {**stored, "threads": run["threads"]}
+    set_seed(args.seed)
     device = get_device(args.device)
     ds = load_tiny_shakespeare()
     train_text = ds["train"]["text"][0]
@@ -154,7 +183,8 @@ def main(argv: list[str] | None = None) -> dict:
                   loss_fn=next_token_loss, state=state, max_steps=args.steps,
                   max_minutes=None if args.minutes is None else max(args.minutes - done_minutes, 0.0),
                   clip_norm=args.clip_norm, device=device, checkpoint_path=args.checkpoint,
-                  checkpoint_every=args.checkpoint_every, tokenizer=tok, progress=not args.no_progress)
+                  checkpoint_every=args.checkpoint_every, tokenizer=tok, progress=not args.no_progress,
+                  checkpoint_extra={"run": run})
     losses = [h["loss"] for h in state.history]
     wall_s = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -168,13 +198,11 @@ def main(argv: list[str] | None = None) -> dict:
         "train_seconds": round(wall_s, 1), "eval_seconds": round(eval_s, 1),
         "steps": steps, "chars_seen": steps * args.batch * args.context, "parameters": params,
     }
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
-                if k not in ("recipe", "force", "recipe_settings", "no_progress")}
-    settings.update(out=recipes.shown(args.out), checkpoint=recipes.shown(args.checkpoint))
     report = recipes.report(
         args.recipe, "train", " ".join(["python", "scripts/train_gpt.py", *(sys.argv[1:] if argv is None else argv)]),
         settings, metrics,
         details={"model": dict(model.config),
+                 "run": {"id": run["id"], "resumed": args.resume, "changed_on_resume": changed},
                  "split": "first 90 % of input.txt trains, last 10 % validates (all of it evaluated)"},
         environment={"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                      "threads": torch.get_num_threads(), "cpu": cpu_model(), "torch": torch.__version__})

@@ -32,7 +32,17 @@ weights, bit for bit, as the uninterrupted one, with or without ``--average`` (w
 kept in ``<checkpoint stem>.snapshots.pt``); ``tests/test_scripts.py`` proves it on a tiny run
 (``--limit`` uses the first N sentence pairs of each split). A recipe with ``start_from`` (the 75-minute
 run) begins from a copy of that recipe's checkpoint, which stays as it was. Every output path is
-checked before the first step. Under ``torchrun`` each process re-seeds its dropout stream from
+checked before the first step.
+
+**A run is one run.** Each new run draws a random identity and records it, with its settings, in
+every checkpoint it writes and in its snapshot file; a snapshot file of another run is refused.
+``--resume`` refuses a setting that would make the continuation another run (``FIXED_ON_RESUME``:
+``--seed``, ``--limit``, ``--vocab``, the model, ``--max-tokens``, ``--warmup``, ``--lr-scale``,
+``--smoothing``, the averaging; ``--steps`` of a run that cools down), naming the flag; what may
+change (``--steps`` otherwise, ``--minutes``, the thread count) is recorded under ``details.run`` of
+the report. A new run on a ``--checkpoint`` that is there (or that left snapshots or an average
+beside it) stops unless ``--force``, which removes them. A sentence longer than the positional
+table (``--max-len``) stops the run before training, saying what to raise. Under ``torchrun`` each process re-seeds its dropout stream from
 (seed, rank, step) after a resume, so there a resumed run is a valid continuation but not the same numbers.
 
 Under ``torchrun`` every process reads its own shard of each epoch's batches; gradients are averaged
@@ -71,6 +81,11 @@ import recipes  # noqa: E402
 #: Settings of a translator recipe that the scripts run after training read (choose.py, compare_runs.py).
 LATER_SETTINGS = ("choose_among", "alphas", "beams", "average_choices", "compare_with", "compare_step")
 
+#: What a resumed run must share with the run it continues (``--steps`` too when the run cools down):
+#: anything else would make the continuation another run than its report says.
+FIXED_ON_RESUME = ("seed", "limit", "vocab", "d_model", "layers", "heads", "d_ff", "dropout", "post_ln", "max_len",
+                   "max_tokens", "warmup", "lr_scale", "cooldown", "smoothing", "clip_norm", "average", "average_every")
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -94,6 +109,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--d-ff", type=int, default=512)
     g.add_argument("--dropout", type=float, default=0.1)
     g.add_argument("--post-ln", action="store_true", help="the paper's post-LN layers (default pre-LN)")
+    g.add_argument("--max-len", type=int, default=512,
+                   help="the longest sentence, in tokens, that the positional table covers")
     g = p.add_argument_group("recipe")
     g.add_argument("--max-tokens", type=int, default=4000, help="token budget of a batch (per process)")
     g.add_argument("--warmup", type=int, default=400)
@@ -143,7 +160,7 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         if v is not None and not (math.isfinite(v) and v > 0):
             bad(name, v, "a positive number")
     for name in ("steps", "limit", "threads", "d_model", "layers", "heads", "d_ff", "max_tokens", "warmup",
-                 "checkpoint_every", "average_every"):
+                 "checkpoint_every", "average_every", "max_len"):
         v = getattr(args, name)
         if v is not None and v < 1:
             bad(name, v, "a positive int")
@@ -160,6 +177,9 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         bad("alpha", args.alpha, "a number >= 0")
     if args.d_model % args.heads:
         p.error(f"--heads {args.heads} does not divide --d-model {args.d_model}")
+    problem = recipes.checkpoint_name_error(args.checkpoint)
+    if problem:
+        p.error(f"--checkpoint {problem}")
     if args.resume and not args.checkpoint.is_file() and getattr(args, "copy_from", None) is None:
         p.error(f"--resume: no checkpoint at {args.checkpoint.resolve()}; train without --resume first")
     if args.cooldown < 0:
@@ -167,6 +187,66 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.cooldown > 0 and (args.steps is None or args.cooldown > args.steps - args.warmup):
         p.error(f"--cooldown {args.cooldown} needs --steps (the run's length) and must fit after the warm-up: "
                 f"at most --steps minus --warmup")
+
+
+#: What a run writes under --out (none is replaced without --force).
+OUTPUTS = {"train.json": "report", "train.test.hyp.en": "translation file", "train.test.beam.hyp.en": "translation file"}
+
+
+def continued_run(args: argparse.Namespace, threads: int) -> tuple[dict, list[str] | None, dict | None]:
+    """The run's record ``{"id", "settings", "threads"}`` (stored in every checkpoint it writes), the
+    settings changed on ``--resume`` (``None``: the checkpoint recorded none to compare), and the loaded
+    checkpoint when resuming.
+
+    Raises:
+        ValueError: ``--resume`` with a setting of :data:`FIXED_ON_RESUME` (or ``--steps`` of a run that
+            cools down) other than the checkpoint's, naming the flag; snapshots that belong to another run.
+    """
+    settings = settings_of(args)
+    run = {"id": recipes.new_run_id(), "settings": settings, "threads": threads}
+    if not args.resume:
+        return run, None, None
+    saved = load_checkpoint(args.checkpoint)
+    stored = saved.get("run")
+    cools = (stored or {}).get("settings", {}).get("cooldown", args.cooldown) > 0
+    fixed = FIXED_ON_RESUME + (("steps",) if cools else ())
+    changed = recipes.check_resume_settings(stored and stored["settings"], settings, fixed, args.checkpoint)
+    if stored is not None:
+        if stored.get("threads") != threads:
+            changed.append(f"threads {stored.get('threads')} -> {threads}")
+            print(f"note: resumed on {threads} threads, trained on {stored.get('threads')}: sums run in another "
+                  "order, so the weights are not bit for bit those of an uninterrupted run")
+        run = {**stored, "threads": threads}
+    snapshot_path = recipes.snapshots_path(args.checkpoint)
+    if args.average > 1 and snapshot_path.is_file():
+        try:
+            recipes.check_snapshots(saved, load_checkpoint(snapshot_path), args.checkpoint, snapshot_path)
+        except ValueError as err:
+            raise ValueError(f"--resume: {err}") from None
+    return run, changed, saved
+
+
+def check_lengths(max_len: int, splits: dict[str, tuple[list, list]]) -> None:
+    """Stop before training when a sentence is longer than the positional table (``--max-len``):
+    otherwise the run would train and then die at its first validation or translation.
+
+    ``splits`` maps a split's name to its (source ids, target ids); a target feeds the decoder all
+    but its last token.
+
+    Raises:
+        ValueError: how many sentences of which split are too long, the longest, and what to do.
+    """
+    over, longest = [], 0
+    for name, (src, tgt) in splits.items():
+        lengths = [len(s) for s in src] + [len(t) - 1 for t in tgt]
+        n = sum(length > max_len for length in lengths)
+        if n:
+            over.append(f"{n} {name}")
+            longest = max(longest, *lengths)
+    if over:
+        raise ValueError(f"{', '.join(over)} sentence(s) are longer than the positional table (--max-len {max_len}; "
+                         f"the longest has {longest} tokens): raise --max-len to {longest} or more, or use a "
+                         "larger --vocab (longer tokens, shorter sentences)")
 
 
 def setup_distributed(choice: str | None) -> tuple[int, int, torch.device]:
@@ -198,36 +278,40 @@ def main(argv: list[str] | None = None) -> dict | None:
     rank, world_size, device = setup_distributed(args.device)
     main_process = rank == 0
     if main_process:                                     # fail now, not after the training
-        recipes.refuse_overwrite(args.out / "train.json", args.force)
-        if not args.resume:
-            recipes.refuse_overwrite(args.checkpoint, args.force, "checkpoint", "--checkpoint")
+        for name, what in OUTPUTS.items():
+            recipes.refuse_overwrite(args.out / name, args.force, what)
         check_writable_dir(args.out, "--out folder")
         check_writable(args.checkpoint, "--checkpoint")
+        if not args.resume:                              # neither an earlier checkpoint nor its snapshots
+            recipes.prepare_new_run(args.checkpoint, args.force)
         if getattr(args, "copy_from", None) is not None:    # --start-from: our own copy, the source stays
             for source, target in ((args.copy_from, args.checkpoint),
                                    (recipes.snapshots_path(args.copy_from), recipes.snapshots_path(args.checkpoint))):
                 if source.is_file():
                     shutil.copyfile(source, target)
-    set_seed(args.seed)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
+    run, changed, saved = continued_run(args, threads)       # refuses a changed setting before any work
+    set_seed(args.seed)
     ds = load_multi30k(limit=args.limit)
     if args.resume:
-        tok = tokenizer_from_dict(load_checkpoint(args.checkpoint)["tokenizer"])
+        tok = tokenizer_from_dict(saved["tokenizer"])
     else:
         tok = joint_tokenizer(ds["train"], args.vocab, rank, world_size)
 
     def encode(split: str) -> tuple[list[list[int]], list[list[int]]]:
         return tok.encode_batch(ds[split]["de"], add_special=True), tok.encode_batch(ds[split]["en"], add_special=True)
 
-    train_data = TokenBatches(*encode("train"), max_tokens=args.max_tokens, seed=args.seed, rank=rank,
-                              world_size=world_size)
-    valid_data = TokenBatches(*encode("validation"), max_tokens=args.max_tokens, shuffle=False)
+    train_ids, valid_ids = encode("train"), encode("validation")
+    check_lengths(args.max_len, {"training": train_ids, "validation": valid_ids,
+                                 "test": (tok.encode_batch(ds["test"]["de"], add_special=True), [])})
+    train_data = TokenBatches(*train_ids, max_tokens=args.max_tokens, seed=args.seed, rank=rank, world_size=world_size)
+    valid_data = TokenBatches(*valid_ids, max_tokens=args.max_tokens, shuffle=False)
 
     model = make_model(tok.vocab_size, tok.vocab_size, n_layers=args.layers, d_model=args.d_model,
                        n_heads=args.heads, d_ff=args.d_ff, dropout=args.dropout, norm_first=not args.post_ln,
-                       share_embeddings=True).to(device)
+                       share_embeddings=True, max_len=args.max_len).to(device)
     optimizer = make_optimizer(model)
     scheduler = warmup_schedule(optimizer, args.d_model, args.warmup, scale=args.lr_scale,
                                 total=args.steps or 0, cooldown=args.cooldown)
@@ -246,9 +330,10 @@ def main(argv: list[str] | None = None) -> dict | None:
 
     t0 = time.perf_counter()
     tokens0 = state.tokens if state is not None else 0
+    step0 = state.step if state is not None else 0
     common = dict(valid=valid_data, smoothing=args.smoothing, clip_norm=args.clip_norm, bf16=device.type == "cuda",
                   device=device, checkpoint_path=args.checkpoint, checkpoint_every=args.checkpoint_every,
-                  tokenizer=tok, progress=not args.no_progress)
+                  tokenizer=tok, progress=not args.no_progress, checkpoint_extra={"run": run})
     if args.average <= 1:
         state = train(net, train_data, optimizer, scheduler, state=state, max_steps=args.steps,
                       max_minutes=args.minutes, **common)
@@ -258,8 +343,8 @@ def main(argv: list[str] | None = None) -> dict | None:
         snapshot_steps: collections.deque = collections.deque(maxlen=args.average)
         snapshot_path = recipes.snapshots_path(args.checkpoint)
         if state is not None and snapshot_path.is_file():   # the snapshots taken before the interruption
-            saved = load_checkpoint(snapshot_path)
-            for step, snap in zip(saved["steps"], saved["snapshots"]):
+            kept = load_checkpoint(snapshot_path)
+            for step, snap in zip(kept["steps"], kept["snapshots"]):
                 if step <= state.step:
                     snapshot_steps.append(step)
                     snapshots.append(snap)
@@ -275,7 +360,7 @@ def main(argv: list[str] | None = None) -> dict | None:
                 snapshot_steps.append(state.step)
                 if main_process:
                     save_checkpoint(snapshot_path, {}, dict(model.config), steps=list(snapshot_steps),
-                                    snapshots=list(snapshots))
+                                    snapshots=list(snapshots), run_id=run["id"])
             if state.step < goal or (args.steps is not None and state.step >= args.steps):
                 break                                    # out of time (every process stops at one step)
         last_valid = state.valid[-1]
@@ -283,7 +368,8 @@ def main(argv: list[str] | None = None) -> dict | None:
                                if v.is_floating_point() else v for k, v in snapshots[-1].items()})
         last_valid = {**evaluate(model, valid_data), "averaged": len(snapshots)}
         if main_process:
-            model.save(args.checkpoint.with_name(args.checkpoint.name.removesuffix(".pt") + ".avg.pt"), tokenizer=tok.to_dict(), steps=state.step)
+            model.save(recipes.companion_path(args.checkpoint, "avg"), tokenizer=tok.to_dict(), steps=state.step,
+                       run_id=run["id"])
     train_seconds = time.perf_counter() - t0
     tokens = torch.tensor([state.tokens - tokens0], dtype=torch.float64, device=device)   # NCCL needs a GPU tensor
     if world_size > 1:
@@ -311,7 +397,9 @@ def main(argv: list[str] | None = None) -> dict | None:
         }
         translations = [{"file": "train.test.hyp.en", "split": "test", "lowercase": False, "metric": "test_bleu"}]
         details = {"model": dict(model.config), "decoding": "greedy", "bleu_signature": str(bleu.get_signature()),
-                   "bleu_detail": str(score)}
+                   "bleu_detail": str(score),
+                   "run": {"id": run["id"], "resumed_from_step": None if not args.resume else step0,
+                           "changed_on_resume": changed}}
         if args.beam > 1:
             t1 = time.perf_counter()
             beam_hyps = translate(model, list(ds["test"]["de"]), tok, beam_size=args.beam,

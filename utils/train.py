@@ -209,7 +209,8 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
           max_steps: int | None = None, max_epochs: int | None = None, max_minutes: float | None = None,
           eval_every: int | None = None, clip_norm: float | None = None, bf16: bool = False,
           device: str | torch.device | None = None, checkpoint_path: str | Path | None = None,
-          checkpoint_every: int | None = None, tokenizer=None, progress: bool = True) -> TrainState:
+          checkpoint_every: int | None = None, tokenizer=None, checkpoint_extra: dict | None = None,
+          progress: bool = True) -> TrainState:
     """Train until ``max_steps`` (total, counting a resumed ``state``), ``max_epochs`` or ``max_minutes``
     (of this call) is reached, whichever comes first; returns the updated :class:`TrainState`.
 
@@ -224,7 +225,8 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
         clip_norm: clip the gradient's global norm to this.
         bf16: bfloat16 autocast (CUDA only). ``device``: default :func:`utils.runtime.get_device`.
         checkpoint_path: write :func:`save_training_checkpoint` there every ``checkpoint_every``
-            steps and at the end (rank 0 only); ``tokenizer`` rides along.
+            steps and at the end (rank 0 only); ``tokenizer`` and ``checkpoint_extra`` (e.g. the run's
+            identity and settings) ride along.
         progress: a tqdm bar (rank 0 only).
 
     A run that stops with an error (a NaN loss, Ctrl-C, out of memory) first writes its checkpoint,
@@ -295,7 +297,8 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
 
     def save() -> None:
         if checkpoint_path is not None and main:
-            save_training_checkpoint(checkpoint_path, model, optimizer, scheduler, state, tokenizer)
+            save_training_checkpoint(checkpoint_path, model, optimizer, scheduler, state, tokenizer,
+                                     **(checkpoint_extra or {}))
 
     stop = False
     saved_at = None
