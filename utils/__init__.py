@@ -17,9 +17,9 @@ Read it in the order data flows, following one batch:
 
 Beside the main path: ``checks`` (the argument checks every module uses), ``torch_compat``
 (conversions to and from PyTorch's modules, for the equality proofs), ``exercises`` (the
-self-checks at the end of every notebook), ``recipes`` (the short training runs notebooks 04–06
-share). ``bonus/`` holds the optional models of notebooks 07 and 08 and notebook 05's SQuAD side
-section; nothing on the main path imports it.
+self-checks at the end of every notebook), ``short_runs`` (the short training runs notebooks
+04–06 share). ``bonus/`` holds the optional models of notebooks 07 and 08 and notebook 05's
+SQuAD side section; nothing on the main path imports it.
 """
 
 __version__ = "0.1.0"

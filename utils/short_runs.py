@@ -3,7 +3,7 @@
 Notebook 04 builds the date model's training loop step by step, and notebook 05 the translator's
 short run; the finished recipes live here, so that a later notebook (06) that needs a trained model
 and finds no checkpoint trains exactly the same one: same seeds, same order of random draws, so the
-same weights come out. ``tests/test_recipes.py`` binds each recipe to its notebook.
+same weights come out. ``tests/test_short_runs.py`` binds each recipe to its notebook.
 
 * Dates (notebook 04, section 9): :func:`date_batch`, :func:`make_date_model`,
   :func:`train_date_model` (its schedule: :func:`utils.schedules.warmup_then_cosine`).

@@ -1,4 +1,4 @@
-"""utils.recipes holds the training recipes of notebooks 04 and 05: these tests bind each recipe to the
+"""utils.short_runs holds the training recipes of notebooks 04 and 05: these tests bind each recipe to the
 notebook that builds it, by running the notebook's own cells (read from the .ipynb) for a few steps
 next to the recipe on the same data and asserting equal weights, to the bit."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from utils import recipes
+from utils import short_runs
 from utils.batching import TokenBatches
 from utils.synthetic import date_pairs
 from utils.tokenize import BPETokenizer, CharTokenizer
@@ -64,21 +64,21 @@ def test_date_recipe_equals_notebook_04():
     exec(functions(src04, {"make_batch", "loss_fn", "small_model", "adam"}), ns)
     exec(cell_with(src04, "STEPS, WARMUP, BATCH = ",
                    {"STEPS, WARMUP, BATCH = 600, 80, 32": "STEPS, WARMUP, BATCH = 12, 4, 16"}), ns)
-    ours = recipes.train_date_model(pairs, tok, steps=12, warmup=4, batch=16)
-    assert same_weights(ns["date_model"], ours), "utils.recipes.train_date_model drifted from notebook 04's loop"
-    assert recipes.DATE_RUN == {"steps": 600, "warmup": 80, "batch": 32, "lr": 3e-3}
+    ours = short_runs.train_date_model(pairs, tok, steps=12, warmup=4, batch=16)
+    assert same_weights(ns["date_model"], ours), "utils.short_runs.train_date_model drifted from notebook 04's loop"
+    assert short_runs.DATE_RUN == {"steps": 600, "warmup": 80, "batch": 32, "lr": 3e-3}
     assert "STEPS, WARMUP, BATCH = 600, 80, 32" in "".join(src04) and "adam(date_model, 3e-3)" in "".join(src04)
     src, tgt = ns["make_batch"](pairs[:5])
-    assert all(torch.equal(x, y) for x, y in zip((src, tgt), recipes.date_batch(pairs[:5], tok)))
+    assert all(torch.equal(x, y) for x, y in zip((src, tgt), short_runs.date_batch(pairs[:5], tok)))
 
 
 def test_date_recipe_refuses_bad_arguments():
     pairs = date_pairs(10, seed=1)
     tok = CharTokenizer.fit([text for pair in pairs for text in pair])
     with pytest.raises(ValueError, match="warmup"):
-        recipes.train_date_model(pairs, tok, steps=5, warmup=5)
+        short_runs.train_date_model(pairs, tok, steps=5, warmup=5)
     with pytest.raises(ValueError, match="empty"):
-        recipes.train_date_model([], tok, steps=5, warmup=1)
+        short_runs.train_date_model([], tok, steps=5, warmup=1)
 
 
 def tiny_multi30k(n: int = 160) -> dict:
@@ -96,13 +96,13 @@ def test_short_translator_equals_notebook_05(tmp_path):
     the recipe trains in one go. Both, for 8 steps on a toy corpus: the same weights."""
     src05 = cells("05_training_multi30k.ipynb")
     joined = "".join(src05)
-    assert "SHORT_RUN" in joined and "make_translator" in joined, "notebook 05 builds its short run from utils.recipes"
+    assert "SHORT_RUN" in joined and "make_translator" in joined, "notebook 05 builds its short run from utils.short_runs"
     ds = tiny_multi30k()
-    ours, tok_ours = recipes.train_short_translator(ds, "cpu", steps=8)
+    ours, tok_ours = short_runs.train_short_translator(ds, "cpu", steps=8)
 
-    tok = BPETokenizer.train(list(ds["train"]["de"]) + list(ds["train"]["en"]), vocab_size=recipes.SHORT_RUN["vocab"])
+    tok = BPETokenizer.train(list(ds["train"]["de"]) + list(ds["train"]["en"]), vocab_size=short_runs.SHORT_RUN["vocab"])
     assert tok.to_dict() == tok_ours.to_dict()
-    run = dict(recipes.SHORT_RUN, steps=8, minutes=None)
+    run = dict(short_runs.SHORT_RUN, steps=8, minutes=None)
     train_data = TokenBatches(tok.encode_batch(ds["train"]["de"], add_special=True),
                               tok.encode_batch(ds["train"]["en"], add_special=True), max_tokens=run["max_tokens"], seed=0)
     valid_data = TokenBatches(tok.encode_batch(ds["train"]["de"][:20], add_special=True),
@@ -110,13 +110,13 @@ def test_short_translator_equals_notebook_05(tmp_path):
     ns = {"RUN": run, "tok": tok, "train_data": train_data, "valid_data": valid_data, "DEVICE": torch.device("cpu"),
           "REPO_ROOT": tmp_path}
     exec("import shutil, tempfile\nfrom pathlib import Path\nimport torch\nfrom utils.runtime import set_seed\n"
-         "from utils.model import count_parameters\nfrom utils.recipes import SHORT_RUN, make_translator\n"
+         "from utils.model import count_parameters\nfrom utils.short_runs import SHORT_RUN, make_translator\n"
          "from utils.schedules import warmup_schedule\nfrom utils.train import make_optimizer, resume, train\n", ns)
     exec(functions(src05, {"make_run_model"}), ns)
     exec(cell_with(src05, 'CHECKPOINT = Path(tempfile.mkdtemp()) / "multi30k_short.pt"'), ns)
     exec(cell_with(src05, "state = resume(CHECKPOINT, model, opt, sched)"), ns)
     assert ns["state"].step == 8
-    assert same_weights(ns["model"], ours), "utils.recipes.train_short_translator drifted from notebook 05's run"
+    assert same_weights(ns["model"], ours), "utils.short_runs.train_short_translator drifted from notebook 05's run"
     assert (tmp_path / "checkpoints" / "05_translator.pt").is_file()
 
 
@@ -133,22 +133,22 @@ def test_notebook_06_loads_what_notebooks_04_and_05_save_and_trains_it_the_same_
 
     def short_translator(data, device):
         threads.append(torch.get_num_threads())
-        return recipes.train_short_translator(data, device, steps=8)
+        return short_runs.train_short_translator(data, device, steps=8)
 
     date_pairs_ = date_pairs(300, seed=1)
     date_tok = CharTokenizer.fit([text for pair in date_pairs_ for text in pair])
     ns = {"REPO_ROOT": tmp_path, "CHECKPOINTS": tmp_path / "checkpoints", "ds": ds, "DEVICE": torch.device("cpu"),
           "train_short_translator": short_translator, "date_train": date_pairs_, "date_tok": date_tok,
-          "train_date_model": lambda pairs, tok: recipes.train_date_model(pairs, tok, steps=12, warmup=4, batch=16)}
+          "train_date_model": lambda pairs, tok: short_runs.train_date_model(pairs, tok, steps=12, warmup=4, batch=16)}
     exec("import time\nimport torch\nfrom utils.checkpoint import load_checkpoint\nfrom utils.model import make_model\n"
-         "from utils.recipes import DATE_RUN, SHORT_RUN\nfrom utils.tokenize import tokenizer_from_dict\n", ns)
+         "from utils.short_runs import DATE_RUN, SHORT_RUN\nfrom utils.tokenize import tokenizer_from_dict\n", ns)
     translator_cell = cell_with(src06, 'CHECKPOINT = CHECKPOINTS / "05_translator.pt"')
     date_cell = cell_with(src06, 'DATE_CHECKPOINT = CHECKPOINTS / "04_dates.pt"')
     for _ in range(2):                                                  # trained and saved, then loaded
         exec(translator_cell, ns)
         exec(date_cell, ns)
-        assert same_weights(ns["model"], recipes.train_short_translator(ds, "cpu", steps=8)[0])
-        assert same_weights(ns["date_model"], recipes.train_date_model(date_pairs_, date_tok, steps=12, warmup=4,
+        assert same_weights(ns["model"], short_runs.train_short_translator(ds, "cpu", steps=8)[0])
+        assert same_weights(ns["date_model"], short_runs.train_date_model(date_pairs_, date_tok, steps=12, warmup=4,
                                                                        batch=16))
     assert threads == [1], "06 trained the translator once, on one thread as 05 does, and then loaded it"
     assert ns["origin"] == ns["date_origin"] == "loaded"
