@@ -1,24 +1,13 @@
-"""The encoder–decoder Transformer of Vaswani et al. (2017), assembled from the pieces of
-notebooks 01–03, and proven equal to ``torch.nn.Transformer``
-(:func:`utils.torch_compat.transformer_to_torch`).
+"""The encoder–decoder Transformer of Vaswani et al. (2017), assembled from notebooks 01–03 and
+proven equal to ``torch.nn.Transformer`` (:func:`utils.torch_compat.transformer_to_torch`). ::
 
-::
-
-    model = make_model(src_vocab, tgt_vocab, n_layers=6, d_model=512, n_heads=8, d_ff=2048,
-                       dropout=0.1, norm_first=False, pad_id=0, share_embeddings=False)
+    model = make_model(src_vocab, tgt_vocab, n_layers=6, d_model=512, n_heads=8, d_ff=2048, dropout=0.1)
     logits = model(src_ids, tgt_ids)          # (batch, tgt_len, tgt_vocab); masks built inside
     memory = model.encode(src_ids)            # (batch, src_len, d_model)
-    logits = model.decode(tgt_ids, memory, src_ids)
-    x = model.embed_src(src_ids); y = model.embed_tgt(tgt_ids)   # scaled embeddings + positions
-    reference = transformer_to_torch(model)   # utils.torch_compat: torch.nn.Transformer, same weights
 
-``norm_first=False`` is the paper's post-LN layer, ``LN(x + sublayer(x))``; ``norm_first=True``
-the pre-LN variant ``x + sublayer(LN(x))`` most modern code uses, which needs one final
-``LayerNorm`` after each stack (a post-LN stack already ends in one, so it has none).
-
-Attention weights: by default every attention runs PyTorch's fused kernel and keeps nothing.
-``with model.attention_maps() as maps:`` makes every layer run the explicit attention and
-collect its weights, see :meth:`Transformer.attention_maps`.
+``norm_first=False`` is the paper's post-LN layer ``LN(x + sublayer(x))``; ``norm_first=True`` the
+pre-LN ``x + sublayer(LN(x))`` of most modern code, with one final ``LayerNorm`` after each stack.
+Attention runs PyTorch's fused kernel and keeps no weights, except inside ``with model.attention_maps()``.
 """
 
 from __future__ import annotations
@@ -58,8 +47,7 @@ class EncoderLayer(nn.Module):
         self.self_attn_weights: Tensor | None = None
 
     def _self_attn(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        out, w = self.self_attn(x, x, x, mask, need_weights=self.keep_weights)
-        self.self_attn_weights = w
+        out, self.self_attn_weights = self.self_attn(x, x, x, mask, need_weights=self.keep_weights)
         return out
 
     def forward(self, x: Tensor, src_mask: Tensor | None = None) -> Tensor:
@@ -167,10 +155,8 @@ class Transformer(nn.Module):
         return self.encoder(self.embed_src(src_ids), padding_mask(src_ids, self.pad_id))
 
     def decoder_states(self, tgt_ids: Tensor, memory: Tensor, src_ids: Tensor) -> Tensor:
-        """The decoder's output before the generator, ``(batch, tgt_len, d_model)``: what
-        :meth:`decode` turns into logits. Enough when only the attention maps are wanted
-        (:meth:`attention_maps`, :func:`utils.analysis.attention_maps_for`), and far cheaper than logits
-        over the whole vocabulary."""
+        """The decoder's output before the generator, ``(batch, tgt_len, d_model)``: enough for the
+        attention maps, and far cheaper than logits over the whole vocabulary."""
         tgt_len = tgt_ids.shape[1]
         tgt_mask = padding_mask(tgt_ids, self.pad_id) & causal_mask(tgt_len, tgt_ids.device)  # (batch, 1, T, T)
         memory_mask = padding_mask(src_ids, self.pad_id)                                        # (batch, 1, 1, S)
@@ -182,18 +168,13 @@ class Transformer(nn.Module):
         return self.generator(self.decoder_states(tgt_ids, memory, src_ids))
 
     def decode_step(self, new_ids: Tensor, memory: Tensor, src_ids: Tensor, cache: KVCache) -> Tensor:
-        """Logits ``(batch, tgt_vocab)`` for the token after ``new_ids``, with a KV cache.
+        """Logits ``(batch, tgt_vocab)`` for the token after ``new_ids`` ``(batch, new)``, with a KV cache.
 
-        Incremental decoding: ``new_ids`` ``(batch, new)`` (usually one token) sit at positions
-        ``cache.length ..``. Each decoder layer's self-attention reads the keys and values of the
-        earlier positions from ``cache`` (a :class:`utils.kv_cache.KVCache`; start each batch with
-        ``KVCache()``) and appends the new ones (:func:`~utils.kv_cache.cached_self_attention`); its
-        cross-attention projects the keys and values of ``memory`` once, at the first step, and
-        reads them from the cache after that (:func:`~utils.kv_cache.cached_cross_attention`).
-        Equal to ``decode(all_ids, memory, src_ids)[:, -1]`` (``tests/test_model.py``) in O(length)
-        work per step instead of O(length²), and only the last position goes through the
-        generator. Target padding is not masked here: feed real tokens (the decoders in
-        :mod:`utils.decode` feed ``<pad>`` only to rows that have finished).
+        ``new_ids`` sit at positions ``cache.length ..``; self-attention reads the earlier keys and
+        values from ``cache`` (start each batch with ``KVCache()``) and appends the new ones;
+        cross-attention projects ``memory`` once, at the first step (:mod:`utils.kv_cache`). Equal to
+        ``decode(all_ids, memory, src_ids)[:, -1]`` in O(length) work per step instead of O(length²).
+        Target padding is not masked: feed real tokens (:mod:`utils.decode` pads only finished rows).
 
         Raises:
             ValueError: more positions than the positional table holds.
@@ -229,12 +210,11 @@ class Transformer(nn.Module):
     # -- looking inside -------------------------------------------------------------------------
     @contextlib.contextmanager
     def attention_maps(self) -> Iterator[dict[str, list[Tensor]]]:
-        """Collect every attention weight computed inside the ``with`` block.
+        """Collect every attention weight computed inside the ``with`` block (the explicit, slower path).
 
-        Yields a dict that, on leaving the block, holds ``"encoder_self"``, ``"decoder_self"``
-        and ``"cross"``: lists with one tensor per layer, ``(batch, heads, q_len, k_len)``, from
-        the LAST forward pass in the block (for step-by-step decoding, run one full forward
-        after decoding). Inside, attention takes the explicit (slower) path.
+        Yields a dict that, on leaving the block, holds ``"encoder_self"``, ``"decoder_self"`` and
+        ``"cross"``: one ``(batch, heads, q_len, k_len)`` tensor per layer, from the LAST forward pass
+        in the block (after step-by-step decoding, run one full forward).
         """
         layers = [*self.encoder.layers, *self.decoder.layers]
         for layer in layers:
@@ -277,19 +257,16 @@ def make_model(src_vocab: int, tgt_vocab: int, n_layers: int = 6, d_model: int =
     """The whole configuration in one place (defaults: the paper's base model, post-LN).
 
     Args:
-        src_vocab, tgt_vocab: vocabulary sizes (with the special tokens).
-        n_layers: layers in the encoder and in the decoder (6 each in the paper).
+        src_vocab, tgt_vocab: vocabulary sizes (with the special tokens); ``n_layers``: per stack.
         d_model, n_heads, d_ff: width, attention heads (must divide d_model), feed-forward width.
         dropout: on embeddings+positions, attention weights, sub-layer outputs and inside the FFN.
-        norm_first: False = post-LN (the paper), True = pre-LN.
-        pad_id: the padding id; padded positions are masked out of attention.
-        share_embeddings: tie the source embedding, target embedding and output layer to one
-            matrix (the paper, with a joint BPE vocabulary); needs ``src_vocab == tgt_vocab``.
+        norm_first: False = post-LN (the paper), True = pre-LN. ``pad_id``: masked out of attention.
+        share_embeddings: tie both embeddings and the output layer to one matrix (the paper, with a
+            joint BPE vocabulary); needs ``src_vocab == tgt_vocab``.
         max_len: the longest sequence the positional encodings cover.
 
-    Initialisation: Xavier-uniform for every matrix in the encoder and decoder (as
-    ``nn.Transformer``), ``N(0, 1/d_model)`` for embeddings (``TokenEmbedding``) and, untied,
-    Xavier for the output layer.
+    Initialisation: Xavier-uniform for every matrix of the stacks and the untied output layer (as
+    ``nn.Transformer``), ``N(0, 1/d_model)`` for embeddings (``TokenEmbedding``).
 
     Raises:
         ValueError: non-positive sizes, ``n_heads`` not dividing ``d_model``, dropout outside
