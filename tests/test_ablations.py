@@ -2,12 +2,16 @@
 
 import json
 import math
+import random
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import sacrebleu
 import torch
+from sacrebleu.significance import PairedTest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -80,3 +84,51 @@ def test_bleu_differences_come_with_a_paired_bootstrap_interval(quick):
         low, high = vs["interval_95"]
         assert low <= vs["diff"] <= high and 0 < vs["p_value"] <= 1
         assert (low >= 0 or high <= 0) if vs["real"] else (low <= 0 <= high), "real iff the interval excludes 0"
+
+
+# -- the paired bootstrap behind valid_bleu_vs_baseline, bound to sacreBLEU's own test ------------------
+@pytest.fixture(scope="module")
+def refs():
+    from utils.data import load_multi30k
+
+    return list(load_multi30k()["test"]["en"])
+
+
+def noisy(refs, drop, seed):
+    """Copies of the references with words dropped at random."""
+    rng = random.Random(seed)
+    return [" ".join(w for w in ref.split() if rng.random() >= drop) for ref in refs]
+
+
+def test_paired_bleu_is_sacrebleus_test_and_finds_a_real_gap(refs):
+    a, b = noisy(refs, 0.3, 1), noisy(refs, 0.1, 2)                   # B drops far fewer words
+    r = ablations.paired_bleu(a, b, refs, n_samples=200)
+    _, theirs = PairedTest([("worse", a), ("better", b)], {"BLEU": sacrebleu.BLEU(references=[refs])},
+                           references=None, test_type="bs", n_samples=200)()
+    base, system = theirs["BLEU"]
+    assert r["diff"] == round(system.score - base.score, 2) and r["diff"] > 5
+    assert r["p_value"] == round(system.p_value, 4) < 0.05
+    low, high = r["interval_95"]
+    assert 0 < low < r["diff"] < high and r["real"] is True and r["resamples"] == 200
+
+
+def test_near_equal_systems_are_not_called_different(refs):
+    a, b = noisy(refs, 0.1, 3), noisy(refs, 0.1, 4)                   # the same noise level, other draws
+    r = ablations.paired_bleu(a, b, refs, n_samples=300)
+    assert r["interval_95"][0] < 0 < r["interval_95"][1] and r["real"] is False
+    same = ablations.paired_bleu(a, a, refs, n_samples=100)
+    assert same["diff"] == 0 and same["interval_95"] == [0, 0] and same["real"] is False
+    # sacreBLEU's statistic counts strictly larger centred differences: identical systems get 1/(n+1)
+    assert same["p_value"] == round(1 / 101, 4)
+
+
+@pytest.mark.slow
+def test_difference_interval_is_the_paired_resamples(refs):
+    """Recompute the interval by hand from sacreBLEU's corpus BLEU on the same draws."""
+    a, b = noisy(refs[:200], 0.2, 5), noisy(refs[:200], 0.15, 6)
+    r = ablations.paired_bleu(a, b, refs[:200], n_samples=80, seed=7)
+    idx = np.random.default_rng(7).choice(200, size=(80, 200), replace=True)
+    diffs = sorted(sacrebleu.corpus_bleu([b[i] for i in row], [[refs[i] for i in row]]).score
+                   - sacrebleu.corpus_bleu([a[i] for i in row], [[refs[i] for i in row]]).score for row in idx)
+    assert r["interval_95"] == pytest.approx([diffs[2], diffs[77]], abs=0.006)
+    assert ablations.paired_bleu(a, b, refs[:200], n_samples=80, seed=8)["interval_95"] != r["interval_95"]

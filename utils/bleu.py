@@ -1,22 +1,15 @@
 """Corpus BLEU (Papineni et al. 2002), written out, and equal to ``sacrebleu.corpus_bleu``.
 
-BLEU compares a system's translations (hypotheses) with human ones (references) by counting shared
-word n-grams, n = 1..4, over the whole test set::
+BLEU counts the word n-grams (n = 1..4) a system's translations share with the references, over the
+whole test set::
 
-    p_n = Σ_sentences Σ_{ngram in hyp} min(count_hyp(ngram), count_ref(ngram)) / Σ_sentences #ngrams(hyp)
-    BP  = 1 if c > r else exp(1 - r / c)          c = hypothesis words, r = reference words (corpus totals)
+    p_n = Σ min(count_hyp(ngram), count_ref(ngram)) / Σ #ngrams(hyp)     (clipped: "the the the" earns one "the")
+    BP  = 1 if c > r else exp(1 - r / c)      c, r = hypothesis, reference words (precision alone rewards short output)
     BLEU = 100 · BP · exp(mean_n log p_n)
 
-* **Clipped counts**: a hypothesis n-gram is credited at most as often as it occurs in the reference
-  ("the the the the" earns one "the" against "the cat").
-* **Brevity penalty**: precision alone rewards saying little; BP punishes a corpus of short output.
-* **Tokenization and case** change the score, so sacreBLEU fixes them: the ``13a`` tokenizer of the
-  WMT scripts (:func:`tokenize_13a`), cased. The signature (``nrefs:1|case:mixed|eff:no|tok:13a|
-  smooth:exp|version:…``) says which BLEU a number is; we reproduce exactly that default one, with its
-  ``exp`` smoothing of an n-gram order with no match (the k-th such order counts as 1 / (2^k · total)).
-
-``corpus_bleu(hyps, refs)`` takes one reference per hypothesis (a list of strings) or, like sacreBLEU,
-a list of reference streams (each a list of strings, one per hypothesis).
+Tokenization and case change the score, so we reproduce sacreBLEU's default BLEU exactly
+(``nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp``): the WMT ``13a`` tokenizer (:func:`tokenize_13a`),
+cased, and ``exp`` smoothing (the k-th n-gram order with no match counts as 1 / (2^k · total)).
 """
 
 from __future__ import annotations
@@ -77,9 +70,21 @@ class BleuScore:
                 f"hyp_len = {self.sys_len} ref_len = {self.ref_len})")
 
 
-def _streams(hypotheses: Sequence[str], references, name: str = "hypotheses") -> tuple[list[str], list]:
-    """Checked hypotheses, and the references as a list of streams (one list of sentences per reference set)."""
-    hypotheses = checks.strings(name, hypotheses, hint="decode ids to text first (tok.decode(ids))")
+def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str] | Sequence[Sequence[str]],
+                max_order: int = 4, lowercase: bool = False) -> BleuScore:
+    """BLEU of a whole test set, as ``sacrebleu.corpus_bleu(hypotheses, [references])`` (13a, cased, exp).
+
+    ``references``: one reference per hypothesis (a list of strings) or, like sacreBLEU, a list of
+    reference streams (each a list of strings, one per hypothesis).
+
+    Raises:
+        ValueError: a reference stream whose length differs from the hypotheses', no hypotheses, or a
+            ``max_order`` below 1.
+        TypeError: a single string where a list of sentences is expected (it would be scored one
+            character a sentence), or items that are not strings.
+    """
+    checks.positive_int("max_order", max_order, hint="4 for BLEU-4")
+    hypotheses = checks.strings("hypotheses", hypotheses, hint="decode ids to text first (tok.decode(ids))")
     if len(hypotheses) == 0:
         raise ValueError("no hypotheses to score")
     references = references if isinstance(references, (str, bytes)) else list(references)
@@ -92,21 +97,6 @@ def _streams(hypotheses: Sequence[str], references, name: str = "hypotheses") ->
         if len(stream) != len(hypotheses):
             raise ValueError(f"{len(hypotheses)} hypotheses but a reference stream of {len(stream)} lines; "
                              "give one reference per hypothesis")
-    return hypotheses, streams
-
-
-def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str] | Sequence[Sequence[str]],
-                max_order: int = 4, lowercase: bool = False) -> BleuScore:
-    """BLEU of a whole test set, as ``sacrebleu.corpus_bleu(hypotheses, [references])`` (13a, cased, exp).
-
-    Raises:
-        ValueError: a reference stream whose length differs from the hypotheses', no hypotheses, or a
-            ``max_order`` below 1.
-        TypeError: a single string where a list of sentences is expected (it would be scored one
-            character a sentence), or items that are not strings.
-    """
-    checks.positive_int("max_order", max_order, hint="4 for BLEU-4")
-    hypotheses, streams = _streams(hypotheses, references)
     prep = (lambda s: tokenize_13a(s.lower())) if lowercase else tokenize_13a
     matches, totals = [0] * max_order, [0] * max_order
     sys_len = ref_len = 0
@@ -139,150 +129,3 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str] | Sequence[
     log_mean = sum(math.log(p) if p > 0 else -9999999999 for p in precisions) / max_order
     return BleuScore(bp * math.exp(log_mean), precisions, bp, sys_len, ref_len, matches, totals)
 
-
-# -- reading a BLEU score, and whether a difference is real ---------------------------------------------
-__all__ += ["BleuParts", "bleu_parts", "parts_table", "PairedBootstrap", "paired_bootstrap"]
-
-
-@dataclass
-class BleuParts:
-    """What a corpus BLEU is made of, as sacreBLEU computes it: ``score``; ``precisions`` p_1..p_4 in %;
-    ``bp`` the brevity penalty; ``ratio`` = ``sys_len`` / ``ref_len`` (words, 13a); ``signature``."""
-
-    score: float
-    precisions: list[float]
-    bp: float
-    ratio: float
-    sys_len: int
-    ref_len: int
-    signature: str
-
-
-def bleu_parts(hypotheses: Sequence[str], references: Sequence[str] | Sequence[Sequence[str]]) -> BleuParts:
-    """BLEU's parts from ``sacrebleu`` (13a, cased, exp smoothing): a low score with high precisions and a
-    brevity penalty below 1 says "too short", not "wrong words".
-
-    Raises:
-        ValueError: no hypotheses, or a reference stream of another length.
-    """
-    import sacrebleu
-
-    bleu = sacrebleu.BLEU()
-    s = bleu.corpus_score(*_streams(hypotheses, references))
-    return BleuParts(s.score, list(s.precisions), s.bp, s.sys_len / s.ref_len if s.ref_len else 0.0, s.sys_len,
-                     s.ref_len, str(bleu.get_signature()))
-
-
-def parts_table(systems: dict[str, Sequence[str]], references) -> str:
-    """A text table of :func:`bleu_parts`, one row per named system (e.g. ``{"greedy": …, "beam 4": …}``)."""
-    rows = [f"{'':<12} {'BLEU':>6} {'p1':>6} {'p2':>6} {'p3':>6} {'p4':>6} {'BP':>6} {'ratio':>6} {'words':>7} {'ref':>7}"]
-    for name, hyps in systems.items():
-        p = bleu_parts(hyps, references)
-        rows.append(f"{name:<12} {p.score:>6.2f} " + " ".join(f"{x:>6.1f}" for x in p.precisions)
-                    + f" {p.bp:>6.3f} {p.ratio:>6.3f} {p.sys_len:>7,} {p.ref_len:>7,}")
-    return "\n".join(rows)
-
-
-@dataclass
-class PairedBootstrap:
-    """Paired bootstrap resampling (Koehn 2004) of system B against system A, as ``sacrebleu``'s
-    ``--paired-bs``: ``n_samples`` test sets are drawn with replacement from the sentences, the same draws
-    for both systems, and BLEU is recomputed on each.
-
-    ``score_*``: the BLEU of the whole test set; ``mean_*`` ± ``ci_*``: sacreBLEU's bootstrap mean and the
-    half-width of its 95 % interval; ``p_value``: sacreBLEU's (the share of resampled differences, centred,
-    at least as far from 0 as the real one, +1 smoothed; for two identical systems it reports 1/(n+1), so
-    read the interval). ``diff`` = B − A; ``diff_low``..``diff_high``: the 95 % interval of B − A over the
-    same paired resamples (the 2.5 % and 97.5 % ranks, sacreBLEU's rule); it excludes 0 iff the
-    difference is real at that level, by this test."""
-
-    name_a: str
-    name_b: str
-    score_a: float
-    score_b: float
-    mean_a: float
-    ci_a: float
-    mean_b: float
-    ci_b: float
-    p_value: float
-    diff: float
-    diff_low: float
-    diff_high: float
-    n_samples: int
-    seed: int
-    signature: str
-
-    @property
-    def real(self) -> bool:
-        """Whether the 95 % interval of B − A excludes 0."""
-        return self.diff_low > 0 or self.diff_high < 0
-
-    def __str__(self) -> str:
-        verdict = ("a real difference at 95 %" if self.real
-                   else "no difference shown at 95 % (the interval holds 0)")
-        return (f"{self.name_a} {self.score_a:.2f} (±{self.ci_a:.2f}), {self.name_b} {self.score_b:.2f} "
-                f"(±{self.ci_b:.2f}); {self.name_b} − {self.name_a} = {self.diff:+.2f} BLEU, 95 % interval "
-                f"[{self.diff_low:+.2f}, {self.diff_high:+.2f}] over {self.n_samples} paired resamples; "
-                f"p = {self.p_value:.3f}: {verdict}")
-
-
-def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], references, names: tuple[str, str] = ("A", "B"),
-                     n_samples: int = 1000, seed: int = 12345) -> PairedBootstrap:
-    """Is B's BLEU really different from A's on this test set? sacreBLEU's paired bootstrap test
-    (``sacrebleu.significance.PairedTest``, ``test_type="bs"``), plus the interval of the difference.
-
-    sacreBLEU reports each system's interval and a p-value; the interval of the *difference* comes from
-    the same resamples: we draw them as sacreBLEU does (``numpy.random.default_rng(seed).choice``) and
-    recompute both BLEUs from sacreBLEU's per-sentence statistics (tests check that the means and
-    intervals then equal sacreBLEU's own, so the draws are the same).
-
-    Args:
-        hyps_a, hyps_b: the two systems' outputs, one line per test sentence, in the same order.
-        references: one reference per sentence, or a list of reference streams.
-        n_samples: resampled test sets (sacreBLEU's default 1000). ``seed``: sacreBLEU's default 12345.
-
-    Raises:
-        ValueError: systems of different lengths, a reference stream of another length, ``n_samples`` < 40.
-    """
-    import os
-
-    import numpy as np
-    from sacrebleu import BLEU
-    from sacrebleu.significance import PairedTest
-
-    hyps_a, hyps_b = checks.strings("hyps_a", hyps_a), checks.strings("hyps_b", hyps_b)
-    if len(hyps_a) != len(hyps_b):
-        raise ValueError(f"system A has {len(hyps_a)} lines and B {len(hyps_b)}; a paired test needs the "
-                         "translations of the same sentences, in the same order")
-    if n_samples < 40:
-        raise ValueError(f"n_samples={n_samples} is too few for a 95 % interval; use at least 40 (1000 is usual)")
-    hyps_a, streams = _streams(hyps_a, references, "hyps_a")
-    saved = os.environ.get("SACREBLEU_SEED")
-    os.environ["SACREBLEU_SEED"] = str(seed)        # PairedTest reads its seed from here
-    try:
-        test = PairedTest([(names[0], list(hyps_a)), (names[1], list(hyps_b))], {"BLEU": BLEU(references=streams)},
-                          references=None, test_type="bs", n_samples=n_samples)
-        signatures, results = test()
-    finally:
-        if saved is None:
-            os.environ.pop("SACREBLEU_SEED", None)
-        else:
-            os.environ["SACREBLEU_SEED"] = saved
-    res_a, res_b = results["BLEU"]
-
-    metric = BLEU(references=streams)
-    idx = np.random.default_rng(seed).choice(len(hyps_a), size=(n_samples, len(hyps_a)), replace=True)
-    per_sample = []
-    for hyps in (hyps_a, hyps_b):
-        stats = np.array(metric._extract_corpus_statistics(list(hyps), None), dtype="float32")
-        per_sample.append(np.array([metric._compute_score_from_stats(s.sum(0)).score for s in stats[idx]]))
-    for mine, theirs in zip(per_sample, (res_a, res_b)):
-        if abs(mine.mean() - theirs.mean) > 1e-6:
-            raise RuntimeError("our resamples differ from sacreBLEU's (did its sampling change?); "
-                               f"means {mine.mean()} vs {theirs.mean}")
-    diffs = np.sort(per_sample[1] - per_sample[0])
-    low = n_samples // 40                                # sacreBLEU's estimate_ci: 95 %, 1/40 from each end
-    return PairedBootstrap(names[0], names[1], res_a.score, res_b.score, float(res_a.mean), float(res_a.ci),
-                           float(res_b.mean), float(res_b.ci), float(res_b.p_value), res_b.score - res_a.score,
-                           float(diffs[low]), float(diffs[n_samples - low - 1]), n_samples, seed,
-                           str(signatures["BLEU"]))
