@@ -1,18 +1,9 @@
-"""Pictures of attention and of translation quality: heatmaps of one head, a layers × heads grid,
-the source–target alignment of one translated sentence, and BLEU per sentence length.
+"""Pictures of attention and of translation quality: one head's heatmap, a layers × heads grid, the
+source–target alignment of one sentence, BLEU per sentence length, and the showcase figures.
 
 Every function takes torch tensors or NumPy arrays, draws on the ``ax`` it is given (or on a new
-figure sized to the data) and returns what it drew on; nothing calls ``plt.show()``. ::
-
-    with model.attention_maps() as maps:
-        model(src_ids, tgt_ids)                                   # (batch, len) ids; keep example 0
-    fig = plot_attention_grid([m[0] for m in maps["encoder_self"]], src_tokens, src_tokens,
-                              title="encoder self-attention")
-    ax = plot_alignment(maps["cross"][-1][0], src_tokens, tgt_tokens)  # last layer, mean of the heads
-    save_figure(ax.figure, "my_alignment.png")                  # utils.runtime.save_figure
-
-Convention: weights are ``(q_len, k_len)`` — one row per query (y axis, top to bottom), one column
-per key (x axis); colours run from 0 to ``vmax`` (1 by default, the largest weight a row can hold).
+figure sized to the data) and returns what it drew on; nothing calls ``plt.show()``. Weights are
+``(q_len, k_len)``: one row per query (y axis), one column per key (x axis), coloured from 0 to 1.
 Layers and heads are counted from 0, as ``maps["cross"][layer][:, head]`` indexes them.
 """
 
@@ -30,7 +21,8 @@ from matplotlib.figure import Figure
 
 from utils import checks
 
-__all__ = ["plot_attention", "plot_attention_grid", "plot_alignment", "plot_bleu_by_length"]
+__all__ = ["plot_attention", "plot_attention_grid", "plot_alignment", "plot_bleu_by_length", "token_label",
+           "showcase_sentence", "plot_showcase"]
 
 #: Key labels are rotated 90° when any is longer than one character or there are more than this many.
 _MAX_UPRIGHT_LABELS = 12
@@ -56,15 +48,10 @@ def _check_labels(shape: tuple[int, int], x_labels: Sequence[str] | None, y_labe
 
 def _set_ticks(ax: Axes, x_labels: Sequence[str] | None, y_labels: Sequence[str] | None) -> None:
     """Label every column with a key and every row with a query; None leaves that axis bare."""
-    if x_labels is None:
-        ax.set_xticks([])
-    else:
-        rotate = len(x_labels) > _MAX_UPRIGHT_LABELS or any(len(str(s)) > 1 for s in x_labels)
-        ax.set_xticks(range(len(x_labels)), [str(s) for s in x_labels], rotation=90 if rotate else 0)
-    if y_labels is None:
-        ax.set_yticks([])
-    else:
-        ax.set_yticks(range(len(y_labels)), [str(s) for s in y_labels])
+    x_labels, y_labels = [] if x_labels is None else x_labels, [] if y_labels is None else y_labels
+    rotate = len(x_labels) > _MAX_UPRIGHT_LABELS or any(len(str(s)) > 1 for s in x_labels)
+    ax.set_xticks(range(len(x_labels)), [str(s) for s in x_labels], rotation=90 if rotate else 0)
+    ax.set_yticks(range(len(y_labels)), [str(s) for s in y_labels])
 
 
 def plot_attention(weights: Any, x_labels: Sequence[str] | None, y_labels: Sequence[str] | None,
@@ -74,14 +61,11 @@ def plot_attention(weights: Any, x_labels: Sequence[str] | None, y_labels: Seque
 
     Args:
         weights: ``(q_len, k_len)``: row ``i`` is how query ``i`` spreads its attention over the keys.
-        x_labels: ``k_len`` key tokens, written along the x axis (rotated 90° when any is longer
-            than one character or there are many); None for no tick labels.
-        y_labels: ``q_len`` query tokens, down the y axis; None for no tick labels.
-        ax: the axes to draw on; None makes a new figure sized to the number of labels.
-        title: the axes' title.
-        vmax: the weight drawn in the brightest colour (the scale starts at 0); default 1.
-        cmap: a Matplotlib colour map name.
-        colorbar: add a colour bar beside the heatmap.
+        x_labels, y_labels: ``k_len`` key tokens along the x axis (rotated 90° when any is longer than
+            one character or there are many), ``q_len`` query tokens down the y axis; None: no labels.
+        ax: the axes to draw on (None: a new figure sized to the labels); ``title``: the axes' title.
+        vmax: the weight drawn brightest (default 1; the scale starts at 0). ``cmap``: a colour map
+            name; ``colorbar``: add a colour bar beside the heatmap.
 
     Returns:
         The axes; ``ax.images[0].get_array()`` holds the weights.
@@ -136,18 +120,13 @@ def plot_attention_grid(maps: Any, x_labels: Sequence[str] | None = None, y_labe
     """Every head of every layer for one example: rows are layers, columns heads.
 
     Args:
-        maps: a list with one ``(heads, q_len, k_len)`` tensor per layer (one example already
-            selected, e.g. ``[m[0] for m in maps["encoder_self"]]``) or a 4-D
-            ``(layers, heads, q_len, k_len)`` array.
-        x_labels, y_labels: key and query tokens; written only on the bottom row and the left
-            column. None (default) draws no tick labels.
-        title: the figure's title.
-        max_heads: draw only the first ``max_heads`` heads of each layer (default: all).
-        cell_size: width and height of one heatmap in inches.
-        colorbar: add one colour bar for the whole grid (every heatmap shares the 0–1 scale).
-        gamma: draw the weights on a power scale ``w ** gamma`` (``matplotlib.colors.PowerNorm``,
-            still 0 to 1): ``gamma=0.5`` lifts small weights, so a diffuse head (every weight near
-            ``1 / k_len``) shows its pattern instead of turning black. None: a linear scale.
+        maps: one ``(heads, q_len, k_len)`` tensor per layer (one example selected, e.g.
+            ``[m[0] for m in maps["encoder_self"]]``) or a ``(layers, heads, q_len, k_len)`` array.
+        x_labels, y_labels: key and query tokens, on the bottom row and left column (None: no labels).
+        title: the figure's title; ``max_heads``: draw only the first heads of each layer (default all);
+            ``cell_size``: one heatmap's width and height in inches; ``colorbar``: one for the grid.
+        gamma: a power scale ``w ** gamma`` (``PowerNorm``, still 0 to 1): ``0.5`` lifts small weights,
+            so a diffuse head (every weight near ``1 / k_len``) shows its pattern. None: linear.
 
     Returns:
         The figure; ``fig.axes`` holds the ``layers × heads`` axes row by row, titled
@@ -187,10 +166,8 @@ def plot_alignment(cross: Any, src_tokens: Sequence[str], tgt_tokens: Sequence[s
 
     Args:
         cross: ``(tgt_len, src_len)`` weights, or ``(heads, tgt_len, src_len)``, averaged over the heads.
-        src_tokens: ``src_len`` source tokens (x axis).
-        tgt_tokens: ``tgt_len`` target tokens (y axis), the decoder's inputs or the generated words.
-        ax: the axes to draw on; None makes a new figure.
-        title: the axes' title.
+        src_tokens, tgt_tokens: ``src_len`` source tokens (x axis), ``tgt_len`` target tokens (y axis).
+        ax: the axes to draw on (None: a new figure); ``title``: the axes' title.
         mark_max: put a small red dot on each row's largest weight (rows that are all zero get none).
 
     Returns:
@@ -221,11 +198,9 @@ def plot_bleu_by_length(buckets: list[str], scores: list[float], counts: list[in
     """Bar chart of BLEU per source-length bucket, each bar topped by its number of sentences.
 
     Args:
-        buckets: the bucket names, e.g. ``["1-10", "11-20", "21+"]`` (x tick labels).
-        scores: BLEU of each bucket (bar heights).
-        counts: sentences in each bucket, written above the bars as ``n=…``.
-        ax: the axes to draw on; None makes a new figure.
-        title: the axes' title.
+        buckets, scores, counts: bucket names (e.g. ``["1-10", "11-20", "21+"]``), BLEU of each
+            bucket (bar heights), sentences in each (written above the bars as ``n=…``).
+        ax: the axes to draw on (None: a new figure); ``title``: the axes' title.
 
     Returns:
         The axes; ``ax.patches`` are the bars, ``ax.texts`` their counts.
@@ -261,13 +236,9 @@ def token_label(token: str) -> str:
 
 def showcase_sentence(sources: Sequence[str], hypotheses: Sequence[str], references: Sequence[str], *,
                       min_words: int = 8, max_words: int = 14) -> int:
-    """The rule that picks the sentence the showcase draws: among sources of ``min_words`` to
-    ``max_words`` words (long enough to show an alignment, short enough to read), the one whose
-    translation has the highest sentence BLEU (sacreBLEU, its default smoothing) against its
-    reference; the first such sentence on a tie. Use it on the validation set, never the test set.
-
-    Returns:
-        The index of the chosen sentence.
+    """The index of the sentence the showcase draws: among sources of ``min_words`` to ``max_words``
+    words, the first whose translation has the highest sentence BLEU (sacreBLEU) against its
+    reference. Use it on the validation set, never the test set.
 
     Raises:
         ValueError: lists of different lengths, or no source in the length range.
@@ -323,5 +294,3 @@ def plot_showcase(maps: dict, src_tokens: Sequence[str], in_tokens: Sequence[str
         f.supxlabel(caption, fontsize="small", color="dimgrey")
     return figs
 
-
-__all__ += ["token_label", "showcase_sentence", "plot_showcase"]
