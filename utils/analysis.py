@@ -1,19 +1,10 @@
-"""Looking inside a trained encoder–decoder, measured (notebook 06, sections 2 and 4).
-
-A picture of one sentence's attention is an anecdote; these functions turn it into measurements over
-many sentences, each with a baseline:
-
-* :func:`attention_maps_for`: every attention weight of a teacher-forced pass over many sentences.
-* :func:`head_statistics` (built on :func:`head_stats`, :func:`uniform_attention` and
-  :func:`queries_that_train`): each head's entropy and its weight on the previous token, on the token
-  itself and on punctuation, next to what a head that spreads its weight evenly would score;
-  :func:`mean_of` and :func:`ratio_to_uniform` read them.
-* :func:`pattern_mask` and :func:`peaks_inside`: does a head's largest weight fall inside a span of the
-  source (the year of a date)?
-* :func:`switched_off`: a head's output set to zero, to see whether the model needs it.
-* :func:`model_scores`: the model's own score ``log P(y | x) / lp(y)`` of given translations, the
-  quantity beam search maximises.
-* :func:`monotone_fraction`: how often an alignment moves forward.
+"""Looking inside a trained encoder–decoder, measured (notebook 06). One sentence's attention map is
+an anecdote; these turn it into measurements over many sentences, each beside a baseline:
+:func:`attention_maps_for` (every map of many sentences), :func:`head_statistics` (each head's entropy
+and weight on the previous token, itself and punctuation, next to a head that spreads its weight
+evenly), :func:`pattern_mask` / :func:`peaks_inside` (does a head peak on the year of a date?),
+:func:`switched_off` (a head's output set to zero), :func:`model_scores` (the score beam search
+maximises) and :func:`monotone_fraction` (how often an alignment moves forward).
 """
 
 from __future__ import annotations
@@ -53,24 +44,18 @@ def _ids_pair(src_ids: Tensor, tgt_ids: Tensor) -> None:
 # -- every map of many sentences ------------------------------------------------------------------------
 def attention_maps_for(model: nn.Module, src_ids: Tensor, tgt_ids: Tensor,
                        batch_size: int = 128) -> dict[str, list[Tensor]]:
-    """Every attention weight of a teacher-forced pass over many sentences, without the padding's cost.
-
-    One pass over hundreds of padded sentences spends most of its work on padding (every row as long
-    as the longest). This runs batches of ``batch_size`` sentences of similar length, each trimmed to
-    its own longest, without the output layer (``model.decoder_states``), under ``torch.no_grad()`` in
-    the model's current mode (call ``.eval()`` first), and puts the maps back in the input order.
+    """Every attention weight of a teacher-forced pass over many sentences, without the padding's cost:
+    batches of ``batch_size`` sentences of similar length, each trimmed to its longest, no output
+    layer, under ``torch.no_grad()`` in the model's current mode (call ``.eval()`` first).
 
     Args:
         model: a :class:`utils.model.Transformer`.
-        src_ids: ``(batch, src_len)`` source ids, right-padded with ``model.pad_id``.
-        tgt_ids: ``(batch, tgt_len)`` decoder inputs (``<bos> …``), right-padded.
-        batch_size: sentences per pass.
+        src_ids, tgt_ids: ``(batch, src_len)`` sources and ``(batch, tgt_len)`` decoder inputs
+            (``<bos> …``), right-padded with ``model.pad_id``.
 
     Returns:
-        As ``model.attention_maps()``: ``"encoder_self"``, ``"decoder_self"``, ``"cross"``, one tensor
-        per layer, ``(batch, heads, q_len, k_len)`` for the full ``src_len`` / ``tgt_len``. Equal to one
-        pass's maps at every real query; weights on padding keys are 0; rows of padding queries are 0
-        or what one pass gives (leave them out, as the loss does).
+        As ``model.attention_maps()``: ``{kind: [(batch, heads, q_len, k_len) per layer]}`` in the input
+        order, equal to one pass's maps at every real query (rows of padding queries: leave them out).
 
     Raises:
         ValueError: ids that are not 2-D integer tensors, batches of different sizes, or a
@@ -78,7 +63,8 @@ def attention_maps_for(model: nn.Module, src_ids: Tensor, tgt_ids: Tensor,
     """
     _ids_pair(src_ids, tgt_ids)
     batch_size = checks.positive_int("batch_size", batch_size)
-    n, pad = src_ids.shape[0], model.pad_id
+    n, pad, (s_len, t_len) = src_ids.shape[0], model.pad_id, (src_ids.shape[1], tgt_ids.shape[1])
+    sizes = {"encoder_self": (s_len, s_len), "decoder_self": (t_len, t_len), "cross": (t_len, s_len)}
     lengths = (src_ids != pad).sum(1) + (tgt_ids != pad).sum(1)                         # (batch,)
     full: dict[str, list[Tensor]] = {}
     for part in lengths.argsort(stable=True).split(batch_size):                       # similar lengths together
@@ -88,11 +74,8 @@ def attention_maps_for(model: nn.Module, src_ids: Tensor, tgt_ids: Tensor,
         with torch.no_grad(), model.attention_maps() as maps:
             model.decoder_states(tgt, model.encode(src), src)
         for kind, layers in maps.items():
-            q_len, k_len = {"encoder_self": (src_ids.shape[1], src_ids.shape[1]),
-                            "decoder_self": (tgt_ids.shape[1], tgt_ids.shape[1]),
-                            "cross": (tgt_ids.shape[1], src_ids.shape[1])}[kind]
             if kind not in full:
-                full[kind] = [a.new_zeros(n, a.shape[1], q_len, k_len) for a in layers]
+                full[kind] = [a.new_zeros(n, a.shape[1], *sizes[kind]) for a in layers]
             for whole, a in zip(full[kind], layers):
                 whole[part, :, : a.shape[2], : a.shape[3]] = a                          # (part, heads, q, k)
     return full
@@ -100,9 +83,8 @@ def attention_maps_for(model: nn.Module, src_ids: Tensor, tgt_ids: Tensor,
 
 # -- what each head does ------------------------------------------------------------------------------
 def queries_that_train(query_ids: Tensor, decoder: bool, pad_id: int = PAD_ID, eos_id: int = EOS_ID) -> Tensor:
-    """``(batch, Q)`` bool: the query positions the loss trains. Real tokens, and on the decoder side not
-    ``<eos>`` (in a padded row the decoder input can still hold it; its prediction is ``<pad>``, which the
-    loss ignores, so nothing ever taught that query anything).
+    """``(batch, Q)`` bool: the query positions the loss trains: real tokens, and on the decoder side not
+    ``<eos>`` (its prediction is ``<pad>``, which the loss ignores).
 
     Raises:
         ValueError: ``query_ids`` not a 2-D integer tensor.
@@ -139,14 +121,11 @@ def head_stats(attn: Tensor, query_ids: Tensor, key_ids: Tensor, decoder: bool, 
     * ``punctuation``: the weight on keys whose id is in ``punct_ids`` (:func:`punctuation_ids`).
 
     Args:
-        attn: ``(batch, heads, Q, K)`` weights, each row summing to 1.
-        query_ids: ``(batch, Q)``; ``key_ids``: ``(batch, K)``.
-        decoder: whether the queries are decoder positions (their ``<eos>`` does not train).
-        punct_ids: ``(P,)`` ids of punctuation tokens.
+        attn: ``(batch, heads, Q, K)`` weights, each row summing to 1; ``query_ids`` ``(batch, Q)``,
+            ``key_ids`` ``(batch, K)``; ``decoder``: the queries are decoder positions; ``punct_ids`` ``(P,)``.
 
     Returns:
-        ``({metric: (batch, heads) sums}, (batch,) counts of training queries)``: divide the sums by the
-        counts (:func:`mean_of`) for per-query means.
+        ``({metric: (batch, heads) sums}, (batch,) counts of training queries)``; :func:`mean_of` divides.
 
     Raises:
         ValueError: ``attn`` not 4-D, or shapes that disagree with the ids.
@@ -174,10 +153,8 @@ def head_statistics(maps: dict[str, list[Tensor]], src_ids: Tensor, tgt_ids: Ten
     """:func:`head_stats` of every head of every layer, with the uniform baseline beside it.
 
     Args:
-        maps: ``{kind: [(batch, heads, Q, K) per layer]}`` for the pass ``(src_ids, tgt_ids)``
-            (:func:`attention_maps_for` or ``model.attention_maps()``).
-        src_ids: ``(batch, S)`` the encoder's input; ``tgt_ids``: ``(batch, T)`` the decoder's input.
-        punct_ids: ``(P,)`` punctuation ids (:func:`punctuation_ids`).
+        maps: ``{kind: [(batch, heads, Q, K) per layer]}`` (:func:`attention_maps_for`) of the pass
+            ``(src_ids (batch, S), tgt_ids (batch, T))``; ``punct_ids``: ``(P,)`` (:func:`punctuation_ids`).
 
     Returns:
         ``{kind: [(measured, uniform, counts) per layer]}``: ``measured`` ``{metric: (batch, heads)}``,
@@ -279,12 +256,10 @@ def peaks_inside(weights: Tensor, mask: Tensor) -> Tensor:
 @contextlib.contextmanager
 def switched_off(model: nn.Module, layer: int, head: int, kind: str = "cross") -> Iterator[None]:
     """Inside the ``with`` block, one head's output is zero: its slice of the concatenated heads, just
-    before the output projection ``W^O``. A forward pre-hook on that attention's ``out_proj`` does it,
-    so full passes and cached decoding alike see the head switched off; leaving the block removes it.
+    before ``W^O`` (a pre-hook on ``out_proj``, so full passes and cached decoding alike see it).
 
     Args:
-        model: a :class:`utils.model.Transformer`.
-        layer: the layer (negative counts from the end); ``head``: the head in it.
+        model: a :class:`utils.model.Transformer`; ``layer`` (negative counts from the end), ``head``.
         kind: ``"cross"`` or ``"decoder_self"`` (a decoder layer), ``"encoder_self"`` (an encoder layer).
 
     Raises:
@@ -312,17 +287,14 @@ def switched_off(model: nn.Module, layer: int, head: int, kind: str = "cross") -
 # -- the model's own score --------------------------------------------------------------------------------
 def model_scores(model: nn.Module, src_ids: Sequence[Sequence[int]], hyps: Sequence[Sequence[int]],
                  alpha: float = 0.6, batch_size: int = 100) -> np.ndarray:
-    """``log P(hyp | src) / lp(hyp)`` of each translation under the model, by teacher forcing: the
-    quantity beam search maximises, computed as the decoders of :mod:`utils.decode` do (``<pad>`` and
-    ``<bos>`` are never outputs: their logits are ``-inf`` before the softmax; ``lp`` is
-    :func:`utils.decode.length_penalty` of the length with ``<eos>``). For a translation that beam
-    search returned, equal to the score it returned.
+    """``log P(hyp | src) / lp(hyp)`` of each translation by teacher forcing: the score beam search
+    maximises, computed as :mod:`utils.decode` does (``<pad>``, ``<bos>`` never outputs; ``lp`` of the
+    length with ``<eos>``), so a beam search result scores what beam search returned.
 
     Args:
         model: a :class:`utils.model.Transformer`, in the mode to score with (call ``.eval()`` first).
-        src_ids: ``n`` sources, each a list of ids as the model reads them (``<bos> … <eos>``).
-        hyps: ``n`` translations, each a list of ids ending in ``<eos>`` (no ``<bos>``).
-        alpha: the length penalty's exponent; ``batch_size``: sentences per pass.
+        src_ids: ``n`` sources as the model reads them (``<bos> … <eos>``); ``hyps``: ``n`` translations,
+            each ending in ``<eos>`` (no ``<bos>``); ``alpha``: the length penalty's exponent.
 
     Returns:
         ``(n,)`` float64 scores, in the input order.
