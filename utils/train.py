@@ -1,28 +1,17 @@
-"""Training: the loss, the optimiser, THE training loop (the translator's and the GPT's), resumable checkpoints.
-
-Notebook 05 builds each piece; this module holds the finished versions::
+"""Training (notebook 05): the loss, the optimiser, THE training loop (the translator's and the GPT's),
+resumable checkpoints. The loop is plain PyTorch: forward and loss, backward, (clip), step the
+optimiser and the schedule, log into ``state.history``; validate each epoch or every ``eval_every`` steps::
 
     optimizer = make_optimizer(model)                               # Adam(β=(0.9, 0.98), ε=1e-9), lr=1
-    scheduler = warmup_schedule(optimizer, d_model=256, warmup=400) # utils.schedules: the paper's, a LambdaLR
+    scheduler = warmup_schedule(optimizer, d_model=256, warmup=400) # utils.schedules: the paper's
     state = train(model, train_data, optimizer, scheduler, valid=valid_data, max_steps=2000,
                   checkpoint_path="checkpoints/run.pt", checkpoint_every=500, tokenizer=tok)
     state = resume("checkpoints/run.pt", model, optimizer, scheduler)   # later, in a fresh process
-    state = train(model, train_data, optimizer, scheduler, state=state, max_steps=4000)
 
-The loop is plain PyTorch: for each batch, forward and loss (``loss_fn``: label-smoothed cross-entropy
-unless told otherwise; notebook 08's GPT passes its next-token loss), backward, (clip), step the
-optimiser and the schedule, and log loss and learning rate into ``state.history``. Validation loss,
-perplexity and token accuracy go into ``state.valid`` each epoch (or every ``eval_every`` steps).
-
-**Resuming is exact on the CPU.** A checkpoint stores the weights, config, optimiser and scheduler
-state, the :class:`TrainState` (step, epoch, position in the epoch, history) and the random states of
-Python, NumPy and PyTorch (dropout); :class:`utils.batching.TokenBatches` rebuilds any epoch's batches
-from its seed. Training N steps straight or N/2, save, load in a fresh model, N/2 more gives the
-same weights bit for bit. Everything is stored as plain data, so it loads with ``weights_only=True``.
-
-Under ``torchrun`` (DistributedDataParallel) pass the wrapped model: each process reads its shard
-(``TokenBatches(rank=..., world_size=...)``), only rank 0 shows progress and writes checkpoints,
-and a time limit stops every process at the same step.
+**Resuming is exact on the CPU**: a checkpoint holds the weights, optimiser, scheduler, the
+:class:`TrainState` and every random state, and :class:`utils.batching.TokenBatches` rebuilds any
+epoch from its seed, so N steps straight or N/2 + resume + N/2 give the same weights bit for bit.
+Under ``torchrun`` pass the DDP-wrapped model: only rank 0 shows progress and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -47,8 +36,8 @@ from utils.batching import Batch, TokenBatches
 from utils.checkpoint import check_writable, load_checkpoint, save_checkpoint
 from utils.runtime import get_device
 
-__all__ = ["label_smoothed_cross_entropy", "translation_loss", "make_optimizer", "guarded_step", "evaluate",
-           "TrainState", "train", "save_training_checkpoint", "resume", "get_rng_state", "set_rng_state"]
+__all__ = ["label_smoothed_cross_entropy", "translation_loss", "make_optimizer", "evaluate", "TrainState", "train",
+           "save_training_checkpoint", "resume", "get_rng_state", "set_rng_state"]
 
 
 # -- the loss ---------------------------------------------------------------------------------------
@@ -102,8 +91,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 @torch.no_grad()
 def evaluate(model: nn.Module, data: TokenBatches) -> dict[str, float]:
     """Unsmoothed loss per target token, perplexity ``exp(loss)`` and next-token accuracy (teacher
-    forcing) over all of ``data``'s epoch-0 batches, in eval mode (the mode is restored), on the
-    model's device. Returns ``{"loss", "ppl", "acc", "tokens"}``.
+    forcing) over ``data``'s epoch-0 batches, in eval mode. Returns ``{"loss", "ppl", "acc", "tokens"}``.
 
     Raises:
         TypeError: ``data`` is not a :class:`~utils.batching.TokenBatches`.
@@ -168,25 +156,6 @@ class TrainState:
     valid: list[dict] = field(default_factory=list)
 
 
-def guarded_step(model: nn.Module, loss: Tensor, optimizer: torch.optim.Optimizer, clip_norm: float | None = None,
-                 where: str = "") -> None:
-    """One update from ``loss``: zero the gradients, backpropagate, clip their norm (if ``clip_norm``), step.
-    Used by :func:`train`.
-
-    Raises:
-        FloatingPointError: a non-finite ``loss``, checked *before* anything changes, so the weights
-            stay the last finite ones (``where``, e.g. ``" at step 12"``, goes into the message).
-    """
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"the training loss is {loss.item()}{where}; the weights were not updated with "
-                                 "it. Lower the learning rate, clip gradients (clip_norm) or check the data")
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if clip_norm is not None:
-        nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-    optimizer.step()
-
-
 def translation_loss(model: nn.Module, batch: Batch, smoothing: float = 0.1) -> Tensor:
     """:func:`train`'s default ``loss_fn``: :func:`label_smoothed_cross_entropy` of the translator's logits."""
     return label_smoothed_cross_entropy(model(batch.src, batch.tgt_in), batch.tgt_out, smoothing, batch.pad_id)
@@ -194,10 +163,18 @@ def translation_loss(model: nn.Module, batch: Batch, smoothing: float = 0.1) -> 
 
 def _train_step(model: nn.Module, batch: Any, optimizer, scheduler, loss_fn: Callable, clip_norm: float | None,
                 bf16: bool, device_type: str) -> float:
+    """One update; a non-finite loss raises *before* anything changes, so the weights stay finite."""
     model.train()
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
         loss = loss_fn(model, batch)
-    guarded_step(model, loss, optimizer, clip_norm)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"the training loss is {loss.item()}; the weights were not updated with "
+                                 "it. Lower the learning rate, clip gradients (clip_norm) or check the data")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_norm is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    optimizer.step()
     if scheduler is not None:
         scheduler.step()
     return loss.item()
@@ -215,22 +192,15 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
     (of this call) is reached, whichever comes first; returns the updated :class:`TrainState`.
 
     Args:
-        model: a ``utils.model.Transformer`` (or one wrapped in DistributedDataParallel), or any model
-            with a ``config`` dict and its ``loss_fn`` (notebook 08's GPT).
-        data: a :class:`~utils.batching.TokenBatches`, or any source like it: ``batches(epoch)`` (the same
-            for the same epoch, so a resumed run draws what the uninterrupted one did), ``collate(indices)``
-            (a batch with ``.to(device)``, ``.n_tokens``) and ``len`` (the GPT's ``RandomWindows``).
-            ``valid``: evaluated each epoch, or every ``eval_every`` steps.
+        model: a ``utils.model.Transformer`` (DDP-wrapped or not), or any model with a ``config`` dict
+            and its ``loss_fn`` (notebook 08's GPT).
+        data: a :class:`~utils.batching.TokenBatches` or a source like it: ``batches(epoch)`` (the same for
+            the same epoch, so a resume draws what the uninterrupted run did), ``collate(indices)`` (a batch
+            with ``.to(device)``, ``.n_tokens``) and ``len`` (the GPT's ``RandomWindows``).
         loss_fn: ``loss_fn(model, batch)`` → the loss (default :func:`translation_loss` with ``smoothing``, ε).
-        clip_norm: clip the gradient's global norm to this.
-        bf16: bfloat16 autocast (CUDA only). ``device``: default :func:`utils.runtime.get_device`.
-        checkpoint_path: write :func:`save_training_checkpoint` there every ``checkpoint_every``
-            steps and at the end (rank 0 only); ``tokenizer`` and ``checkpoint_extra`` (e.g. the run's
-            identity and settings) ride along.
-        progress: a tqdm bar (rank 0 only).
-
-    A run that stops with an error (a NaN loss, Ctrl-C, out of memory) first writes its checkpoint,
-    so the steps it took are not lost (rank 0, when ``checkpoint_path`` is given).
+        clip_norm: clip the gradient's global norm to this; ``bf16``: bfloat16 autocast (CUDA only).
+        checkpoint_path: write :func:`save_training_checkpoint` there every ``checkpoint_every`` steps, at
+            the end, and on an error (a NaN loss, Ctrl-C), with ``tokenizer`` and ``checkpoint_extra``.
 
     Raises:
         ValueError: no stopping rule, a limit, ``eval_every`` or ``checkpoint_every`` that is not a
@@ -331,10 +301,8 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
                     validate()
         if valid is not None and (not state.valid or state.valid[-1]["step"] != state.step):
             validate()
-    except BaseException:
-        # Keep what was trained: the state is consistent between steps (a failed step changes nothing
-        # that a resume reads, except for an error inside optimizer.step itself).
-        if saved_at != state.step:
+    except BaseException:                                        # keep what was trained: the state is
+        if saved_at != state.step:                               # consistent between steps
             try:
                 save()
             except Exception as err:                             # report the original error, not this one
@@ -361,8 +329,7 @@ def save_training_checkpoint(path: str | Path, model: nn.Module, optimizer: torc
 def resume(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, scheduler=None,
            restore_rng: bool = True) -> TrainState:
     """Load a :func:`save_training_checkpoint` file into ``model`` (and the optimiser, scheduler and random
-    generators) and return its :class:`TrainState`. Build the model from the checkpoint's config (or the
-    same one) and move it to its device before calling, so the optimiser state lands there too.
+    generators) and return its :class:`TrainState`. Move the model to its device first.
 
     Raises:
         utils.checkpoint.ConfigMismatchError: the file was made for another ``model.config``.
