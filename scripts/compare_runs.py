@@ -5,7 +5,8 @@
 
 The runs are the recipe's ``compare_with`` recipes and the recipe itself (their checkpoints
 ``checkpoints/<recipe>.pt``), or the ``--run NAME=CHECKPOINT`` given; each run must have kept
-snapshots (``train_translator.py --average N``, in ``<checkpoint stem>.snapshots.pt``). The snapshot
+snapshots (``train_translator.py --average N``, in ``<checkpoint stem>.snapshots.pt``), and they must
+be its own (the run identity both files record), checked before any work. The snapshot
 taken at ``--step`` (the recipe's ``compare_step``) is measured on Multi30k's validation split (1,014
 pairs; the test split is never read): the loss (``utils.train.evaluate``), greedy BLEU, and
 beam-search BLEU for every alpha in ``--alphas`` (one search: the length penalty only ranks finished
@@ -79,6 +80,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     recipes.refuse_overwrite(args.out / "compare.json", args.force)
     check_writable(args.out / "compare.json", "--out")
+    for name, path in args.runs.items():                     # every snapshot file is its run's, before any work
+        try:
+            recipes.check_snapshots(load_checkpoint(path), load_checkpoint(recipes.snapshots_path(path)), path,
+                                    recipes.snapshots_path(path))
+        except ValueError as err:
+            raise SystemExit(f"run {name}: {err}") from None
     valid = load_multi30k()["validation"]
     src, ref = list(valid["de"]), list(valid["en"])
     if args.limit is not None:

@@ -101,6 +101,12 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         valid_src, valid_ref = valid_src[:200], valid_ref[:200]
     decoder = "greedy" if args.beam == 1 else f"beam {args.beam}, alpha {args.alpha:g}"
+    longest = max(len(ids) for ids in tok.encode_batch(valid_src + ([] if args.quick else list(ds["test"]["de"])),
+                                                        add_special=True))
+    if longest > model.config["max_len"]:                      # fail now, not after decoding the others
+        raise SystemExit(f"a sentence of {longest} tokens is longer than the positional table of {path} "
+                         f"(max_len {model.config['max_len']}): it cannot be translated; retrain with a larger "
+                         "--max-len or --vocab")
 
     t0 = time.perf_counter()
     batch = 100                                               # finished sentences leave the batch: big batches waste no steps

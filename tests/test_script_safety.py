@@ -117,6 +117,10 @@ def test_resume_and_choose_refuse_the_snapshots_of_another_run(mt, tmp_path):
         choose.main(["multi30k_30min", "--checkpoint", str(tmp_path / "a.pt"), "--average-choices", "1", "--limit", "5",
                      "--out", str(tmp_path / "best"), "--save", str(tmp_path / "best.pt")])
     assert not (tmp_path / "best.pt").exists()
+    compare = load_script("compare_runs")
+    with pytest.raises(SystemExit, match="run a: the snapshot file"):
+        compare.main(["multi30k_cooldown_1950", "--run", f"a={tmp_path / 'a.pt'}", "--run", f"b={tmp_path / 'b.pt'}",
+                      "--step", "4", "--limit", "5", "--out", str(tmp_path / "compare")])
 
 
 def test_choose_never_saves_over_a_kept_model_a_training_checkpoint_or_snapshots(tmp_path, monkeypatch, capsys):
@@ -238,6 +242,22 @@ def test_too_long_sentences_stop_the_translator_before_training(mt, tmp_path, mo
         mt.main([*TINY_MT, "--limit", "20", "--max-len", "12", "--steps", "2", "--checkpoint", str(tmp_path / "r.pt"),
                  "--out", str(tmp_path / "out")])
     assert not trained
+
+
+def test_showcase_checks_sentence_lengths_before_decoding(tmp_path, monkeypatch):
+    from utils.model import make_model
+    from utils.tokenize import BPETokenizer
+
+    tok = BPETokenizer.train(["ein Hund läuft", "a dog runs"], vocab_size=40)
+    make_model(tok.vocab_size, tok.vocab_size, n_layers=1, d_model=8, n_heads=2, d_ff=8, max_len=8,
+               share_embeddings=True).save(tmp_path / "short.pt", tokenizer=tok.to_dict())
+    showcase = load_script("showcase")
+    decoded = []
+    monkeypatch.setitem(showcase.main.__globals__, "translate", lambda *a, **k: decoded.append(1) or 1 / 0)
+    with pytest.raises(SystemExit, match="longer than the positional table .*max_len 8"):
+        showcase.main(["multi30k_2h", "--quick", "--checkpoint", str(tmp_path / "short.pt"),
+                       "--prefix", str(tmp_path / "fig_"), "--json", str(tmp_path / "s.json")])
+    assert not decoded
 
 
 def test_choose_checks_sentence_lengths_against_each_model():
