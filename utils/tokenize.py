@@ -1,20 +1,11 @@
-"""Text → tokens → ids, and back: character, word and subword (BPE) tokenizers.
+"""Text → tokens → ids, and back: character, word and subword (BPE) tokenizers with one interface
+and four special tokens at fixed ids: ``<pad>`` = 0, ``<bos>`` = 1, ``<eos>`` = 2, ``<unk>`` = 3.
 
-All three share one interface and the same four special tokens at fixed ids::
-
-    <pad> = 0   <bos> = 1   <eos> = 2   <unk> = 3
-
-``encode(text, add_special=False)`` gives ids (``add_special=True`` wraps them in ``<bos>`` …
-``<eos>``); ``decode(ids)`` gives text back, dropping ``<pad>``, ``<bos>`` and ``<eos>`` and
-showing unknown tokens as ``<unk>``. ``to_dict()`` / :func:`tokenizer_from_dict` turn a
-tokenizer into plain JSON-able data (so it can ride inside a checkpoint).
-
-Text is text: the characters ``<eos>`` inside a sentence are five characters (or subwords), never
-the control id 2; special ids come only from ``add_special=True``. The word and BPE tokenizers
-NFC-normalise text first, so a decomposed "fa\u0308hrt" and a composed "fährt" give the same tokens.
-
-The BPE tokenizer is trained with Hugging Face ``tokenizers``; notebook 01 writes the merge loop
-by hand first and compares.
+``encode(text, add_special=True)`` wraps the ids in ``<bos>`` … ``<eos>``; ``decode(ids)`` drops them
+again. Text is text: ``<eos>`` typed inside a sentence is five characters, never the control id 2.
+The word and BPE tokenizers NFC-normalise first ("fa\u0308hrt" and "fährt" give the same tokens).
+``to_dict()`` / :func:`tokenizer_from_dict` make a tokenizer plain data that rides in a checkpoint.
+The BPE merges come from Hugging Face ``tokenizers``; notebook 01 writes the merge loop by hand.
 """
 
 from __future__ import annotations
@@ -38,8 +29,7 @@ _SKIPPED_ON_DECODE = {PAD_ID, BOS_ID, EOS_ID}
 
 
 class Tokenizer:
-    """Base class: a vocabulary (``id_to_token``, ``token_to_id``) plus ``tokenize`` /
-    ``detokenize``. Subclasses define how text is cut into tokens and glued back."""
+    """A vocabulary (``id_to_token``, ``token_to_id``); subclasses cut text (``tokenize``) and glue it back."""
 
     kind = "base"
 
@@ -110,10 +100,6 @@ class Tokenizer:
         return f"{type(self).__name__}(vocab_size={self.vocab_size})"
 
 
-def _nfc(text: str) -> str:
-    return unicodedata.normalize("NFC", text)
-
-
 def _vocab_from_counts(counts: Counter, min_freq: int, max_size: int | None) -> list[str]:
     checks.positive_int("min_freq", min_freq)
     checks.integer("max_size", max_size, at_least=len(SPECIAL_TOKENS) + 1, allow_none=True,
@@ -158,12 +144,9 @@ _JOINERS = re.compile(r" ?([-'/]) ?")
 
 
 class WordTokenizer(Tokenizer):
-    """Words and punctuation marks as tokens (``"T-shirt."`` → ``T - shirt .``).
-
-    Short sequences but a large vocabulary, and every word not seen in training is ``<unk>``.
-    Cutting at spaces throws the spaces away, so :meth:`detokenize` has to guess where they
-    were (no space before ``.,!?;:``, none around ``- ' /``): the round trip is exact for
-    ordinary prose like Multi30k's captions, not for every string.
+    """Words and punctuation marks as tokens (``"T-shirt."`` → ``T - shirt .``): short sequences, a large
+    vocabulary, ``<unk>`` for every unseen word. :meth:`detokenize` guesses where the spaces were (none
+    before ``.,!?;:``, none around ``- ' /``), exact for ordinary prose, not for every string.
     """
 
     kind = "word"
@@ -182,18 +165,16 @@ class WordTokenizer(Tokenizer):
         """
         counts = Counter()
         for t in checks.strings("texts", texts):
-            t = _nfc(t)
+            t = unicodedata.normalize("NFC", t)
             counts.update(_WORD_RE.findall(t.lower() if lowercase else t))
         return cls(_vocab_from_counts(counts, min_freq, max_size), lowercase=lowercase)
 
     def tokenize(self, text: str) -> list[str]:
-        text = _nfc(text)
+        text = unicodedata.normalize("NFC", text)
         return _WORD_RE.findall(text.lower() if self.lowercase else text)
 
     def detokenize(self, tokens: Sequence[str]) -> str:
-        text = " ".join(tokens)
-        text = _NO_SPACE_BEFORE.sub(r"\1", text)
-        text = _NO_SPACE_AFTER.sub(r"\1", text)
+        text = _NO_SPACE_AFTER.sub(r"\1", _NO_SPACE_BEFORE.sub(r"\1", " ".join(tokens)))
         return _JOINERS.sub(r"\1", text)
 
     def to_dict(self) -> dict:
@@ -201,11 +182,8 @@ class WordTokenizer(Tokenizer):
 
 
 class BPETokenizer(Tokenizer):
-    """Byte-pair-encoding subwords, trained with Hugging Face ``tokenizers``.
-
-    Text is NFC-normalised and split at spaces, each word prefixed with ``▁`` (the Metaspace
-    scheme of SentencePiece), so decoding puts every space back: the round trip is exact for
-    text whose characters were seen in training and whose spaces are single.
+    """Byte-pair-encoding subwords (Hugging Face ``tokenizers``). Each word is prefixed with ``▁`` (the
+    Metaspace scheme of SentencePiece), so decoding puts every single space back.
     """
 
     kind = "bpe"
@@ -217,8 +195,8 @@ class BPETokenizer(Tokenizer):
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> "BPETokenizer":
-        """Learn merges on ``texts`` until the vocabulary holds ``vocab_size`` tokens (or no pair
-        occurs ``min_frequency`` times).
+        """Learn merges on ``texts`` until the vocabulary holds ``vocab_size`` tokens (or no pair occurs
+        ``min_frequency`` times).
 
         Raises:
             ValueError: if ``vocab_size`` leaves no room beyond the special tokens.
@@ -257,9 +235,8 @@ class BPETokenizer(Tokenizer):
 
 
 def _without_added_tokens(hf: HFTokenizer) -> HFTokenizer:
-    """The same tokenizer without Hugging Face's "added tokens": with them, the literal text ``<eos>``
-    in a sentence would be cut out as the control token. The four specials stay in the vocabulary
-    (ids 0-3); only ``add_special=True`` puts them into an encoding."""
+    """The same tokenizer without Hugging Face's "added tokens", which would cut the literal text
+    ``<eos>`` out of a sentence as the control token; the specials stay in the vocabulary (ids 0-3)."""
     data = json.loads(hf.to_str())
     if not data.get("added_tokens"):
         return hf
