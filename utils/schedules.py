@@ -1,13 +1,7 @@
-"""Learning-rate schedules, one home for all of them.
-
-* :class:`WarmupInverseSqrt` and :func:`warmup_schedule`: the paper's schedule (section 5.3), linear
-  warm-up then ``∝ 1/√step``, with an optional linear cool-down (notebook 05, the translators);
-* :func:`warmup_then_cosine`: warm-up, then a cosine to 0 (notebook 04's date model);
-* :func:`warmup_cosine_lr` and :class:`WarmupCosine`: warm-up times a cosine from ``lr`` to ``min_lr``
-  over the run's steps or time budget (notebook 08's GPT).
-
-The first two are ``LambdaLR`` factors of a base learning rate: ``LambdaLR(optimizer, f)`` multiplies
-the optimiser's ``lr`` by ``f(step)`` after every ``scheduler.step()``.
+"""Learning-rate schedules, one home for all of them: the paper's warm-up then ``∝ 1/√step``
+(:func:`warmup_schedule`, notebook 05), warm-up then a cosine to 0 (:func:`warmup_then_cosine`, notebook
+04's date model), and warm-up times a cosine over the run's steps or minutes (:class:`WarmupCosine`,
+notebook 08's GPT). The first two are ``LambdaLR`` factors: the optimiser's ``lr`` times ``f(step)``.
 """
 
 from __future__ import annotations
@@ -26,11 +20,9 @@ __all__ = ["WarmupInverseSqrt", "warmup_schedule", "warmup_then_cosine", "warmup
 @dataclass
 class WarmupInverseSqrt:
     """The paper's learning rate (section 5.3) as a ``LambdaLR`` factor of a base lr of 1:
-    ``lr(s) = scale · d_model^-0.5 · min(s^-0.5, s · warmup^-1.5)`` for optimiser step ``s = 1, 2, …``:
-    linear warm-up to the peak ``scale · (d_model · warmup)^-0.5`` at ``s = warmup``, then ``∝ 1/√s``.
-    With ``cooldown > 0`` (not in the paper) the last ``cooldown`` of ``total`` steps are multiplied by a
-    factor that falls linearly from 1 to 0, so a run of known length ends annealed.
-    A dataclass, so the scheduler's ``state_dict`` stores its numbers (functions are not saved)."""
+    ``lr(s) = scale · d_model^-0.5 · min(s^-0.5, s · warmup^-1.5)`` for optimiser step ``s = 1, 2, …``
+    (the peak at ``s = warmup``). ``cooldown > 0`` (not in the paper) scales the last ``cooldown`` of
+    ``total`` steps by a factor falling linearly to 0. A dataclass, so ``state_dict`` stores its numbers."""
 
     d_model: int
     warmup: int
@@ -49,9 +41,6 @@ class WarmupInverseSqrt:
 def warmup_schedule(optimizer: torch.optim.Optimizer, d_model: int, warmup: int,
                     scale: float = 1.0, *, total: int = 0, cooldown: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
     """``LambdaLR`` with :class:`WarmupInverseSqrt`; call ``scheduler.step()`` after each ``optimizer.step()``.
-
-    ``cooldown`` (default 0: the paper's schedule) makes the learning rate fall linearly to 0 over the
-    last ``cooldown`` of the run's ``total`` optimiser steps.
 
     Raises:
         ValueError: ``warmup`` or ``d_model`` below 1, a ``cooldown`` below 0 or above ``total - warmup``,
@@ -82,23 +71,15 @@ def warmup_then_cosine(step: int, warmup: int, steps: int) -> float:
 
 def warmup_cosine_lr(step: int, progress: float, lr: float, warmup: int, min_lr: float) -> float:
     """The GPT's learning rate (notebook 08): linear warm-up over ``warmup`` steps times a cosine from
-    ``lr`` down to ``min_lr``.
-
-    ``progress`` in [0, 1] is the fraction of training done (of the steps or of the time budget), so
-    the same schedule serves a fixed number of steps and a fixed number of minutes.
-    """
+    ``lr`` down to ``min_lr``; ``progress`` in [0, 1] is the fraction of the steps or minutes done."""
     cosine = min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
     return cosine * min(1.0, (step + 1) / warmup) if warmup > 0 else cosine
 
 
 class WarmupCosine(torch.optim.lr_scheduler.LRScheduler):
-    """:func:`warmup_cosine_lr` as a scheduler: before each step every group's learning rate is set to
-    the schedule's value (not a factor of it); call ``step()`` after each ``optimizer.step()``, as
-    :func:`utils.train.train` does.
-
-    The cosine follows the run's progress: steps done / ``total_steps`` or elapsed seconds /
-    ``total_seconds``, whichever is further along. A step count repeats bit for bit; a time budget
-    cannot (the elapsed time rides along in ``state_dict``, so a resumed run continues the cosine).
+    """:func:`warmup_cosine_lr` as a scheduler that sets every group's learning rate (not a factor).
+    Progress is steps done / ``total_steps`` or elapsed seconds / ``total_seconds``, whichever is
+    further along; the elapsed time rides in ``state_dict``, so a resumed run continues the cosine.
 
     Raises:
         ValueError: neither total given, a non-positive ``lr`` or total, a negative ``warmup``, or
