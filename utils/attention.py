@@ -17,15 +17,8 @@ builds :class:`MultiHeadAttention`. Vaswani et al. (2017), section 3.2:
 =============================  ===============================================================
 
 A query that may attend to no key at all gets zero weights and a zero output, never NaN.
-
-``nn.MultiheadAttention`` uses the opposite convention (True = *blocked*). To express its masks
-in ours (:func:`utils.torch_compat.mask_from_torch` does this):
-
-* ``attn_mask`` boolean ``(seq_q, seq_k)`` → ``~attn_mask``;
-  additive float of 0 and -inf → ``attn_mask == 0``;
-  ``(batch * heads, seq_q, seq_k)`` → ``~attn_mask.view(batch, heads, seq_q, seq_k)``.
-* ``key_padding_mask`` ``(batch, seq_k)``, True = padding → ``~key_padding_mask[:, None, None, :]``.
-* both at once → the ``&`` of the two.
+``nn.MultiheadAttention`` uses the opposite convention (True = *blocked*);
+:func:`utils.torch_compat.mask_from_torch` translates its masks into ours.
 """
 
 from __future__ import annotations
@@ -41,7 +34,6 @@ from utils import checks
 __all__ = ["scaled_dot_product_attention", "causal_mask", "padding_mask", "MultiHeadAttention"]
 
 
-# -- checks shared by the function and the module ---------------------------------------------
 def _check_mask(mask: Tensor, scores_shape: tuple[int, ...]) -> None:
     """Raise a clear error unless ``mask`` is boolean and broadcasts to ``scores_shape``."""
     if not isinstance(mask, Tensor):
@@ -88,7 +80,6 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
         raise TypeError(f"q, k, v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}; convert with .to(q.dtype)")
 
 
-# -- the function ---------------------------------------------------------------------------
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
                                  dropout_p: float = 0.0) -> tuple[Tensor, Tensor]:
     """``softmax(q kᵀ / √d_k) v``, with an optional boolean mask and dropout on the weights.
@@ -140,7 +131,6 @@ def _fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropo
     return out.masked_fill(~sees_something, 0.0)
 
 
-# -- masks ----------------------------------------------------------------------------------
 def causal_mask(size: int, device: torch.device | str | None = None) -> Tensor:
     """The look-ahead mask ``(size, size)``: True on and below the diagonal, so position i may
     attend to positions 0..i and never to the future.
@@ -165,17 +155,14 @@ def padding_mask(ids: Tensor, pad_id: int) -> Tensor:
     return (ids != pad_id)[:, None, None, :]
 
 
-# -- the module -----------------------------------------------------------------------------
 class MultiHeadAttention(nn.Module):
     """Multi-head attention (Vaswani et al. 2017, section 3.2.2), batch first.
 
-    ``MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O`` with
-    ``head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)``. The per-head matrices ``W_i^Q`` are
-    stacked side by side into one ``W_Q`` of shape ``(d_model, d_model)`` (the rows in the
-    half-open range ``[i*d_head, (i+1)*d_head)`` of :attr:`w_q` belong to head ``i``), and
-    ``W_Q, W_K, W_V`` are stacked into one ``in_proj_weight`` ``(3*d_model, d_model)`` exactly
-    as PyTorch stores them, so self-attention projects with a single matrix multiply. Read them
-    as :attr:`w_q`, :attr:`w_k`, :attr:`w_v` (views) and ``out_proj.weight`` (``W^O``).
+    ``MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O`` with ``head_i = Attention(Q W_i^Q, K W_i^K,
+    V W_i^V)``. The per-head ``W_i^Q`` sit side by side in one ``W_Q (d_model, d_model)`` (rows
+    ``[i*d_head, (i+1)*d_head)`` of :attr:`w_q` are head ``i``'s), and ``W_Q, W_K, W_V`` are stacked
+    into one ``in_proj_weight (3*d_model, d_model)`` as PyTorch stores them, so self-attention projects
+    with one matrix multiply. Read them as :attr:`w_q`, :attr:`w_k`, :attr:`w_v`, :attr:`w_o` (views).
 
     Args:
         d_model: width of the inputs and outputs.
@@ -242,7 +229,7 @@ class MultiHeadAttention(nn.Module):
             query: ``(batch, seq_q, d_model)``.
             key, value: ``(batch, seq_k, d_model)`` (pass the same tensor three times for self-attention).
             mask: boolean, True = may attend, broadcastable to ``(batch, heads, seq_q, seq_k)``
-                (see the module docstring for the shapes and for translating PyTorch's masks).
+                (the module docstring lists the usual shapes).
             need_weights: True runs the explicit :func:`scaled_dot_product_attention` and returns
                 the weights; False calls PyTorch's fused ``F.scaled_dot_product_attention``
                 (faster, less memory) and returns None for them.

@@ -8,18 +8,14 @@ Notebook 05 builds each piece and measures why it matters::
         logits = model(batch.src, batch.tgt_in)                # (batch, tgt_len, vocab)
         loss = F.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=0)
 
-**Token budget.** A batch of ``n`` pairs padded to the longest source ``S`` and longest target ``T``
-costs ``n * max(S, T)`` tokens; :func:`token_budget_batches` sorts the pairs by length (random order
-among equal lengths), so each batch holds sentences of nearly one length and little padding, then
-packs each batch up to ``max_tokens``: many short sentences or few long ones. The paper (section
-5.1) batched "by approximate sequence length", about 25,000 source and 25,000 target tokens a batch.
-
-**Teacher forcing.** A target ``<bos> y1 … yn <eos>`` is fed to the decoder without its last token
-(``tgt_in = <bos> y1 … yn``) and each position must predict the next one (``tgt_out = y1 … yn <eos>``).
-
-**Determinism.** The batches of an epoch depend only on ``(seed, epoch)``, never on a global random
-generator, so a resumed run sees exactly the batches the uninterrupted run would have seen. For
-DistributedDataParallel, ``rank`` / ``world_size`` give each process its own shard of every epoch.
+* **Token budget**: a batch of ``n`` pairs padded to its longest source ``S`` and target ``T`` costs
+  ``n * max(S, T)`` tokens; :func:`token_budget_batches` sorts the pairs by length and packs each batch
+  up to ``max_tokens`` (many short sentences or few long ones, little padding). The paper (section 5.1)
+  batched "by approximate sequence length", about 25,000 source and 25,000 target tokens a batch.
+* **Teacher forcing**: the decoder reads ``tgt_in = <bos> y1 … yn`` and each position predicts the
+  next token, ``tgt_out = y1 … yn <eos>``.
+* **Determinism**: an epoch's batches depend only on ``(seed, epoch)``, so a resumed run sees the
+  batches the uninterrupted run would have; ``rank`` / ``world_size`` shard them for DDP.
 """
 
 from __future__ import annotations
@@ -106,10 +102,9 @@ def token_budget_batches(src_lens: Sequence[int], tgt_lens: Sequence[int], max_t
                          seed: int = 0, shuffle: bool = True) -> list[list[int]]:
     """Group pair indices into batches of similar length costing at most ``max_tokens`` each.
 
-    The pairs are shuffled (``seed``), sorted stably by (source length, target length), so equal
-    lengths stay in random order, and cut greedily: a batch grows while ``n * max(S, T) <=
-    max_tokens``, where ``S`` and ``T`` are its longest source and target. With ``shuffle`` the
-    order of the batches is shuffled too. Every index appears in exactly one batch.
+    The pairs are shuffled (``seed``), sorted stably by (source length, target length) and cut
+    greedily: a batch grows while ``n * max(S, T) <= max_tokens`` (``S``, ``T``: its longest source
+    and target). With ``shuffle`` the batches' order is shuffled too. Each index lands in one batch.
 
     Returns:
         A list of batches, each a list of indices into the pairs.

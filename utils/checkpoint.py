@@ -1,18 +1,13 @@
 """Checkpoints that never lose a learner's work and never load into the wrong model.
 
-A checkpoint is one ``torch.save``'d dict holding only plain data (tensors, numbers, strings,
-lists, dicts), so it loads with ``torch.load(..., weights_only=True)`` (no pickled code runs)::
+A checkpoint is one ``torch.save``'d dict of plain data (tensors, numbers, strings, lists, dicts), so it
+loads with ``torch.load(..., weights_only=True)`` (no pickled code runs)::
 
     {"format": 1, "config": {...}, "model": state_dict, ...anything else you pass...}
 
-It is written atomically: to a temporary file in the same folder, flushed to disk, then renamed
-over the old one, so an interrupted save leaves the previous checkpoint intact (and no temporary
-file behind). The file gets the permissions the umask gives any new file.
-
-What saves must load: NumPy scalars become Python numbers, NumPy arrays tensors and paths strings;
-anything else that ``weights_only`` loading would refuse (a tokenizer object, a function) is refused
-at save time with an error naming its key. :func:`check_writable` tells before a long run whether a
-path can be written at all.
+It is written atomically (a temporary file in the same folder, flushed, renamed over the old one), so an
+interrupted save leaves the previous checkpoint intact. What would not load is refused at save time
+(:func:`to_plain`), and :func:`check_writable` tells before a long run whether a path can be written.
 """
 
 from __future__ import annotations
@@ -110,10 +105,7 @@ def save_checkpoint(path: str | Path, model_state: Mapping[str, torch.Tensor], c
     """Write ``{"format", "config", "model", **extra}`` to ``path`` atomically; returns the path.
 
     ``extra`` may hold optimiser / scheduler state dicts, a step count, RNG states, a tokenizer's
-    ``to_dict()``: anything made of tensors and plain Python data.
-
-    NumPy numbers and arrays and paths are converted (:func:`to_plain`); the file gets the umask's
-    permissions, like any file the user creates.
+    ``to_dict()``: anything :func:`to_plain` accepts. The file gets the umask's permissions.
 
     Raises:
         ValueError: if ``extra`` uses a reserved key (``format``, ``config``, ``model``).

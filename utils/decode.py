@@ -1,30 +1,15 @@
-"""From a trained encoder–decoder to output tokens.
+"""From a trained encoder–decoder to output tokens: greedy decoding, beam search, :func:`translate`.
 
-Notebook 04 writes greedy decoding in its simplest form (re-run the whole model on the growing
-prefix, take the most likely next token) and then moves it here, where the source is encoded
-once and finished rows are padded::
+Notebook 04 writes greedy decoding in its simplest form (re-run the model on the growing prefix, take
+the most likely next token) and moves it here; notebook 06 adds beam search, ranking finished
+translations with the length penalty of Wu et al. (2016), as the paper does (beam 4, alpha 0.6)::
 
-    out = greedy_decode(model, src_ids, max_len=20)   # (batch, <= 20) ids, <pad> after <eos>
-    texts = [tokenizer.decode(row) for row in out]
-
-Notebook 06 adds beam search, which keeps the ``beam_size`` best prefixes instead of one and ranks
-finished translations with the length penalty of Wu et al. (2016), as the paper does (beam 4,
-alpha 0.6)::
-
+    out = greedy_decode(model, src_ids, max_len=20)         # (batch, <= 20) ids, <pad> after <eos>
     out = beam_search(model, src_ids, beam_size=4, max_len=20, length_penalty_alpha=0.6)
+    english = translate(model, german_sentences, tok, beam_size=4)    # sentences in, sentences out
 
-The search itself does not depend on alpha (prefixes are ranked by plain log-probability; alpha only
-picks among the finished translations), so a sequence of alphas costs one search::
-
-    by_alpha = beam_search(model, src_ids, beam_size=4, max_len=20, length_penalty_alpha=(0.6, 1.0, 1.5))
-
-:func:`translate` does the whole road from sentences to sentences for a list of any length: encode,
-sort by length, pad, decode in batches (greedy or beam), restore the order, detokenise::
-
-    english = translate(model, german_sentences, tok, beam_size=4)
-
-``model`` is any object with ``encode(src_ids)``, ``decode(tgt_ids, memory, src_ids)`` and
-``pad_id`` (``utils.model.Transformer``).
+``model`` is any object with ``encode(src_ids)``, ``decode(tgt_ids, memory, src_ids)`` and ``pad_id``
+(``utils.model.Transformer``).
 """
 
 from __future__ import annotations
@@ -69,10 +54,8 @@ def _check_args(model: nn.Module, src_ids: Tensor, max_len: int, bos_id: int = 1
 
 
 def _never_pad_or_bos(logits: Tensor, pad_id: int, bos_id: int) -> Tensor:
-    """``<pad>`` and ``<bos>`` are never outputs: their logits become -inf (a trained model gives them
-    almost no probability anyway; an untrained one might, and a ``<pad>`` fed back would be masked).
-    In place when the logits are the step's own dense float32 tensor, as a model's fresh output is
-    (copying millions of them every step costs more than the masking); otherwise on a copy."""
+    """``<pad>`` and ``<bos>`` are never outputs: their logits become -inf. In place when the logits are
+    the step's own dense float32 tensor (copying them every step costs more than the masking)."""
     logits = logits.float().contiguous()                                      # a copy only when needed
     logits[:, pad_id] = float("-inf")
     logits[:, bos_id] = float("-inf")
@@ -83,31 +66,27 @@ def greedy_decode(model: nn.Module, src_ids: Tensor, max_len: int, bos_id: int =
                   use_cache: bool = True) -> Tensor:
     """Generate, for every source sentence, the most likely next token again and again.
 
-    Starting from ``<bos>``, each step appends ``argmax`` of the decoder's last position (``<pad>`` and
-    ``<bos>`` excluded: they are never outputs). A row that has produced ``<eos>`` emits ``<pad>`` from then
-    on; decoding stops when every row has produced ``<eos>`` or after ``max_len`` tokens. The source is
-    encoded once.
-
-    Runs without gradients and in evaluation mode (dropout off); the model's previous mode is restored.
+    Starting from ``<bos>``, each step appends the ``argmax`` of the decoder's last position (``<pad>``
+    and ``<bos>`` are never outputs); a row that has produced ``<eos>`` gets ``<pad>`` from then on.
+    Stops when every row has ended or after ``max_len`` tokens. The source is encoded once; runs
+    without gradients in evaluation mode (the model's mode is restored).
 
     Args:
         model: an encoder–decoder such as ``utils.model.Transformer``.
         src_ids: ``(batch, src_len)`` source ids, padded with ``model.pad_id``.
-        max_len: the most tokens to generate per row (``<eos>`` included); ``<bos>`` is not
-            counted and not returned. ``1 + max_len - 1`` target positions are fed to the model,
-            so ``max_len`` may not exceed the model's ``config["max_len"]``.
+        max_len: the most tokens to generate per row (``<eos>`` included, ``<bos>`` not); at most the
+            model's ``config["max_len"]``.
         bos_id, eos_id: the start and end tokens (``utils.tokenize`` uses 1 and 2).
-        use_cache: feed one token a step through ``model.decode_step`` with a KV cache when the model
-            has it (``utils.model.Transformer`` does); otherwise re-run ``model.decode`` on the whole
-            prefix. Both give the same tokens (``tests/test_decode.py``).
+        use_cache: feed one token a step through ``model.decode_step`` with a :class:`KVCache` when the
+            model has it; otherwise re-run ``model.decode`` on the whole prefix (the same tokens).
 
     Returns:
-        ``(batch, n)`` long tensor of generated ids with ``n <= max_len``: ``n < max_len`` only when
-        every row ended with ``<eos>``; after a row's ``<eos>`` come ``<pad>`` ids.
+        ``(batch, n)`` long tensor, ``n <= max_len`` (less only when every row ended with ``<eos>``).
 
     Raises:
         ValueError: ``max_len`` not a positive int or longer than the model's positional table;
             ``src_ids`` not 2-D or empty.
+        TypeError: a model without ``encode``, ``decode`` and ``pad_id``.
     """
     _check_args(model, src_ids, max_len, bos_id, eos_id)
     pad_id = model.pad_id
@@ -180,34 +159,25 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
                 return_scores: bool = False, use_cache: bool = True) -> Any:
     """Keep the ``beam_size`` most probable prefixes of every row; return each row's best translation.
 
-    At every step each live prefix is extended by every token (but ``<pad>`` and ``<bos>``), the ``2 * beam_size`` best extensions
-    (by summed log-probability) are examined in order: one that ends in ``<eos>`` and ranks among
-    the first ``beam_size`` becomes a finished hypothesis, scored ``log P / lp(length)``
-    (:func:`length_penalty`, length counting ``<eos>``); the best ``beam_size`` others stay live.
-    A row stops when it holds ``beam_size`` finished hypotheses (so ``beam_size=1`` is exactly
-    greedy decoding); at ``max_len`` its live prefixes are scored as they are. Rows are decoded
-    together (``batch * beam_size`` prefixes in one forward pass); the source is encoded once.
-
-    Runs without gradients in evaluation mode; the model's previous mode is restored afterwards.
+    Each step extends every live prefix by every token (but ``<pad>`` and ``<bos>``) and examines the
+    ``2 * beam_size`` best extensions by summed log-probability: one ending in ``<eos>`` among the first
+    ``beam_size`` becomes a finished hypothesis scored ``log P / lp(length)`` (:func:`length_penalty`,
+    length counting ``<eos>``); the best ``beam_size`` others stay live. A row stops with ``beam_size``
+    finished hypotheses (so ``beam_size=1`` is greedy decoding); at ``max_len`` its live prefixes are
+    scored as they are. All rows decode together (``batch * beam_size`` prefixes a forward pass).
 
     Args:
-        model: an encoder–decoder such as ``utils.model.Transformer`` (``encode``, ``decode``, ``pad_id``).
-        src_ids: ``(batch, src_len)`` source ids, padded with ``model.pad_id``.
+        model, src_ids, max_len, bos_id, eos_id, use_cache: as :func:`greedy_decode` (the cache's rows
+            follow the prefixes that survive each step).
         beam_size: prefixes kept per row (the paper: 4).
-        max_len: the most tokens to generate per row, ``<eos>`` included (as :func:`greedy_decode`).
         length_penalty_alpha: ``alpha`` of :func:`length_penalty` (the paper: 0.6), or a sequence of
-            alphas: the search is the same for every alpha (it ranks prefixes by plain ``log P``;
-            alpha only ranks the finished translations), so it runs once and returns one result per
-            alpha, in a list, each equal to a call with that alpha alone.
-        bos_id, eos_id: start and end tokens.
+            alphas: prefixes are ranked by plain ``log P`` and alpha only ranks the finished
+            translations, so one search serves them all (a list, one result per alpha).
         return_scores: also return each chosen translation's ``log P / lp``.
-        use_cache: as in :func:`greedy_decode`; the cache's rows are reordered to follow the prefixes
-            that survive each step.
 
     Returns:
-        ``(batch, n)`` long tensor, ``<pad>`` after each row's ``<eos>`` (as :func:`greedy_decode`);
-        with ``return_scores``, the pair (that tensor, a ``(batch,)`` float tensor of scores). With a
-        sequence of alphas: a list of those, one per alpha.
+        ``(batch, n)`` long tensor, ``<pad>`` after each row's ``<eos>``; with ``return_scores``, the
+        pair (that tensor, a ``(batch,)`` float tensor of scores); with several alphas, a list of those.
 
     Raises:
         ValueError: ``beam_size`` not a positive int, a negative or empty ``length_penalty_alpha``, or
@@ -329,31 +299,24 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
               beam_size: int = 1, length_penalty_alpha: float | Sequence[float] = 0.6, batch_size: int | None = None,
               max_len: int | Callable[[int], int] | None = None, output: str = "text",
               device: torch.device | str | None = None, progress: bool = False) -> list:
-    """Translate every sentence: encode, sort by length, pad, decode in batches, restore the order.
-
-    Sorting by length puts sentences of similar length in one batch, so little is padding and a
-    batch stops soon after its longest translation ends.
+    """Translate every sentence: encode, sort by length (so a batch holds little padding), pad,
+    decode in batches, restore the order.
 
     Args:
         model: an encoder–decoder such as ``utils.model.Transformer``.
-        sentences: source texts (encoded with ``tokenizer.encode(text, add_special=True)``) or lists
-            of source ids (``<bos> … <eos>``, as the model was trained on).
-        tokenizer: encodes the texts and decodes the output (``encode_batch``/``decode`` of
-            :mod:`utils.tokenize`); needed for texts or ``output="text"``.
+        sentences: source texts, or lists of source ids (``<bos> … <eos>``, as the model was trained on).
+        tokenizer: encodes texts (``encode_batch``) and decodes output (``decode``), as in
+            :mod:`utils.tokenize`; needed for texts or ``output="text"``.
         beam_size: 1 decodes greedily (:func:`greedy_decode`); more runs :func:`beam_search`.
-        length_penalty_alpha: the beam's length penalty (ignored by greedy decoding), or a sequence
-            of alphas: one search serves them all (see :func:`beam_search`).
-        batch_size: sentences decoded together; None: :func:`default_batch_size`, about 500 prefixes a step
-            (``benchmarks/decode_speed.py --batch-size`` measures other choices).
+        length_penalty_alpha: the beam's length penalty, or a sequence of alphas (:func:`beam_search`).
+        batch_size: sentences decoded together; None: :func:`default_batch_size`.
         max_len: the most tokens per translation: an int, a function of the batch's padded source
             length, or None for ``1.5 × source length + 10`` (capped by the model's positional table).
         output: ``"text"`` (detokenised strings) or ``"ids"`` (lists of ids, ``<eos>`` kept, no ``<pad>``).
-        device: where to decode (default: the model's device).
-        progress: show a tqdm bar over the batches.
+        device: where to decode (default: the model's device). progress: a tqdm bar over the batches.
 
     Returns:
-        One translation per sentence, in the input order; with a sequence of alphas, a list of those
-        lists, one per alpha.
+        One translation per sentence, in the input order; with several alphas, one such list per alpha.
 
     Raises:
         TypeError: ``sentences`` given as one string instead of a list.

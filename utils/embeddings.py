@@ -52,13 +52,10 @@ def sinusoidal_positional_encoding(max_len: int, d_model: int, dtype: torch.dtyp
 class TokenEmbedding(nn.Module):
     """A lookup table of ``vocab_size`` vectors, scaled by ``sqrt(d_model)`` as in the paper.
 
-    The table (``.embedding``, an ``nn.Embedding``, so it can be tied to the output layer) is
-    initialised from ``N(0, 1/d_model)``: each looked-up vector then has length about 1, and the
-    ``sqrt(d_model)`` factor brings it to length about ``sqrt(d_model)``, the same order as a
-    sinusoidal position vector (length ``sqrt(d_model / 2)``). The row ``pad_id`` (if given)
-    starts at zero and gets no gradient.
-
-    Shapes: ``ids (batch, seq)`` of an integer dtype → ``(batch, seq, d_model)``.
+    The table (``.embedding``, an ``nn.Embedding``, so it can be tied to the output layer) starts from
+    ``N(0, 1/d_model)``: a looked-up vector has length about 1, about ``sqrt(d_model)`` once scaled, the
+    order of a sinusoidal position vector (``sqrt(d_model / 2)``). The ``pad_id`` row (if given) starts
+    at zero and gets no gradient. ``ids (batch, seq)``, integers → ``(batch, seq, d_model)``.
 
     Raises:
         ValueError: at construction for non-positive sizes or a ``pad_id`` outside the vocabulary;
@@ -113,12 +110,9 @@ def _check_input(x: Tensor, d_model: int, max_len: int, who: str) -> int:
 
 
 class PositionalEncoding(nn.Module):
-    """Add the fixed sinusoidal encoding, then dropout: ``dropout(x + PE[:seq])``.
-
-    The table is a non-persistent buffer: it moves with ``.to(device)`` but is not saved in the
-    ``state_dict`` (it is recomputed from the formula, so nothing is learned or stored).
-
-    Shapes: ``x (batch, seq, d_model)`` → same shape.
+    """Add the fixed sinusoidal encoding, then dropout: ``dropout(x + PE[:seq])``; ``x (batch, seq,
+    d_model)`` → same shape. The table is a non-persistent buffer: it follows ``.to(device)`` but is not
+    saved in the ``state_dict`` (it is recomputed from the formula).
 
     Raises:
         ValueError: at construction for bad sizes (see :func:`sinusoidal_positional_encoding`) or
@@ -142,12 +136,9 @@ class PositionalEncoding(nn.Module):
 
 
 class LearnedPositionalEmbedding(nn.Module):
-    """Add a learned vector per position, then dropout: ``dropout(x + P[0:seq])``.
-
-    ``P`` is ``.embedding``, an ``nn.Embedding(max_len, d_model)`` (initialised ``N(0, 1)``):
-    ``max_len * d_model`` parameters, and no position beyond ``max_len - 1`` exists.
-
-    Shapes: ``x (batch, seq, d_model)`` → same shape.
+    """Add a learned vector per position, then dropout: ``dropout(x + P[0:seq])``; ``x (batch, seq,
+    d_model)`` → same shape. ``P`` is ``.embedding``, an ``nn.Embedding(max_len, d_model)`` (initialised
+    ``N(0, 1)``): ``max_len * d_model`` parameters, and no position beyond ``max_len - 1``.
 
     Raises:
         ValueError: as :class:`PositionalEncoding`.

@@ -1,21 +1,14 @@
-"""Self-checks for the exercises at the end of every notebook, and the checks of the
-"build it yourself" exercises of notebooks 01–04.
+"""Self-checks for the notebooks' exercises, and the checks of the "build it yourself" exercises.
 
-An exercise is a function the learner fills in. :func:`check` runs a test on it and prints one
-line: not attempted yet, not right yet (with the reason), or solved. It never raises, so an
-unsolved exercise does not stop "Run All" for the cells after it. The worked solutions at the
-end of each notebook call ``assert check(...)``, so CI proves every solution really passes.
+:func:`check` runs a test on the learner's function and prints one line: not attempted yet, not
+right yet (with the reason), or solved. It never raises, so an unsolved exercise does not stop
+"Run All"; the worked solutions call ``assert check(...)``, so CI proves every solution passes.
 
-In the "build it yourself" exercises the learner writes a central piece of the model; a
-``check_*`` function here compares it with a reference and, when it differs, says *what* is wrong
-(a shape, a row of weights that does not sum to 1, a masked position that gets weight, a position
-that sees the future) without saying what the right numbers are. Each raises ``AssertionError``
-with that message, or ``NotImplementedError`` when the exercise is untouched::
+Each ``check_*`` compares a central piece the learner wrote (notebooks 01–04) with a reference and,
+when it differs, says *what* is wrong (a shape, weights that do not sum to 1, a position that sees
+the future) without giving the right numbers away (``NotImplementedError`` while untouched)::
 
     check("Exercise 5", lambda: check_encoder_input(encoder_input))
-
-``tests/test_exercises.py`` feeds each check a wrong answer (and asserts that it fails without
-giving the answer away) and the reference (and asserts that it passes).
 """
 
 from __future__ import annotations
@@ -35,12 +28,11 @@ __all__ = ["check", "check_encoder_input", "check_masked_attention_numpy", "chec
 
 
 def check(name: str, test: Callable[[], Any]) -> bool:
-    """Run ``test()`` (which calls the learner's code and asserts) and report the outcome.
+    """Run ``test()`` (which calls the learner's code and asserts) and print the outcome.
 
-    Returns True when the test passes, False otherwise. ``NotImplementedError`` means the
-    exercise has not been attempted; an ``AssertionError`` or any other exception means it is
-    not right yet and its message is printed. A test that returns ``False`` (a comparison written
-    without ``assert``) has failed too, as does any other false value (0, an empty list).
+    Returns True when it passes. ``NotImplementedError`` means not attempted; an ``AssertionError`` or
+    any other exception, or a false result (a comparison written without ``assert``), means not right
+    yet, and the message is printed.
 
     Raises:
         TypeError: ``test`` is not callable (pass the function, ``check("ex1", test_ex1)``, not
@@ -84,9 +76,7 @@ def _first_bad(diff: np.ndarray, tol: float) -> tuple[int, ...] | None:
     return tuple(int(i) for i in bad[0]) if len(bad) else None
 
 
-# ---------------------------------------------------------------------------------------------
-# 01 · the encoder's input: embedding rows × √d_model + sinusoidal positions
-# ---------------------------------------------------------------------------------------------
+# -- 01 · the encoder's input: embedding rows × √d_model + sinusoidal positions
 
 def _reference_encoder_input(ids: Tensor, table: Tensor) -> Tensor:
     d_model = table.shape[1]
@@ -133,9 +123,7 @@ def check_encoder_input(encoder_input: Callable[[Tensor, Tensor], Tensor]) -> No
     assert bad is None, f"the output at {bad} differs from token vector + position vector"
 
 
-# ---------------------------------------------------------------------------------------------
-# 02 · masked attention in NumPy
-# ---------------------------------------------------------------------------------------------
+# -- 02 · masked attention in NumPy
 
 def _reference_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None):
     from utils.attention import scaled_dot_product_attention
@@ -178,9 +166,7 @@ def check_masked_attention_numpy(attention: Callable[..., tuple[np.ndarray, np.n
         assert bad is None, f"with {name}: the weights are right but output row {bad[:2]} is not their sum of values"
 
 
-# ---------------------------------------------------------------------------------------------
-# 03 · multi-head attention from nn.MultiheadAttention's packed weights, in NumPy
-# ---------------------------------------------------------------------------------------------
+# -- 03 · multi-head attention from nn.MultiheadAttention's packed weights, in NumPy
 
 def check_multi_head_from_packed(multi_head: Callable[..., tuple[np.ndarray, np.ndarray]]) -> None:
     """Notebook 03: ``multi_head(query, key, value, in_proj_weight, in_proj_bias, out_proj_weight,
@@ -231,9 +217,7 @@ def check_multi_head_from_packed(multi_head: Callable[..., tuple[np.ndarray, np.
                             "the merge of the heads and the output projection")
 
 
-# ---------------------------------------------------------------------------------------------
-# 04 · the decoder layer's forward pass, checked against nn.TransformerDecoderLayer
-# ---------------------------------------------------------------------------------------------
+# -- 04 · the decoder layer's forward pass, checked against nn.TransformerDecoderLayer
 
 def check_decoder_layer_forward(forward: Callable[..., Tensor]) -> None:
     """Notebook 04: ``forward(layer, y, memory, tgt_mask, memory_mask)`` computes what

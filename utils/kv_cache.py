@@ -1,10 +1,10 @@
-"""The KV cache: attention one new token at a time.
+"""The KV cache: attention one new token at a time (notebook 08 builds it; ``Transformer.decode_step``
+and ``utils.bonus.gpt.GPT`` use it).
 
-An autoregressive decoder generates one token per step. The keys and values of the earlier positions
-do not change from step to step, so :class:`KVCache` keeps them and :func:`cached_self_attention` /
-:func:`cached_cross_attention` run :class:`~utils.attention.MultiHeadAttention`'s own weights on the
-new positions only. Notebook 08 builds the cache; ``Transformer.decode_step`` (notebooks 04–06) and
-``utils.bonus.gpt.GPT`` use it.
+A causal decoder's keys and values at earlier positions never change (a position never sees later
+ones), so :class:`KVCache` keeps them and :func:`cached_self_attention` / :func:`cached_cross_attention`
+run :class:`~utils.attention.MultiHeadAttention`'s own weights on the new positions only: O(length)
+work per step instead of O(length²).
 """
 
 from __future__ import annotations
@@ -22,21 +22,13 @@ __all__ = ["KVCache", "cached_self_attention", "cached_cross_attention"]
 
 @dataclass
 class KVCache:
-    """The keys and values an autoregressive decoder has already computed, one pair per layer.
-
-    Generating token ``t + 1`` needs attention from position ``t`` to the keys and values of
-    positions ``0..t``. Those of ``0..t-1`` were computed at earlier steps and do not change (a
-    causal mask means a position never sees later ones), so the cache keeps them and each step runs
-    the model on the ONE new token: O(length) work per step instead of O(length²).
+    """The keys and values a decoder has already computed, per layer. Start empty, one per batch.
 
     * ``keys[i]``, ``values[i]``: layer ``i``'s self-attention, ``(batch, heads, length, d_head)``;
       :func:`cached_self_attention` appends the new positions.
     * ``cross_keys[i]``, ``cross_values[i]``: an encoder–decoder's cross-attention over the source,
-      ``(batch, heads, src_len, d_head)``. They depend only on the encoder's output, so
-      :func:`cached_cross_attention` projects them once, at the first step, and reads them after.
-
-    Start empty (``KVCache()``), one per batch of sequences. Used by ``utils.bonus.gpt.GPT`` (notebook 08)
-    and ``utils.model.Transformer.decode_step`` (notebooks 04–06).
+      ``(batch, heads, src_len, d_head)``; they depend only on the encoder's output, so
+      :func:`cached_cross_attention` projects them once, at the first step.
     """
 
     keys: list[Tensor] = field(default_factory=list)
@@ -85,10 +77,8 @@ def _append_layer(store: list[Tensor], layer: int, tensor: Tensor, name: str) ->
 def cached_self_attention(attn: MultiHeadAttention, x: Tensor, cache: KVCache, layer: int) -> Tensor:
     """Causal self-attention of the new positions ``x`` over the cached ones and themselves.
 
-    Uses ``attn``'s own weights: ``[Q K V] = x W_inᵀ + b_in`` (the module's packed projection),
-    appends K and V to ``cache`` (layer ``layer``), attends with ``F.scaled_dot_product_attention``
-    and applies ``attn.out_proj``. With an empty cache this equals
-    ``attn(x, x, x, causal_mask(seq), need_weights=False)[0]``.
+    With ``attn``'s own weights (its packed projection and ``out_proj``); K and V are appended to
+    ``cache``. With an empty cache this equals ``attn(x, x, x, causal_mask(seq), need_weights=False)[0]``.
 
     Args:
         attn: the layer's :class:`MultiHeadAttention`.
@@ -125,10 +115,8 @@ def cached_cross_attention(attn: MultiHeadAttention, x: Tensor, memory: Tensor, 
                            mask: Tensor | None = None) -> Tensor:
     """Cross-attention of the new target positions ``x`` over the encoder's output ``memory``.
 
-    The keys and values ``memory W_K``, ``memory W_V`` do not change while a sentence is decoded:
-    they are projected at the first call for ``layer`` and read from ``cache.cross_keys[layer]`` /
-    ``cache.cross_values[layer]`` after that, so a step only projects its new queries. Equal to
-    ``attn(x, memory, memory, mask, need_weights=False)[0]`` (``tests/test_attention.py``).
+    The keys and values ``memory W_K``, ``memory W_V`` are projected at the first call for ``layer`` and
+    read from the cache after that. Equals ``attn(x, memory, memory, mask, need_weights=False)[0]``.
 
     Args:
         attn: the layer's cross-attention :class:`MultiHeadAttention`.

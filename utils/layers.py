@@ -1,16 +1,8 @@
-"""The pieces that wrap attention into a Transformer layer: layer normalization, the
-position-wise feed-forward network and the residual "sub-layer connection".
-
-Built step by step in ``notebooks/03_multi_head_attention.ipynb``. Parameter names follow
-PyTorch (``LayerNorm.weight`` / ``.bias`` like ``nn.LayerNorm``; ``linear1`` / ``linear2`` like
-``nn.TransformerEncoderLayer``) so state dicts map one to one.
-
-* :class:`LayerNorm` — ``weight ⊙ (x − mean) / sqrt(var + eps) + bias`` over the last dimension.
-* :class:`PositionwiseFeedForward` — ``max(0, x W1 + b1) W2 + b2`` at every position.
-* :class:`SublayerConnection` — the residual wrapper, post-LN ``norm(x + dropout(f(x)))`` (the
-  paper) or pre-LN ``x + dropout(f(norm(x)))``.
-
-All three map ``(..., d_model)`` to ``(..., d_model)``.
+"""The pieces that wrap attention into a Transformer layer (built in notebook 03): :class:`LayerNorm`,
+the position-wise feed-forward network and the residual "sub-layer connection". Each maps
+``(..., d_model)`` to ``(..., d_model)``. Parameter names follow PyTorch (``nn.LayerNorm``'s
+``weight`` / ``bias``, ``nn.TransformerEncoderLayer``'s ``linear1`` / ``linear2``), so state dicts map
+one to one.
 """
 
 from __future__ import annotations
@@ -37,12 +29,8 @@ def _check_last_dim(who: str, x: Tensor, d_model: int) -> None:
 class LayerNorm(nn.Module):
     """Layer normalization (Ba et al., 2016) over the last dimension, written out.
 
-    ``y = weight ⊙ (x − mean(x)) / sqrt(var(x) + eps) + bias`` where mean and the *biased*
-    variance (divide by ``d_model``, not ``d_model − 1``) are taken over the last dimension of
-    each position separately. Same parameters (``weight`` = γ, ``bias`` = β) and result as
-    ``nn.LayerNorm(d_model, eps)``.
-
-    Shapes: ``(..., d_model)`` → ``(..., d_model)``.
+    ``y = weight ⊙ (x − mean(x)) / sqrt(var(x) + eps) + bias``, mean and *biased* variance (divide by
+    ``d_model``) over the last dimension of each position; equal to ``nn.LayerNorm(d_model, eps)``.
 
     Raises:
         ValueError: if ``d_model`` is not a positive integer or ``eps`` is not positive (at
@@ -69,12 +57,8 @@ class LayerNorm(nn.Module):
 
 class PositionwiseFeedForward(nn.Module):
     """The paper's feed-forward sub-layer, applied to every position separately and identically:
-
-    ``FFN(x) = max(0, x W1 + b1) W2 + b2`` with ``W1: d_model → d_ff`` (``linear1``) and
-    ``W2: d_ff → d_model`` (``linear2``); dropout sits after the ReLU, as in
-    ``nn.TransformerEncoderLayer`` (whose ``linear1`` / ``linear2`` load into ours directly).
-
-    Shapes: ``(..., d_model)`` → ``(..., d_model)``; inside, ``(..., d_ff)``.
+    ``FFN(x) = max(0, x W1 + b1) W2 + b2``, ``W1: d_model → d_ff`` (``linear1``), ``W2: d_ff → d_model``
+    (``linear2``); dropout after the ReLU, as in ``nn.TransformerEncoderLayer``. Inside: ``(..., d_ff)``.
 
     Raises:
         ValueError: for a non-positive ``d_model`` / ``d_ff``, a dropout outside [0, 1), or an
@@ -100,20 +84,14 @@ class PositionwiseFeedForward(nn.Module):
 class SublayerConnection(nn.Module):
     """A residual connection around any sub-layer (attention or feed-forward), with layer norm.
 
-    * ``norm_first=False`` — **post-LN**, the paper's order: ``norm(x + dropout(sublayer(x)))``.
-      The norm sits *on* the residual path, so every layer rescales the sum; at initialisation
-      the gradient reaching the top layers is larger than at the bottom (Xiong et al., 2020).
-      The paper trains it with a learning-rate warm-up (4000 steps); a common explanation
-      (Xiong et al., 2020; Liu et al., 2020) is that without one the first updates at a large
-      learning rate make training unstable.
-    * ``norm_first=True`` — **pre-LN**: ``x + dropout(sublayer(norm(x)))``. The residual path
-      ``x → x + …`` is never normalised, so the identity carries the signal and its gradient
-      straight through the stack; no layer gets an outsized gradient (at initialisation the top
-      layers' are the smallest, see notebook 03) and training works without warm-up. A pre-LN
-      stack needs one final ``LayerNorm`` after its last layer (the sum is never normalised inside).
+    * ``norm_first=False`` — **post-LN**, the paper's order: ``norm(x + dropout(sublayer(x)))``. The
+      norm sits on the residual path; at initialisation the top layers get the larger gradients
+      (Xiong et al., 2020), and the paper trains it with a learning-rate warm-up.
+    * ``norm_first=True`` — **pre-LN**: ``x + dropout(sublayer(norm(x)))``. The residual path is never
+      normalised, so the identity carries signal and gradient straight through and training works
+      without warm-up (notebook 03 measures both). A pre-LN stack needs a final ``LayerNorm``.
 
-    Shapes: ``x`` is ``(..., d_model)``; ``sublayer`` maps a tensor of that shape to one of the
-    same shape; the output has it too.
+    ``sublayer`` maps ``(..., d_model)`` to the same shape.
 
     Raises:
         ValueError: for a non-positive ``d_model``, a dropout outside [0, 1), an input whose
