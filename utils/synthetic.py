@@ -1,13 +1,7 @@
-"""Synthetic sequence-to-sequence tasks the project generates itself: no download, deterministic
-given a seed, and small enough to train on a CPU in seconds.
-
-Each generator returns a list of ``(source, target)`` string pairs.
-
-* :func:`date_pairs` — date normalisation: ``"Tuesday, March 3, 1998"`` → ``"1998-03-03"``.
-* :func:`date_splits` — the same task as train / valid / test splits that share no calendar date,
-  so a test date is never seen in training, in any format (use it to measure generalisation).
-* :func:`copy_pairs` — ``"48213"`` → ``"48213"``.
-* :func:`reverse_pairs` — ``"48213"`` → ``"31284"``.
+"""Synthetic sequence-to-sequence tasks: no download, deterministic given a seed, trained on a CPU in
+seconds. Each returns ``(source, target)`` string pairs: dates (``"Tuesday, March 3, 1998"`` →
+``"1998-03-03"``; :func:`date_splits` shares no calendar date between its splits), and digit strings
+copied (``"48213"`` → ``"48213"``) or reversed (``"48213"`` → ``"31284"``).
 """
 
 from __future__ import annotations
@@ -64,14 +58,9 @@ def date_pairs(n: int, seed: int = 0, *, first_year: int = 1950, last_year: int 
 
 def date_splits(n_train: int, n_valid: int, n_test: int, seed: int = 0, *, first_year: int = 1950,
                 last_year: int = 2049) -> dict[str, list[tuple[str, str]]]:
-    """Date-normalisation pairs in three splits that are **disjoint by construction**: the
-    ``n_train + n_valid + n_test`` calendar dates are drawn *without replacement*, then dealt out
-    to the splits, so no date of ``"test"`` (or ``"valid"``) occurs in ``"train"`` at all, neither
-    as the same source string nor written in another format, and its ISO target is new too.
-    Each date is written in one format of :data:`DATE_FORMATS`, chosen at random.
-
-    Returns:
-        ``{"train": [...], "valid": [...], "test": [...]}``, lists of ``(source, iso_target)``.
+    """Date-normalisation pairs ``{"train", "valid", "test"}`` that are **disjoint by construction**: the
+    calendar dates are drawn *without replacement*, so no test (or valid) date occurs in training in
+    any format. Each date is written in one format of :data:`DATE_FORMATS`, chosen at random.
 
     Raises:
         ValueError: if a count is negative, the year range is empty, or it holds fewer days than
@@ -104,18 +93,11 @@ def _digit_strings(n: int, seed: int, min_len: int, max_len: int) -> list[str]:
 
 
 def copy_pairs(n: int, seed: int = 0, *, min_len: int = 3, max_len: int = 12) -> list[tuple[str, str]]:
-    """``n`` random digit strings, each paired with itself.
-
-    Raises:
-        ValueError: if ``n < 0`` or not ``1 <= min_len <= max_len``.
-    """
+    """``n`` random digit strings, each paired with itself. Raises ValueError for ``n < 0`` or not
+    ``1 <= min_len <= max_len``."""
     return [(s, s) for s in _digit_strings(n, seed, min_len, max_len)]
 
 
 def reverse_pairs(n: int, seed: int = 0, *, min_len: int = 3, max_len: int = 12) -> list[tuple[str, str]]:
-    """``n`` random digit strings, each paired with its reversal.
-
-    Raises:
-        ValueError: if ``n < 0`` or not ``1 <= min_len <= max_len``.
-    """
+    """``n`` random digit strings, each paired with its reversal. Raises ValueError as :func:`copy_pairs`."""
     return [(s, s[::-1]) for s in _digit_strings(n, seed, min_len, max_len)]
