@@ -39,7 +39,9 @@ it stops before any work and says to pass ``--force`` or another ``--out``. Chec
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import runpy
 import uuid
 from pathlib import Path
@@ -145,6 +147,43 @@ def companion_path(checkpoint: Path, kind: str) -> Path:
 def snapshots_path(checkpoint: Path) -> Path:
     """Where the weight snapshots of the run in ``checkpoint`` are kept: ``run.pt`` → ``run.snapshots.pt``."""
     return companion_path(checkpoint, "snapshots")
+
+
+@contextlib.contextmanager
+def run_lock(checkpoint: Path):
+    """Hold ``<stem>.lock`` beside ``checkpoint`` while a run writes it, so a second run on the same
+    checkpoint stops at once instead of both writing it in turn (the last writer would win).
+    The lock is the operating system's (``flock``): a run killed with ``kill -9`` releases it too.
+
+    Raises:
+        RuntimeError: another process holds the lock (naming the file and the way on).
+        OSError: the lock file cannot be made (naming ``--checkpoint``).
+    """
+    checkpoint = Path(checkpoint)
+    lock = checkpoint.with_name(checkpoint.name.removesuffix(".pt") + ".lock")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock, "a")
+    except OSError as err:
+        raise type(err)(err.errno, f"cannot write beside the --checkpoint {checkpoint.resolve()}: "
+                        f"{err.strerror or err}; pick a folder you can write to") from err
+    try:
+        try:
+            import fcntl
+        except ImportError:                                  # Windows: no advisory locks here
+            fcntl = None
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RuntimeError(f"another run is writing the checkpoint {checkpoint} (it holds {lock}); wait "
+                                   "for it to finish, or pass another --checkpoint") from None
+            handle.truncate(0)
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+        yield lock
+    finally:
+        handle.close()
 
 
 def new_run_id() -> str:

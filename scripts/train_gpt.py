@@ -137,6 +137,12 @@ def settings_of(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    with recipes.run_lock(args.checkpoint):                  # one run a checkpoint
+        return train_and_report(args, argv)
+
+
+def train_and_report(args: argparse.Namespace, argv: list[str] | None) -> dict:
+    """The run: check the outputs, train (or resume), measure the validation loss, write the report."""
     recipes.refuse_overwrite(args.out / "train.json", args.force)
     check_writable_dir(args.out, "--out folder")                # fail now, not after the training
     check_writable(args.checkpoint, "--checkpoint")

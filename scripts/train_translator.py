@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import math
 import os
 import shutil
@@ -276,6 +277,13 @@ def joint_tokenizer(train_split, vocab: int, rank: int, world_size: int):
 def main(argv: list[str] | None = None) -> dict | None:
     args = parse_args(argv)
     rank, world_size, device = setup_distributed(args.device)
+    with recipes.run_lock(args.checkpoint) if rank == 0 else contextlib.nullcontext():   # one run a checkpoint
+        return train_and_report(args, argv, rank, world_size, device)
+
+
+def train_and_report(args: argparse.Namespace, argv: list[str] | None, rank: int, world_size: int,
+                     device: torch.device) -> dict | None:
+    """The run: check the outputs, train (or resume), translate the test set, write the report (rank 0)."""
     main_process = rank == 0
     if main_process:                                     # fail now, not after the training
         for name, what in OUTPUTS.items():

@@ -65,6 +65,22 @@ def test_checkpoint_names_cannot_collide(script, name, message, tmp_path, capsys
     assert "--checkpoint" in (err := capsys.readouterr().err) and message in err
 
 
+@pytest.mark.parametrize("script, tiny", [("train_translator", TINY_MT), ("train_gpt", TINY_GPT)])
+def test_two_runs_never_write_one_checkpoint(script, tiny, tmp_path, monkeypatch):
+    """While a run holds its checkpoint, a second run on it stops at once (the last writer would win)."""
+    import recipes
+
+    module = load_script(script)
+    started = no_data(module, monkeypatch)
+    argv = [*tiny, "--steps", "2", "--checkpoint", str(tmp_path / "run.pt"), "--out", str(tmp_path / "out")]
+    with recipes.run_lock(tmp_path / "run.pt"):               # the first run, still training
+        with pytest.raises(RuntimeError, match=f"another run is writing the checkpoint {tmp_path / 'run.pt'}"):
+            module.main(argv)
+    assert not started
+    with pytest.raises(ZeroDivisionError):                    # the first run is over: on to the data
+        module.main(argv)
+
+
 def fake_run(path, run_id, step=4, steps=(2, 4), config=None, scale=1.0):
     """A training checkpoint and its snapshot file as the translator writes them (tiny tensors)."""
     config = config or {"d_model": 2}
