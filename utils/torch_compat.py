@@ -1,8 +1,5 @@
-"""Conversions between our modules and PyTorch's: :func:`mask_from_torch`, :func:`mha_from_torch`,
-:func:`mha_to_torch` and :func:`transformer_to_torch`.
-
-The notebooks and tests use them to prove our pieces equal PyTorch's built-in ones
-(``nn.MultiheadAttention``, ``nn.Transformer``): copy the weights across, run both, compare.
+"""Conversions between our modules and PyTorch's (masks, ``nn.MultiheadAttention``, ``nn.Transformer``),
+with which the notebooks and tests prove our pieces equal: copy the weights across, run both, compare.
 """
 
 from __future__ import annotations
@@ -22,10 +19,8 @@ def mask_from_torch(attn_mask: Tensor | None = None, key_padding_mask: Tensor | 
     """Translate ``nn.MultiheadAttention``'s masks (True / -inf = *blocked*) into ours (True = may attend).
 
     Args:
-        attn_mask: ``(seq_q, seq_k)`` or ``(batch * n_heads, seq_q, seq_k)``, boolean or an
-            additive float mask of 0 and -inf.
-        key_padding_mask: ``(batch, seq_k)``, boolean (True = padding) or additive float.
-        n_heads: needed only for a 3-D ``attn_mask``.
+        attn_mask: ``(seq_q, seq_k)`` or ``(batch * n_heads, seq_q, seq_k)`` (then give ``n_heads``),
+            boolean or an additive float mask of 0 and -inf; ``key_padding_mask``: ``(batch, seq_k)``.
 
     Returns:
         A boolean mask broadcastable to ``(batch, heads, seq_q, seq_k)``, or None when both are None.
@@ -103,12 +98,9 @@ def mha_to_torch(attn: MultiHeadAttention) -> nn.MultiheadAttention:
 
 
 def transformer_to_torch(model: Transformer) -> nn.Transformer:
-    """``nn.Transformer(batch_first=True)`` holding copies of the encoder and decoder weights.
-
-    PyTorch's module has no embeddings, positions or output layer: drive it with
-    ``model.embed_src`` / ``model.embed_tgt`` and apply ``model.generator`` to its output. A
-    post-LN model gets ``encoder.norm = decoder.norm = None`` there, since the paper's post-LN
-    stack has no final norm (``nn.Transformer`` would add one).
+    """``nn.Transformer(batch_first=True)`` holding copies of the encoder and decoder weights. It has no
+    embeddings or output layer: feed it ``model.embed_src`` / ``model.embed_tgt``, apply ``model.generator``.
+    A post-LN model gets no final norms there (the paper's post-LN stack has none).
     """
     c = model.config
     ref_param = model.generator.weight
@@ -116,24 +108,15 @@ def transformer_to_torch(model: Transformer) -> nn.Transformer:
                          batch_first=True, norm_first=c["norm_first"],
                          device=ref_param.device, dtype=ref_param.dtype)
     state = {}
-    for side, ours_stack in (("encoder", model.encoder), ("decoder", model.decoder)):
-        for i, layer in enumerate(ours_stack.layers):
-            p = f"{side}.layers.{i}."
-            attns = [("self_attn", layer.self_attn)]
-            if side == "decoder":
-                attns.append(("multihead_attn", layer.cross_attn))
-            for name, attn in attns:
-                for k, v in attn.state_dict().items():
-                    state[p + f"{name}.{k}"] = v
-            for k in ("linear1", "linear2"):
-                state[p + f"{k}.weight"] = getattr(layer.ffn, k).weight
-                state[p + f"{k}.bias"] = getattr(layer.ffn, k).bias
-            for j, sub in enumerate(layer.sublayers, start=1):
-                state[p + f"norm{j}.weight"] = sub.norm.weight
-                state[p + f"norm{j}.bias"] = sub.norm.bias
-        if ours_stack.norm is not None:
-            state[f"{side}.norm.weight"] = ours_stack.norm.weight
-            state[f"{side}.norm.bias"] = ours_stack.norm.bias
+    for side, stack in (("encoder", model.encoder), ("decoder", model.decoder)):
+        for i, layer in enumerate(stack.layers):                 # ours → PyTorch's parameter names
+            parts = {"self_attn": layer.self_attn, "multihead_attn": getattr(layer, "cross_attn", None),
+                     "linear1": layer.ffn.linear1, "linear2": layer.ffn.linear2,
+                     **{f"norm{j}": sub.norm for j, sub in enumerate(layer.sublayers, start=1)}}
+            state.update({f"{side}.layers.{i}.{name}.{k}": v for name, part in parts.items() if part is not None
+                          for k, v in part.state_dict().items()})
+        if stack.norm is not None:
+            state.update({f"{side}.norm.{k}": v for k, v in stack.norm.state_dict().items()})
     if not c["norm_first"]:
         ref.encoder.norm = None
         ref.decoder.norm = None
