@@ -21,8 +21,7 @@ def set_seed(seed: int) -> None:
     """Seed Python's ``random``, NumPy and PyTorch (CPU and every GPU) so a run repeats exactly.
 
     Raises:
-        TypeError: if ``seed`` is not an integer.
-        ValueError: if ``seed`` is negative or does not fit in 32 bits (NumPy's limit).
+        TypeError: ``seed`` not an integer. ValueError: negative or beyond 32 bits (NumPy's limit).
     """
     seed = checks.integer("seed", seed, at_least=0, below=2**32, hint="NumPy takes 32-bit seeds")
     random.seed(int(seed))
@@ -31,8 +30,7 @@ def set_seed(seed: int) -> None:
 
 
 def cpu_model() -> str:
-    """The processor's name as ``/proc/cpuinfo`` gives it (e.g. ``AMD EPYC 7B13``), or what
-    :mod:`platform` knows where there is no such file."""
+    """The processor's name from ``/proc/cpuinfo`` (e.g. ``AMD EPYC 7B13``), else what :mod:`platform` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -45,13 +43,10 @@ def cpu_model() -> str:
 def get_device(prefer: str | None = None) -> torch.device:
     """The device to compute on: CUDA when a GPU is present, else the CPU.
 
-    Args:
-        prefer: ``"cpu"`` or ``"cuda"`` to choose explicitly; ``None`` (default) reads the
-            environment variable ``ATTN_DEVICE`` and otherwise detects.
+    ``prefer``: ``"cpu"`` or ``"cuda"``; ``None`` reads the environment variable ``ATTN_DEVICE``, else detects.
 
     Raises:
-        ValueError: for a device name other than ``cpu`` / ``cuda``.
-        RuntimeError: when ``cuda`` is asked for but no GPU is visible.
+        ValueError: a name other than ``cpu`` / ``cuda``. RuntimeError: ``cuda`` asked for, no GPU visible.
     """
     choice = prefer if prefer is not None else os.environ.get("ATTN_DEVICE") or None
     if choice is None:
@@ -65,11 +60,8 @@ def get_device(prefer: str | None = None) -> torch.device:
 
 
 def save_figure(fig, name: str, *, dpi: int = 110) -> Path:
-    """Save a Matplotlib figure into ``figures/`` and return its path.
-
-    ``name`` is a file name such as ``"01_positional_heatmap.png"`` (``.png`` is added when it
-    has no suffix). Figures are saved without a timestamp, so re-running a notebook rewrites
-    the same bytes and git sees no change.
+    """Save a Matplotlib figure as ``figures/<name>`` (``.png`` added when there is no suffix) and return
+    its path. No timestamp is stored, so re-running a notebook rewrites the same bytes.
 
     Raises:
         ValueError: if ``name`` contains a folder (figures all live in ``figures/``).
