@@ -81,6 +81,27 @@ def test_two_runs_never_write_one_checkpoint(script, tiny, tmp_path, monkeypatch
         module.main(argv)
 
 
+def test_a_replaced_checkpoint_keeps_its_permissions_and_a_read_only_one_is_kept(tmp_path, monkeypatch):
+    from utils.checkpoint import check_writable
+
+    path = tmp_path / "run.pt"
+    save_checkpoint(path, {}, {}, step=1)
+    path.chmod(0o600)                                         # private: stays private
+    save_checkpoint(path, {}, {}, step=2)
+    assert path.stat().st_mode & 0o777 == 0o600 and torch.load(path, weights_only=True)["step"] == 2
+    path.chmod(0o444)                                         # read-only: the user keeps it
+    with pytest.raises(PermissionError, match="read-only .*chmod u\\+w"):
+        save_checkpoint(path, {}, {}, step=3)
+    with pytest.raises(PermissionError, match="read-only"):   # and a run says so before any work
+        check_writable(path, "--checkpoint")
+    assert torch.load(path, weights_only=True)["step"] == 2 and path.stat().st_mode & 0o777 == 0o444
+    mt = load_script("train_translator")
+    started = no_data(mt, monkeypatch)
+    with pytest.raises(PermissionError, match="--checkpoint"):
+        mt.main([*TINY_MT, "--steps", "2", "--checkpoint", str(path), "--out", str(tmp_path / "out"), "--force"])
+    assert not started and torch.load(path, weights_only=True)["step"] == 2
+
+
 def fake_run(path, run_id, step=4, steps=(2, 4), config=None, scale=1.0):
     """A training checkpoint and its snapshot file as the translator writes them (tiny tensors)."""
     config = config or {"d_model": 2}

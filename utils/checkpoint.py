@@ -74,6 +74,7 @@ def check_writable(path: str | Path, what: str = "checkpoint") -> Path:
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"the {what} path {path.resolve()} is a folder; give a file name such as {path / 'run.pt'}")
+    _refuse_read_only(path, what)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
@@ -94,6 +95,17 @@ def check_writable_dir(folder: str | Path, what: str = "output folder") -> Path:
     return folder
 
 
+def _refuse_read_only(path: Path, what: str) -> int | None:
+    """The permission bits of an existing ``path`` (``None`` if there is none); a read-only file is refused."""
+    if not path.is_file():
+        return None
+    mode = path.stat().st_mode & 0o7777
+    if not mode & 0o200:
+        raise PermissionError(f"the {what} {path.resolve()} is read-only (mode {mode:o}), so it is kept; make it "
+                              "writable (chmod u+w) to replace it, or write elsewhere")
+    return mode
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -105,11 +117,13 @@ def save_checkpoint(path: str | Path, model_state: Mapping[str, torch.Tensor], c
     """Write ``{"format", "config", "model", **extra}`` to ``path`` atomically; returns the path.
 
     ``extra`` may hold optimiser / scheduler state dicts, a step count, RNG states, a tokenizer's
-    ``to_dict()``: anything :func:`to_plain` accepts. The file gets the umask's permissions.
+    ``to_dict()``: anything :func:`to_plain` accepts. A new file gets the umask's permissions; a file
+    replaced keeps its own (a private 0600 checkpoint stays private); a read-only one is not replaced.
 
     Raises:
         ValueError: if ``extra`` uses a reserved key (``format``, ``config``, ``model``).
         TypeError: a value a ``weights_only`` load would refuse (the message names its key).
+        PermissionError: ``path`` is a read-only file.
     """
     reserved = {"format", "config", "model"} & set(extra)
     if reserved:
@@ -123,11 +137,12 @@ def save_checkpoint(path: str | Path, model_state: Mapping[str, torch.Tensor], c
     if path.is_dir():
         raise IsADirectoryError(f"the checkpoint path {path.resolve()} is a folder; give a file name such as "
                                 f"{path / 'run.pt'}")
+    mode = _refuse_read_only(path, "checkpoint")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        if hasattr(os, "fchmod"):                      # mkstemp makes 0600; a checkpoint is an ordinary file
-            os.fchmod(fd, 0o666 & ~_umask())
+        if hasattr(os, "fchmod"):                      # mkstemp makes 0600; a new checkpoint is an ordinary file
+            os.fchmod(fd, mode if mode is not None else 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()
