@@ -1,14 +1,6 @@
-"""The training recipes of notebooks 04 and 05, in one place.
-
-Notebook 04 builds the date model's training loop step by step, and notebook 05 the translator's
-short run; the finished recipes live here, so that a later notebook (06) that needs a trained model
-and finds no checkpoint trains exactly the same one: same seeds, same order of random draws, so the
-same weights come out. ``tests/test_short_runs.py`` binds each recipe to its notebook.
-
-* Dates (notebook 04, section 9): :func:`date_batch`, :func:`make_date_model`,
-  :func:`train_date_model` (its schedule: :func:`utils.schedules.warmup_then_cosine`).
-* Multi30k (notebook 05, sections 2 and 9): :data:`SHORT_RUN`, :func:`make_translator`,
-  :func:`train_short_translator`.
+"""The short training runs of notebooks 04 (the date model) and 05 (the short translator), in one place,
+so that notebook 06, finding no checkpoint, trains exactly the same model: same seeds, same order of
+random draws, the same weights. ``tests/test_short_runs.py`` binds each run to its notebook.
 """
 
 from __future__ import annotations
@@ -42,19 +34,11 @@ def date_batch(pairs: Sequence[tuple[str, str]], tokenizer: Any) -> tuple[torch.
     return src, tgt
 
 
-def make_date_model(vocab_size: int) -> Transformer:
-    """Notebook 04's ``small_model``: 2 + 2 pre-LN layers, d_model 64, 4 heads, d_ff 256, no dropout."""
-    return make_model(vocab_size, vocab_size, n_layers=2, d_model=64, n_heads=4, d_ff=256, dropout=0.0,
-                      norm_first=True)
-
-
 def train_date_model(pairs: Sequence[tuple[str, str]], tokenizer: Any, *, steps: int = DATE_RUN["steps"],
                      warmup: int = DATE_RUN["warmup"], batch: int = DATE_RUN["batch"], lr: float = DATE_RUN["lr"],
                      progress: bool = False) -> Transformer:
-    """Notebook 04, section 9: train the date model on ``pairs`` and return it in evaluation mode.
-
-    Seeds with ``set_seed(0)`` before building the model and samples batches (with replacement)
-    from a generator seeded 0, in notebook 04's order, so the weights equal the notebook's.
+    """Notebook 04, section 9: train its ``small_model`` (2 + 2 pre-LN layers, d_model 64, 4 heads, d_ff 256,
+    no dropout) on ``pairs`` with batches drawn from a generator seeded 0; returned in evaluation mode.
 
     Raises:
         ValueError: ``warmup`` not in ``[1, steps)`` or an empty ``pairs``.
@@ -64,7 +48,8 @@ def train_date_model(pairs: Sequence[tuple[str, str]], tokenizer: Any, *, steps:
     if len(pairs) == 0:
         raise ValueError("pairs is empty: pass the training pairs, e.g. utils.synthetic.date_pairs(20000, seed=1)")
     set_seed(0)
-    model = make_date_model(tokenizer.vocab_size)
+    model = make_model(tokenizer.vocab_size, tokenizer.vocab_size, n_layers=2, d_model=64, n_heads=4, d_ff=256,
+                       dropout=0.0, norm_first=True)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-9)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_then_cosine(s, warmup, steps))
     src_all, tgt_all = date_batch(pairs, tokenizer)                                             # (n, S), (n, T)
@@ -99,16 +84,10 @@ def make_translator(vocab_size: int, run: dict = SHORT_RUN, dropout: float | Non
 
 def train_short_translator(ds: Any, device: torch.device | str = "cpu", *, src: str = "de", tgt: str = "en",
                            steps: int | None = None, progress: bool = False) -> tuple[Transformer, BPETokenizer]:
-    """Notebook 05's short run in one call: joint BPE on the training pairs, token-budget batches,
-    ``SHORT_RUN["steps"]`` steps (or ``steps``) of :func:`utils.train.train`. Returns ``(model, tokenizer)``,
-    the model in evaluation mode.
-
-    Notebook 05 trains the same run in two halves with a checkpoint and a resume in between, which
-    it shows gives the same weights as one go (its section 8).
-
-    Args:
-        ds: Multi30k as :func:`utils.data.load_multi30k` returns it (a ``train`` split with ``src``/``tgt`` columns).
-        device: where to train (bf16 autocast on CUDA, as notebook 05).
+    """Notebook 05's short run in one call (05 trains it in two halves with a resume between, the same
+    weights): joint BPE on ``ds`` (:func:`utils.data.load_multi30k`'s ``train`` split), token-budget
+    batches, ``SHORT_RUN["steps"]`` (or ``steps``) steps of :func:`utils.train.train` on ``device`` (bf16 on
+    CUDA). Returns ``(model, tokenizer)``, the model in evaluation mode.
     """
     texts = list(ds["train"][src]) + list(ds["train"][tgt])
     tok = BPETokenizer.train(texts, vocab_size=SHORT_RUN["vocab"])
