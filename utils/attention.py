@@ -36,8 +36,7 @@ __all__ = ["scaled_dot_product_attention", "causal_mask", "padding_mask", "Multi
 
 def _check_mask(mask: Tensor, scores_shape: tuple[int, ...]) -> None:
     """Raise a clear error unless ``mask`` is boolean and broadcasts to ``scores_shape``."""
-    if not isinstance(mask, Tensor):
-        raise TypeError(f"mask must be a boolean torch.Tensor (True = may attend), got {type(mask).__name__}")
+    checks.instance("mask", mask, Tensor, "a boolean torch.Tensor (True = may attend)")
     if mask.dtype != torch.bool:
         raise TypeError(
             f"mask has dtype {mask.dtype} but must be boolean, True = may attend. Convert an additive "
@@ -51,8 +50,7 @@ def _check_mask(mask: Tensor, scores_shape: tuple[int, ...]) -> None:
         *lead, sq, sk = scores_shape
         hint = f"(seq_q, seq_k) = {(sq, sk)}"
         if len(lead) == 2:
-            b = lead[0]
-            hint += f", (batch, 1, 1, seq_k) = {(b, 1, 1, sk)} or (batch, 1, seq_q, seq_k) = {(b, 1, sq, sk)}"
+            hint += f", (batch, 1, 1, seq_k) = {(lead[0], 1, 1, sk)} or (batch, 1, seq_q, seq_k) = {(lead[0], 1, sq, sk)}"
         raise ValueError(
             f"mask of shape {tuple(mask.shape)} cannot broadcast to the attention scores of shape "
             f"{tuple(scores_shape)} = (..., seq_q, seq_k); expected a shape such as {hint}")
@@ -85,24 +83,21 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
     """``softmax(q kᵀ / √d_k) v``, with an optional boolean mask and dropout on the weights.
 
     Args:
-        q: queries ``(..., seq_q, d_k)``.
-        k: keys ``(..., seq_k, d_k)``.
-        v: values ``(..., seq_k, d_v)``. Leading dimensions of q, k, v broadcast.
-        mask: boolean, broadcastable to ``(..., seq_q, seq_k)``; True = the query may attend
-            to that key. A query row with no allowed key gets zero weights and a zero output.
-        dropout_p: probability of zeroing a weight before it mixes the values (always applied
-            when > 0, like ``F.scaled_dot_product_attention``; pass 0 in evaluation).
+        q, k, v: queries ``(..., seq_q, d_k)``, keys ``(..., seq_k, d_k)``, values ``(..., seq_k, d_v)``;
+            their leading dimensions broadcast.
+        mask: boolean, broadcastable to ``(..., seq_q, seq_k)``; True = the query may attend to that key.
+        dropout_p: probability of zeroing a weight before it mixes the values (always applied when
+            > 0, like ``F.scaled_dot_product_attention``; pass 0 in evaluation).
 
     Returns:
-        ``(output, weights)``: output ``(..., seq_q, d_v)``; weights ``(..., seq_q, seq_k)``,
-        each row summing to 1 (0 for fully masked rows), taken *before* dropout.
+        ``(output, weights)``: output ``(..., seq_q, d_v)``; weights ``(..., seq_q, seq_k)``, each row
+        summing to 1 (0 for a query with no allowed key), taken *before* dropout.
 
     Raises:
-        ValueError: q and k with different ``d_k``, k and v with different ``seq_k``, leading
-            dimensions that do not broadcast, a mask whose shape cannot broadcast to the scores, or
-            ``dropout_p`` outside [0, 1).
-        TypeError: a mask that is not boolean (e.g. an additive float mask); q, k, v that are not
-            floating-point tensors of one dtype.
+        ValueError: q, k, v whose shapes do not fit together, a mask that cannot broadcast to the
+            scores, or ``dropout_p`` outside [0, 1).
+        TypeError: a non-boolean mask (e.g. an additive float mask); q, k, v not floating-point
+            tensors of one dtype.
     """
     _check_qkv(q, k, v)
     checks.probability("dropout_p", dropout_p)
@@ -143,10 +138,8 @@ def causal_mask(size: int, device: torch.device | str | None = None) -> Tensor:
 
 
 def padding_mask(ids: Tensor, pad_id: int) -> Tensor:
-    """Which keys are real tokens: ``(batch, 1, 1, seq)``, True where ``ids != pad_id``.
-
-    The two 1s broadcast over heads and over queries, so every query of a sentence ignores the
-    same padded keys. Combine with :func:`causal_mask` by ``&``: ``(batch, 1, seq, seq)``.
+    """Which keys are real tokens: ``(batch, 1, 1, seq)``, True where ``ids != pad_id``; the 1s broadcast
+    over heads and queries. Combine with :func:`causal_mask` by ``&``: ``(batch, 1, seq, seq)``.
 
     Raises:
         ValueError: if ``ids`` is not 2-D ``(batch, seq)``.
@@ -223,20 +216,17 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None,
                 need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
-        """Attend from ``query`` to ``key``/``value``.
+        """Attend from ``query`` ``(batch, seq_q, d_model)`` to ``key``, ``value`` ``(batch, seq_k, d_model)``
+        (the same tensor three times for self-attention).
 
         Args:
-            query: ``(batch, seq_q, d_model)``.
-            key, value: ``(batch, seq_k, d_model)`` (pass the same tensor three times for self-attention).
-            mask: boolean, True = may attend, broadcastable to ``(batch, heads, seq_q, seq_k)``
-                (the module docstring lists the usual shapes).
-            need_weights: True runs the explicit :func:`scaled_dot_product_attention` and returns
-                the weights; False calls PyTorch's fused ``F.scaled_dot_product_attention``
-                (faster, less memory) and returns None for them.
+            mask: boolean, True = may attend, broadcastable to ``(batch, heads, seq_q, seq_k)``.
+            need_weights: True runs :func:`scaled_dot_product_attention` and returns the weights; False
+                calls PyTorch's fused ``F.scaled_dot_product_attention`` (faster) and returns None.
 
         Returns:
-            ``(output, weights)``: output ``(batch, seq_q, d_model)``; weights
-            ``(batch, heads, seq_q, seq_k)`` after the softmax and before dropout, or None.
+            ``(output, weights)``: output ``(batch, seq_q, d_model)``; weights ``(batch, heads, seq_q,
+            seq_k)`` after the softmax and before dropout, or None.
 
         Raises:
             ValueError: inputs that are not ``(batch, seq, d_model)``, key/value that disagree,
@@ -248,13 +238,10 @@ class MultiHeadAttention(nn.Module):
         if key.shape[:2] != value.shape[:2] or key.shape[0] != query.shape[0]:
             raise ValueError(f"query, key, value must share the batch size and key/value the length: got "
                              f"{tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}")
-        batch, seq_q, _ = query.shape
-        seq_k = key.shape[1]
+        batch, seq_q, e = query.shape
         if mask is not None:
-            _check_mask(mask, (batch, self.n_heads, seq_q, seq_k))
-
+            _check_mask(mask, (batch, self.n_heads, seq_q, key.shape[1]))
         w = self.in_proj_weight
-        e = self.d_model
         if query is key and key is value:  # self-attention: one matmul for Q, K and V
             q, k, v = self._split_heads(F.linear(query, w, self.in_proj_bias), 3)
         elif key is value:  # cross-attention: Q from the decoder, K and V in one matmul

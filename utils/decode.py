@@ -203,6 +203,16 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
             best_score = torch.full((n_alpha, batch), float("-inf"), dtype=torch.float64, device=device)
             best_ids = torch.full((n_alpha, batch, max_len), pad_id, dtype=torch.long, device=device)
             best_len = torch.zeros((n_alpha, batch), dtype=torch.long, device=device)
+
+            def offer(a: int, normed: Tensor, length: int, tokens: Callable[[Tensor, Tensor], Tensor]) -> None:
+                """Rows whose best candidate in ``normed`` (batch, n) beats alpha ``a``'s best translation
+                keep it instead; ``tokens(rows, at)`` gives its ``length`` ids."""
+                cand_best, at = normed.max(dim=-1)                                   # first of ties: best rank
+                b = rows[cand_best > best_score[a]]
+                if b.numel():
+                    best_score[a, b], best_len[a, b] = cand_best[b], length
+                    best_ids[a, b, :length] = tokens(b, at[b])
+
             n_finished = torch.zeros(batch, dtype=torch.long, device=device)
             done = torch.zeros(batch, dtype=torch.bool, device=device)
             ranks = torch.arange(2 * k, device=device)                              # (2k,)
@@ -233,15 +243,8 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
                 # 1. An <eos> among the first k candidates finishes a hypothesis, scored log P / lp(step).
                 finishing = valid & is_eos & (ranks[:n_cand] < k)                      # (batch, 2k)
                 for a, alpha in enumerate(alphas):                                     # alpha only ranks them
-                    normed = (top_scores.double() / length_penalty(step, alpha)).masked_fill(~finishing, float("-inf"))
-                    step_best, at = normed.max(dim=-1)                                 # first of ties: best rank
-                    better = step_best > best_score[a]                                # (batch,)
-                    if bool(better.any()):
-                        b = rows[better]
-                        best_score[a, b] = step_best[b]
-                        best_ids[a, b, : step - 1] = ys[b, beam[b, at[b]], 1:]        # the prefix it ends
-                        best_ids[a, b, step - 1] = eos_id
-                        best_len[a, b] = step
+                    offer(a, (top_scores.double() / length_penalty(step, alpha)).masked_fill(~finishing, float("-inf")),
+                          step, lambda b, at: torch.cat([ys[b, beam[b, at], 1:], ys.new_full((len(b), 1), eos_id)], 1))
                 n_finished += finishing.sum(dim=-1)
                 # 2. The first k other candidates, in rank order, stay live.
                 extends = valid & ~is_eos
@@ -274,15 +277,8 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
             if bool(open_rows.any()):
                 length = ys.shape[2] - 1
                 for a, alpha in enumerate(alphas):
-                    normed = (scores.double() / length_penalty(length, alpha)).masked_fill(
-                        ~open_rows[:, None], float("-inf"))                           # (batch, k)
-                    live_best, at = normed.max(dim=-1)
-                    better = live_best > best_score[a]
-                    b = rows[better]
-                    best_score[a, b] = live_best[b]
-                    best_ids[a, b] = pad_id
-                    best_ids[a, b, :length] = ys[b, at[b], 1:]
-                    best_len[a, b] = length
+                    offer(a, (scores.double() / length_penalty(length, alpha)).masked_fill(~open_rows[:, None], float("-inf")),
+                          length, lambda b, at: ys[b, at, 1:])
     finally:
         model.train(was_training)
     results = [(best_ids[a, :, : int(best_len[a].max())], best_score[a].float()) if return_scores
