@@ -354,3 +354,86 @@ def test_an_interrupted_study_keeps_its_finished_variants_and_continues(ablation
     resumed = ablations.main([*TINY_ABLATIONS, *only, "--out", str(tmp_path / "cut")])
     assert comparable(resumed["details"]["runs"]) == comparable(straight["details"]["runs"])
     assert not (tmp_path / "cut" / ablations.PARTIAL).exists()
+
+
+# -- Ctrl-C inside a training step ------------------------------------------------------------------------
+def interrupt_in_forward(builder, at_call: int):
+    """``builder`` (make_model, make_gpt) whose model sends itself SIGINT inside its ``at_call``-th training
+    forward pass, right after its first dropout has drawn its mask (the random state has moved on)."""
+    import os
+    import signal
+
+    def build(*args, **kwargs):
+        model = builder(*args, **kwargs)
+        dropout = next(m for m in model.modules() if isinstance(m, torch.nn.Dropout))
+        calls = []
+
+        def hook(module, inputs, output):
+            if module.training:
+                calls.append(1)
+                if len(calls) == at_call:
+                    os.kill(os.getpid(), signal.SIGINT)
+        dropout.register_forward_hook(hook)
+        return model
+    return build
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, tiny, builder", [("train_translator", TINY_MT, "make_model"),
+                                                   ("train_gpt", TINY_GPT, "make_gpt")])
+def test_ctrl_c_inside_the_forward_pass_resumes_bit_for_bit(script, tiny, builder, tmp_path, monkeypatch):
+    """SIGINT inside step 4's forward pass: the checkpoint holds step 3 with the random state step 4
+    began from, so the resumed run ends with the uninterrupted run's weights, bit for bit."""
+    module = load_script(script)
+
+    def run(name: str, *extra: str) -> dict:
+        return module.main([*tiny, "--steps", "6", "--checkpoint", str(tmp_path / f"{name}.pt"),
+                            "--out", str(tmp_path / name), *extra])
+
+    run("straight")
+    real = module.main.__globals__[builder]
+    monkeypatch.setitem(module.main.__globals__, builder, interrupt_in_forward(real, at_call=4))
+    with pytest.raises(KeyboardInterrupt):
+        run("resumed")
+    monkeypatch.setitem(module.main.__globals__, builder, real)
+    assert torch.load(tmp_path / "resumed.pt", weights_only=True)["train_state"]["step"] == 3
+    run("resumed", "--resume")
+    straight = torch.load(tmp_path / "straight.pt", weights_only=True)["model"]
+    resumed = torch.load(tmp_path / "resumed.pt", weights_only=True)["model"]
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+class Weights(torch.nn.Module):
+    """Two weights and a config: enough for utils.train.train and its checkpoints."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = {"n": 2}
+        self.w = torch.nn.Parameter(torch.ones(2))
+
+
+def test_a_nan_gradient_with_a_finite_loss_never_reaches_the_weights_or_the_checkpoint(tmp_path):
+    from utils.batching import TokenBatches
+    from utils.train import make_optimizer, train
+
+    model = Weights()
+    data = TokenBatches([[1, 5, 2]] * 4, [[1, 6, 2]] * 4, max_tokens=3)
+    poisoned = lambda m, batch: (m.w * 0).sqrt().sum()        # noqa: E731 - loss 0, gradient 0 * inf = nan
+    with pytest.raises(FloatingPointError, match="a gradient is nan while the loss is 0"):
+        train(model, data, make_optimizer(model), loss_fn=poisoned, max_steps=3, device="cpu", progress=False,
+              checkpoint_path=tmp_path / "run.pt")
+    assert torch.equal(model.w.detach(), torch.ones(2))
+    assert torch.equal(torch.load(tmp_path / "run.pt", weights_only=True)["model"]["w"], torch.ones(2))
+
+
+def test_a_tokenizer_that_cannot_be_saved_fails_before_training(tmp_path):
+    from utils.batching import TokenBatches
+    from utils.train import make_optimizer, train
+
+    model = Weights()
+    steps = []
+    with pytest.raises(TypeError, match="tokenizer must be a utils.tokenize tokenizer .* got str"):
+        train(model, TokenBatches([[1, 5, 2]], [[1, 6, 2]], max_tokens=3), make_optimizer(model),
+              loss_fn=lambda m, b: steps.append(1) or m.w.sum(), max_steps=2, device="cpu", progress=False,
+              checkpoint_path=tmp_path / "run.pt", tokenizer=str(tmp_path / "tok.json"))
+    assert not steps

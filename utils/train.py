@@ -162,8 +162,9 @@ def translation_loss(model: nn.Module, batch: Batch, smoothing: float = 0.1) -> 
 
 
 def _train_step(model: nn.Module, batch: Any, optimizer, scheduler, loss_fn: Callable, clip_norm: float | None,
-                bf16: bool, device_type: str) -> float:
-    """One update; a non-finite loss raises *before* anything changes, so the weights stay finite."""
+                bf16: bool, device_type: str, phase: dict) -> float:
+    """One update; a non-finite loss or gradient raises *before* anything changes, so the weights stay
+    finite. ``phase["updating"]`` is set once the weights start to change."""
     model.train()
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
         loss = loss_fn(model, batch)
@@ -172,8 +173,11 @@ def _train_step(model: nn.Module, batch: Any, optimizer, scheduler, loss_fn: Cal
                                  "it. Lower the learning rate, clip gradients (clip_norm) or check the data")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if clip_norm is not None:
-        nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    norm = nn.utils.clip_grad_norm_(model.parameters(), clip_norm if clip_norm is not None else math.inf)
+    if not torch.isfinite(norm):
+        raise FloatingPointError(f"a gradient is {norm.item()} while the loss is {loss.item():.4g}; the weights were "
+                                 "not updated with it. Lower the learning rate or check the model for a 0/0")
+    phase["updating"] = True
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
@@ -245,6 +249,9 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
     main = not distributed or dist.get_rank() == 0
     if checkpoint_path is not None and main:
         check_writable(checkpoint_path)                          # fail now, not after the first N steps
+    if tokenizer is not None and not callable(getattr(tokenizer, "to_dict", None)):
+        raise TypeError(f"tokenizer must be a utils.tokenize tokenizer (its to_dict() is saved), got "
+                        f"{type(tokenizer).__name__}")
     t0, seconds0 = time.perf_counter(), state.seconds
     bar = tqdm(total=max_steps, initial=state.step, disable=not (progress and main), unit="step",
                mininterval=2.0, dynamic_ncols=True)
@@ -270,8 +277,7 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
             save_training_checkpoint(checkpoint_path, model, optimizer, scheduler, state, tokenizer,
                                      **(checkpoint_extra or {}))
 
-    stop = False
-    saved_at = None
+    stop, saved_at, phase = False, None, None
     try:
         while not stop and (max_epochs is None or state.epoch < max_epochs):
             batches = data.batches(state.epoch)                  # the same on every run: (seed, epoch)
@@ -279,14 +285,16 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
                 if (max_steps is not None and state.step >= max_steps) or out_of_time():
                     stop = True
                     break
+                phase = {"rng": get_rng_state(), "updating": False}  # what a Ctrl-C inside the step restores
                 batch = data.collate(batches[state.batch_in_epoch]).to(device)
                 lr = optimizer.param_groups[0]["lr"]               # the rate this step uses
-                loss = _train_step(model, batch, optimizer, scheduler, loss_fn, clip_norm, bf16, device.type)
+                loss = _train_step(model, batch, optimizer, scheduler, loss_fn, clip_norm, bf16, device.type, phase)
                 state.step += 1
                 state.batch_in_epoch += 1
                 state.tokens += batch.n_tokens
                 state.seconds = seconds0 + time.perf_counter() - t0
                 state.history.append({"step": state.step, "loss": loss, "lr": lr, "tokens": batch.n_tokens})
+                phase = None                                     # the step is complete
                 bar.update(1)
                 if state.step % 10 == 0:
                     bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
@@ -301,8 +309,12 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
                     validate()
         if valid is not None and (not state.valid or state.valid[-1]["step"] != state.step):
             validate()
-    except BaseException:                                        # keep what was trained: the state is
-        if saved_at != state.step:                               # consistent between steps
+    except BaseException:                  # keep what was trained, as it was after the last complete step
+        if phase is not None and phase["updating"]:             # stopped inside the update: weights half-changed
+            print(f"stopped inside the update of step {state.step + 1}: not saved, the last checkpoint stays as it was")
+        elif saved_at != state.step:
+            if phase is not None:                                # stopped before the update: as if the step
+                set_rng_state(phase["rng"])                      # had not begun (its dropout draws undone)
             try:
                 save()
             except Exception as err:                             # report the original error, not this one
