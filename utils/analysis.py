@@ -58,8 +58,7 @@ def attention_maps_for(model: nn.Module, src_ids: Tensor, tgt_ids: Tensor,
         order, equal to one pass's maps at every real query (rows of padding queries: leave them out).
 
     Raises:
-        ValueError: ids that are not 2-D integer tensors, batches of different sizes, or a
-            non-positive ``batch_size``.
+        ValueError: ids not 2-D integer tensors of one batch size, or a non-positive ``batch_size``.
     """
     _ids_pair(src_ids, tgt_ids)
     batch_size = checks.positive_int("batch_size", batch_size)
@@ -84,10 +83,7 @@ def attention_maps_for(model: nn.Module, src_ids: Tensor, tgt_ids: Tensor,
 # -- what each head does ------------------------------------------------------------------------------
 def queries_that_train(query_ids: Tensor, decoder: bool, pad_id: int = PAD_ID, eos_id: int = EOS_ID) -> Tensor:
     """``(batch, Q)`` bool: the query positions the loss trains: real tokens, and on the decoder side not
-    ``<eos>`` (its prediction is ``<pad>``, which the loss ignores).
-
-    Raises:
-        ValueError: ``query_ids`` not a 2-D integer tensor.
+    ``<eos>`` (its prediction is ``<pad>``, which the loss ignores). Raises ValueError for ids not 2-D integers.
     """
     checks.tensor("query_ids", query_ids, ndim=2, dtype="int", shape="(batch, Q)")
     real = query_ids != pad_id
@@ -97,9 +93,7 @@ def queries_that_train(query_ids: Tensor, decoder: bool, pad_id: int = PAD_ID, e
 def uniform_attention(query_ids: Tensor, key_ids: Tensor, causal: bool, pad_id: int = PAD_ID) -> Tensor:
     """``(batch, 1, Q, K)``: the baseline head, which spreads its weight evenly over every key it may see
     (real keys; with ``causal``, only keys ``j <= i``). Rows of padding queries are still distributions.
-
-    Raises:
-        ValueError: ids that are not 2-D integer tensors of one batch size, or ``causal`` with Q ≠ K.
+    Raises ValueError for ids not 2-D integer tensors of one batch size, or ``causal`` with Q ≠ K.
     """
     _ids_pair(query_ids, key_ids)
     q_len, k_len = query_ids.shape[1], key_ids.shape[1]
@@ -180,10 +174,7 @@ def head_statistics(maps: dict[str, list[Tensor]], src_ids: Tensor, tgt_ids: Ten
 
 def mean_of(sums: Tensor, counts: Tensor) -> Tensor:
     """``(batch, heads)`` sums and ``(batch,)`` counts → ``(heads,)``: the mean over every counted query.
-
-    Raises:
-        ValueError: nothing counted (no query trains).
-    """
+    Raises ValueError when nothing is counted (no query trains)."""
     total = counts.sum()
     if total <= 0:
         raise ValueError("no query was counted: every row is padding")
@@ -192,10 +183,7 @@ def mean_of(sums: Tensor, counts: Tensor) -> Tensor:
 
 def ratio_to_uniform(stats: dict[str, list[tuple]], metric: str, kind: str, layer: int, head: int) -> float:
     """One head's ``metric`` over all of ``stats``' sentences, as a multiple of the uniform head's.
-
-    Raises:
-        ValueError: an unknown ``metric`` or ``kind``.
-    """
+    Raises ValueError for an unknown ``metric`` or ``kind``."""
     checks.one_of("metric", metric, METRICS)
     checks.one_of("kind", kind, KINDS)
     measured, uniform, _ = stats[kind][layer]
@@ -214,9 +202,7 @@ def punctuation_ids(id_to_token: Sequence[str]) -> Tensor:
 def pattern_mask(texts: Sequence[str], pattern: str, width: int) -> Tensor:
     """``(n, width)`` bool: True on the characters of the first match of ``pattern`` in each text (one
     position a character, as a character tokenizer without ``<bos>`` encodes it), e.g. ``r"\\d{4}"`` for a year.
-
-    Raises:
-        ValueError: a text without a match, or a match beyond ``width``.
+    Raises ValueError for a text without a match, or a match beyond ``width``.
     """
     texts = checks.strings("texts", texts)
     width = checks.positive_int("width", width)
@@ -231,14 +217,8 @@ def pattern_mask(texts: Sequence[str], pattern: str, width: int) -> Tensor:
 
 
 def peaks_inside(weights: Tensor, mask: Tensor) -> Tensor:
-    """Whether every row's largest weight falls inside ``mask``.
-
-    Args:
-        weights: ``(n, ..., rows, K)``, e.g. ``(n, layers, heads, 4, S)`` cross-attention rows.
-        mask: ``(n, K)`` bool, the keys that count (:func:`pattern_mask`).
-
-    Returns:
-        ``(n, ...)`` bool, True where all ``rows`` peak inside the mask.
+    """``(n, ...)`` bool: whether all rows of ``weights`` ``(n, ..., rows, K)`` (e.g. ``(n, layers, heads,
+    4, S)`` cross-attention rows) peak inside ``mask`` ``(n, K)`` bool (:func:`pattern_mask`).
 
     Raises:
         ValueError: fewer than 3 dimensions, or a mask of another ``(n, K)``.
@@ -296,12 +276,10 @@ def model_scores(model: nn.Module, src_ids: Sequence[Sequence[int]], hyps: Seque
         src_ids: ``n`` sources as the model reads them (``<bos> … <eos>``); ``hyps``: ``n`` translations,
             each ending in ``<eos>`` (no ``<bos>``); ``alpha``: the length penalty's exponent.
 
-    Returns:
-        ``(n,)`` float64 scores, in the input order.
+    Returns ``(n,)`` float64 scores, in the input order.
 
     Raises:
-        ValueError: lists of different lengths, an empty translation, a negative ``alpha`` or a
-            non-positive ``batch_size``.
+        ValueError: lists of different lengths, an empty translation, ``alpha < 0``, ``batch_size < 1``.
     """
     alpha = checks.number("alpha", alpha, at_least=0)
     batch_size = checks.positive_int("batch_size", batch_size)
@@ -331,9 +309,7 @@ def model_scores(model: nn.Module, src_ids: Sequence[Sequence[int]], hyps: Seque
 def monotone_fraction(sequences: Sequence[Sequence[int]]) -> float:
     """Over all consecutive pairs of every sequence (e.g. the source position each target token reads
     most): the fraction with ``next >= current``. 1.0 for an alignment that never moves back.
-
-    Raises:
-        ValueError: no sequence with two or more items.
+    Raises ValueError when no sequence has two or more items.
     """
     steps = [np.diff(np.asarray(s)) for s in sequences if len(s) > 1]
     if not steps:
