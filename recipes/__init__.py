@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import json
 import os
 import runpy
@@ -153,7 +154,8 @@ def snapshots_path(checkpoint: Path) -> Path:
 def run_lock(checkpoint: Path):
     """Hold ``<stem>.lock`` beside ``checkpoint`` while a run writes it, so a second run on the same
     checkpoint stops at once instead of both writing it in turn (the last writer would win).
-    The lock is the operating system's (``flock``): a run killed with ``kill -9`` releases it too.
+    The lock is the operating system's (``flock``): a run killed with ``kill -9`` releases it too, and
+    the temporary files a save killed midway left (``.<name>.*.tmp``) are removed once the lock is held.
 
     Raises:
         RuntimeError: another process holds the lock (naming the file and the way on).
@@ -181,6 +183,9 @@ def run_lock(checkpoint: Path):
             handle.truncate(0)
             handle.write(f"{os.getpid()}\n")
             handle.flush()
+        for name in (checkpoint.name, *(companion_path(checkpoint, kind).name for kind in COMPANIONS)):
+            for tmp in checkpoint.parent.glob(f".{glob.escape(name)}.*.tmp"):   # left by a save that was killed
+                tmp.unlink(missing_ok=True)
         yield lock
     finally:
         handle.close()

@@ -77,8 +77,11 @@ def test_two_runs_never_write_one_checkpoint(script, tiny, tmp_path, monkeypatch
         with pytest.raises(RuntimeError, match=f"another run is writing the checkpoint {tmp_path / 'run.pt'}"):
             module.main(argv)
     assert not started
+    killed = tmp_path / ".run.pt.k1ll3d.tmp"                  # what a save killed with kill -9 leaves
+    killed.write_bytes(b"half a checkpoint")
     with pytest.raises(ZeroDivisionError):                    # the first run is over: on to the data
         module.main(argv)
+    assert not killed.exists()
 
 
 def test_a_replaced_checkpoint_keeps_its_permissions_and_a_read_only_one_is_kept(tmp_path, monkeypatch):

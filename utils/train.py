@@ -213,7 +213,10 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
         TypeError: ``data`` not a batch source, ``valid`` not :class:`~utils.batching.TokenBatches`,
             ``state`` not a :class:`TrainState`, ``optimizer`` not an optimiser, ``loss_fn`` not callable.
         OSError: ``checkpoint_path`` cannot be written (checked before the first step).
-        FloatingPointError: the loss became NaN or infinite (the checkpoint holds the last finite weights).
+        TypeError: also a ``tokenizer`` without ``to_dict`` (it could not be saved).
+        FloatingPointError: the loss or a gradient became NaN or infinite (the checkpoint holds the last
+            finite weights). A Ctrl-C inside a step saves the last complete step and the random state the
+            interrupted step began from, so a resume repeats that step exactly.
     """
     if max_steps is None and max_epochs is None and max_minutes is None:
         raise ValueError("give max_steps, max_epochs or max_minutes, or training never stops")
