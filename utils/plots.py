@@ -57,7 +57,7 @@ def _set_ticks(ax: Axes, x_labels: Sequence[str] | None, y_labels: Sequence[str]
 def plot_attention(weights: Any, x_labels: Sequence[str] | None, y_labels: Sequence[str] | None,
                    ax: Axes | None = None, *, title: str | None = None, vmax: float | None = None,
                    cmap: str = "viridis", colorbar: bool = False) -> Axes:
-    """Heatmap of one head's attention weights.
+    """Heatmap of one head's attention weights; returns the axes (``ax.images[0].get_array()``: the weights).
 
     Args:
         weights: ``(q_len, k_len)``: row ``i`` is how query ``i`` spreads its attention over the keys.
@@ -66,9 +66,6 @@ def plot_attention(weights: Any, x_labels: Sequence[str] | None, y_labels: Seque
         ax: the axes to draw on (None: a new figure sized to the labels); ``title``: the axes' title.
         vmax: the weight drawn brightest (default 1; the scale starts at 0). ``cmap``: a colour map
             name; ``colorbar``: add a colour bar beside the heatmap.
-
-    Returns:
-        The axes; ``ax.images[0].get_array()`` holds the weights.
 
     Raises:
         ValueError: ``weights`` not 2-D, label counts that differ from its shape, or ``vmax <= 0``.
@@ -117,7 +114,8 @@ def _stack_layers(maps: Any) -> np.ndarray:
 def plot_attention_grid(maps: Any, x_labels: Sequence[str] | None = None, y_labels: Sequence[str] | None = None,
                         *, title: str | None = None, max_heads: int | None = None,
                         cell_size: float = 1.8, colorbar: bool = False, gamma: float | None = None) -> Figure:
-    """Every head of every layer for one example: rows are layers, columns heads.
+    """Every head of every layer for one example: rows are layers, columns heads. Returns the figure;
+    ``fig.axes`` are titled ``"layer i · head h"`` row by row, then the colour bar's axes if any.
 
     Args:
         maps: one ``(heads, q_len, k_len)`` tensor per layer (one example selected, e.g.
@@ -128,13 +126,9 @@ def plot_attention_grid(maps: Any, x_labels: Sequence[str] | None = None, y_labe
         gamma: a power scale ``w ** gamma`` (``PowerNorm``, still 0 to 1): ``0.5`` lifts small weights,
             so a diffuse head (every weight near ``1 / k_len``) shows its pattern. None: linear.
 
-    Returns:
-        The figure; ``fig.axes`` holds the ``layers × heads`` axes row by row, titled
-        ``"layer i · head h"`` (counted from 0), then the colour bar's axes if there is one.
-
     Raises:
-        ValueError: maps of the wrong number of dimensions or of different shapes, label counts
-            that differ from ``(q_len, k_len)``, or a ``max_heads`` / ``cell_size`` / ``gamma`` that is not positive.
+        ValueError: maps of the wrong dimensions or shapes, label counts unlike ``(q_len, k_len)``, or a
+            non-positive ``max_heads`` / ``cell_size`` / ``gamma``.
     """
     checks.number("gamma", gamma, above=0, allow_none=True, hint="0.5 lifts small weights; None for a linear scale")
     checks.positive_int("max_heads", max_heads, allow_none=True, hint="None for all heads")
@@ -162,17 +156,14 @@ def plot_attention_grid(maps: Any, x_labels: Sequence[str] | None = None, y_labe
 
 def plot_alignment(cross: Any, src_tokens: Sequence[str], tgt_tokens: Sequence[str], ax: Axes | None = None,
                    *, title: str | None = None, mark_max: bool = True) -> Axes:
-    """Where each generated target token looked in the source: cross-attention of one sentence.
+    """Where each generated target token looked in the source: cross-attention of one sentence. Returns
+    the axes: ``ax.images[0]`` the (head-averaged) map, ``ax.lines[0]`` the dots at ``(argmax column, row)``.
 
     Args:
         cross: ``(tgt_len, src_len)`` weights, or ``(heads, tgt_len, src_len)``, averaged over the heads.
         src_tokens, tgt_tokens: ``src_len`` source tokens (x axis), ``tgt_len`` target tokens (y axis).
         ax: the axes to draw on (None: a new figure); ``title``: the axes' title.
         mark_max: put a small red dot on each row's largest weight (rows that are all zero get none).
-
-    Returns:
-        The axes; ``ax.images[0]`` holds the (head-averaged) map and, with ``mark_max``,
-        ``ax.lines[0]`` the dots at ``(argmax column, row)``.
 
     Raises:
         ValueError: ``cross`` not 2-D or 3-D, or token counts that differ from its shape.
@@ -195,15 +186,13 @@ def plot_alignment(cross: Any, src_tokens: Sequence[str], tgt_tokens: Sequence[s
 
 def plot_bleu_by_length(buckets: list[str], scores: list[float], counts: list[int], ax: Axes | None = None,
                         *, title: str | None = None) -> Axes:
-    """Bar chart of BLEU per source-length bucket, each bar topped by its number of sentences.
+    """Bar chart of BLEU per source-length bucket, each bar topped by its number of sentences. Returns the
+    axes: ``ax.patches`` the bars, ``ax.texts`` their counts.
 
     Args:
         buckets, scores, counts: bucket names (e.g. ``["1-10", "11-20", "21+"]``), BLEU of each
             bucket (bar heights), sentences in each (written above the bars as ``n=…``).
         ax: the axes to draw on (None: a new figure); ``title``: the axes' title.
-
-    Returns:
-        The axes; ``ax.patches`` are the bars, ``ax.texts`` their counts.
 
     Raises:
         ValueError: empty or unequal ``buckets`` / ``scores`` / ``counts``.
@@ -268,9 +257,8 @@ def plot_showcase(maps: dict, src_tokens: Sequence[str], in_tokens: Sequence[str
         cell_size, gamma: as :func:`plot_attention_grid` (the grids get a colour bar and a square-root scale).
 
     Returns:
-        ``{"alignment": fig, "encoder_grid": fig, "decoder_grid": fig}``: the cross-attention
-        (mean of the heads) of every layer with each row's strongest source token marked, and the
-        layers × heads grids of the encoder's and the decoder's self-attention.
+        ``{"alignment": fig, "encoder_grid": fig, "decoder_grid": fig}``: every layer's cross-attention
+        (:func:`plot_alignment`) and the layers × heads grids of the encoder's and decoder's self-attention.
 
     Raises:
         ValueError: ``maps`` without the three kinds, or token counts that differ from the maps' shapes.
