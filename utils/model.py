@@ -32,11 +32,9 @@ __all__ = ["EncoderLayer", "DecoderLayer", "Encoder", "Decoder", "Transformer", 
 
 
 class EncoderLayer(nn.Module):
-    """Self-attention, then the feed-forward network, each inside a :class:`SublayerConnection`.
-
-    Shapes: ``x (batch, src_len, d_model)``, ``src_mask`` boolean broadcastable to
-    ``(batch, heads, src_len, src_len)`` (True = may attend) → ``(batch, src_len, d_model)``.
-    """
+    """Self-attention, then the feed-forward network, each inside a :class:`SublayerConnection`:
+    ``x (batch, src_len, d_model)``, ``src_mask`` boolean broadcastable to ``(batch, heads, src_len,
+    src_len)`` (True = may attend) → ``(batch, src_len, d_model)``."""
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.1, norm_first: bool = False):
         super().__init__()
@@ -56,13 +54,10 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """Masked self-attention, cross-attention to the encoder's output (``memory``), then the
-    feed-forward network, each inside a :class:`SublayerConnection`.
-
-    Shapes: ``y (batch, tgt_len, d_model)``, ``memory (batch, src_len, d_model)``, ``tgt_mask``
-    broadcastable to ``(batch, heads, tgt_len, tgt_len)``, ``memory_mask`` to
-    ``(batch, heads, tgt_len, src_len)`` → ``(batch, tgt_len, d_model)``.
-    """
+    """Masked self-attention, cross-attention to the encoder's output, then the feed-forward network,
+    each inside a :class:`SublayerConnection`: ``y (batch, tgt_len, d_model)``, ``memory (batch, src_len,
+    d_model)``, ``tgt_mask`` broadcastable to ``(batch, heads, tgt_len, tgt_len)``, ``memory_mask`` to
+    ``(batch, heads, tgt_len, src_len)`` → ``(batch, tgt_len, d_model)``."""
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.1, norm_first: bool = False):
         super().__init__()
@@ -121,11 +116,8 @@ class Decoder(nn.Module):
 
 
 class Transformer(nn.Module):
-    """The whole encoder–decoder. Build it with :func:`make_model`, which records ``config``.
-
-    Inputs are token ids ``(batch, len)`` padded with ``config["pad_id"]``; the padding mask of
-    the source and the causal + padding mask of the target are built inside.
-    """
+    """The whole encoder–decoder; build it with :func:`make_model`, which records ``config``. Inputs are
+    ids ``(batch, len)`` padded with ``config["pad_id"]``; the masks are built inside."""
 
     def __init__(self, config: dict[str, Any]):
         super().__init__()
