@@ -59,11 +59,7 @@ class Tokenizer:
         return self.vocab_size
 
     def encode(self, text: str, add_special: bool = False) -> list[int]:
-        """Ids of ``text``'s tokens; unknown tokens become ``<unk>`` (id 3).
-
-        Raises:
-            TypeError: ``text`` is not a string (for a list of sentences use :meth:`encode_batch`).
-        """
+        """Ids of ``text``'s tokens; unknown tokens become ``<unk>`` (id 3). Raises TypeError for a non-string."""
         checks.instance("text", text, str, "a str", hint="for a list of sentences use encode_batch")
         ids = [self.token_to_id.get(t, UNK_ID) for t in self.tokenize(text)]
         return [BOS_ID, *ids, EOS_ID] if add_special else ids
@@ -76,7 +72,7 @@ class Tokenizer:
         """Text of ``ids`` (ints or a 1-D tensor). ``skip_special`` drops ``<pad> <bos> <eos>``.
 
         Raises:
-            ValueError: for an id outside ``0 .. vocab_size - 1``.
+            TypeError: not a flat sequence of ints. ValueError: an id outside ``0 .. vocab_size - 1``.
         """
         if isinstance(ids, str) or getattr(ids, "ndim", 1) != 1:
             raise TypeError(f"ids must be a flat sequence of ints or a 1-D tensor, got "
@@ -120,11 +116,8 @@ class CharTokenizer(Tokenizer):
 
     @classmethod
     def fit(cls, texts: Iterable[str], min_freq: int = 1, max_size: int | None = None) -> "CharTokenizer":
-        """A vocabulary of every character in ``texts`` (a list of strings) seen ``min_freq`` times.
-
-        Raises:
-            TypeError: ``texts`` is a single string (it would be read as one sentence per character).
-        """
+        """A vocabulary of every character in ``texts`` (a list of strings, TypeError for a single string)
+        seen ``min_freq`` times."""
         counts = Counter()
         for t in checks.strings("texts", texts):
             counts.update(t)
@@ -158,11 +151,8 @@ class WordTokenizer(Tokenizer):
     @classmethod
     def fit(cls, texts: Iterable[str], min_freq: int = 1, max_size: int | None = None,
             lowercase: bool = False) -> "WordTokenizer":
-        """A vocabulary of the words and punctuation marks in ``texts`` (NFC-normalised).
-
-        Raises:
-            TypeError: ``texts`` is a single string (it would be read as one sentence per character).
-        """
+        """A vocabulary of the words and punctuation marks in ``texts`` (NFC-normalised; a list of strings,
+        TypeError for a single string)."""
         counts = Counter()
         for t in checks.strings("texts", texts):
             t = unicodedata.normalize("NFC", t)
@@ -199,8 +189,7 @@ class BPETokenizer(Tokenizer):
         ``min_frequency`` times).
 
         Raises:
-            ValueError: if ``vocab_size`` leaves no room beyond the special tokens.
-            TypeError: ``texts`` is a single string instead of a list of sentences.
+            ValueError: ``vocab_size`` leaves no room beyond the specials. TypeError: ``texts`` a single string.
         """
         checks.integer("vocab_size", vocab_size, at_least=len(SPECIAL_TOKENS) + 1,
                        hint=f"room beyond the {len(SPECIAL_TOKENS)} special tokens")
@@ -220,11 +209,6 @@ class BPETokenizer(Tokenizer):
 
     def detokenize(self, tokens: Sequence[str]) -> str:
         return self.hf.decoder.decode(list(tokens))
-
-    def encode(self, text: str, add_special: bool = False) -> list[int]:
-        checks.instance("text", text, str, "a str", hint="for a list of sentences use encode_batch")
-        ids = self.hf.encode(text, add_special_tokens=False).ids
-        return [BOS_ID, *ids, EOS_ID] if add_special else ids
 
     def encode_batch(self, texts: Iterable[str], add_special: bool = False) -> list[list[int]]:
         encodings = self.hf.encode_batch(checks.strings("texts", texts), add_special_tokens=False)
@@ -248,8 +232,7 @@ def tokenizer_from_dict(data: dict) -> Tokenizer:
     """Rebuild a tokenizer from :meth:`Tokenizer.to_dict`'s output.
 
     Raises:
-        ValueError: for an unknown ``kind`` or a dict without the fields that kind needs.
-        TypeError: ``data`` is not a dict.
+        ValueError: an unknown ``kind`` or a dict without the fields it needs. TypeError: not a dict.
     """
     checks.instance("data", data, dict, "the dict that Tokenizer.to_dict() returned")
     kind = data.get("kind")
