@@ -22,7 +22,8 @@ decoded with beam 4 and alpha 0.6 unless ``--beam`` / ``--alpha`` say otherwise)
    chosen, with the scores, to ``results/<recipe>/showcase.json`` (``--json``), in the report schema
    of ``recipes/__init__.py``. Default paths belong to this checkout; a relative ``--prefix`` or
    ``--json`` is taken from the working folder. An existing report or picture is replaced only with
-   ``--force``.
+   ``--force``; both are checked writable, and every sentence against the model's positional table,
+   before any decoding.
 
 Notebook 06 draws the same figures (the same functions) from whichever model it has and says which.
 """

@@ -241,6 +241,20 @@ def test_gpt_resume_refuses_a_changed_setting_naming_the_flag(gpt, tmp_path, fla
     assert not started
 
 
+@pytest.mark.slow
+def test_gpt_resume_on_another_thread_count_says_so(gpt, tmp_path):
+    """Sums in another order give other bits: a resume on another thread count is recorded, not hidden."""
+    argv = [*TINY_GPT, "--steps", "2", "--checkpoint", str(tmp_path / "run.pt"), "--out", str(tmp_path / "out")]
+    first = gpt.main([*argv, "--threads", "1"])
+    threads = torch.get_num_threads()
+    try:
+        again = gpt.main([*argv, "--threads", "2", "--resume", "--force"])
+    finally:
+        torch.set_num_threads(threads)
+    assert again["details"]["run"] == {"id": first["details"]["run"]["id"], "resumed": True,
+                                       "changed_on_resume": ["threads", "threads 1 -> 2"]}
+
+
 # -- failures before the work --------------------------------------------------------------------------
 def test_showcase_checks_its_outputs_before_any_work(tmp_path):
     showcase = load_script("showcase")
