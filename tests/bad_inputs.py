@@ -339,10 +339,6 @@ raises("decode(float ids)", T, "integers", lambda: tokenize.CharTokenizer.fit(["
 raises("decode(id outside)", V, "outside", lambda: tokenize.CharTokenizer.fit(["ab"]).decode([99]))
 raises("tokenizer_from_dict(a str)", T, "to_dict", lambda: tokenize.tokenizer_from_dict("char"))
 raises("tokenizer_from_dict({'kind': 'char'})", V, "tokens", lambda: tokenize.tokenizer_from_dict({"kind": "char"}))
-raises("load_tokenizer(missing file)", FileNotFoundError, "nope.json", lambda: tokenize.load_tokenizer(
-    tmp() / "nope.json"))
-raises("load_tokenizer(not JSON)", V, "not a tokenizer", lambda: tokenize.load_tokenizer(
-    (lambda p: (p.write_text("hello"), p)[1])(tmp() / "t.json")))
 
 
 @case("BPE: literal '<eos>' text is not the control id", None)

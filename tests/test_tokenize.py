@@ -1,9 +1,11 @@
+import json
+
 import pytest
 import torch
 
 from utils.data import load_multi30k
 from utils.tokenize import (BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, BPETokenizer, CharTokenizer,
-                            WordTokenizer, load_tokenizer, tokenizer_from_dict)
+                            WordTokenizer, tokenizer_from_dict)
 
 TEXTS = ["A man in a blue T-shirt is riding a bike.", "Two dogs play in the snow!", "A girl (left) smiles, waving."]
 
@@ -84,11 +86,9 @@ def test_bpe_is_deterministic_and_shortens_sequences(multi30k):
         BPETokenizer.train(train, 4)
 
 
-def test_serialisation_round_trip(tmp_path, bpe):
+def test_serialisation_round_trip(bpe):
     for tok in [*all_tokenizers(bpe), WordTokenizer.fit(TEXTS, lowercase=True)]:
-        path = tmp_path / f"{tok.kind}.json"
-        tok.save(path)
-        again = load_tokenizer(path)
+        again = tokenizer_from_dict(json.loads(json.dumps(tok.to_dict())))    # plain JSON-able data
         assert type(again) is type(tok) and again.id_to_token == tok.id_to_token
         assert again.encode(TEXTS[0]) == tok.encode(TEXTS[0])
         assert tokenizer_from_dict(tok.to_dict()).decode(tok.encode(TEXTS[1])) == tok.decode(tok.encode(TEXTS[1]))

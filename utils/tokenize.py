@@ -15,7 +15,6 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
@@ -88,9 +87,6 @@ class Tokenizer:
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "tokens": self.id_to_token}
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False), encoding="utf-8")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size})"
@@ -246,19 +242,3 @@ def tokenizer_from_dict(data: dict) -> Tokenizer:
     if kind == "bpe":
         return BPETokenizer(HFTokenizer.from_str(data["json"]))
     raise ValueError(f"unknown tokenizer kind {kind!r}; expected 'char', 'word' or 'bpe'")
-
-
-def load_tokenizer(path: str | Path) -> Tokenizer:
-    """Read a tokenizer written by :meth:`Tokenizer.save`.
-
-    Raises:
-        FileNotFoundError: no file at ``path``. ValueError: a file that is not a saved tokenizer.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no tokenizer file at {path.resolve()}; write one with tok.save(path)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} is not a tokenizer written by Tokenizer.save: {err}") from err
-    return tokenizer_from_dict(data)
