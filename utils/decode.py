@@ -57,8 +57,7 @@ def _never_pad_or_bos(logits: Tensor, pad_id: int, bos_id: int) -> Tensor:
     """``<pad>`` and ``<bos>`` are never outputs: their logits become -inf. In place when the logits are
     the step's own dense float32 tensor (copying them every step costs more than the masking)."""
     logits = logits.float().contiguous()                                      # a copy only when needed
-    logits[:, pad_id] = float("-inf")
-    logits[:, bos_id] = float("-inf")
+    logits[:, [pad_id, bos_id]] = float("-inf")
     return logits
 
 
@@ -74,19 +73,17 @@ def greedy_decode(model: nn.Module, src_ids: Tensor, max_len: int, bos_id: int =
     Args:
         model: an encoder–decoder such as ``utils.model.Transformer``.
         src_ids: ``(batch, src_len)`` source ids, padded with ``model.pad_id``.
-        max_len: the most tokens to generate per row (``<eos>`` included, ``<bos>`` not); at most the
-            model's ``config["max_len"]``.
+        max_len: the most tokens per row (``<eos>`` included), at most the model's ``config["max_len"]``.
         bos_id, eos_id: the start and end tokens (``utils.tokenize`` uses 1 and 2).
         use_cache: feed one token a step through ``model.decode_step`` with a :class:`KVCache` when the
             model has it; otherwise re-run ``model.decode`` on the whole prefix (the same tokens).
 
     Returns:
-        ``(batch, n)`` long tensor, ``n <= max_len`` (less only when every row ended with ``<eos>``).
+        ``(batch, n)`` long tensor without ``<bos>``, ``n <= max_len`` (less only when every row ended).
 
     Raises:
         ValueError: ``max_len`` not a positive int or longer than the model's positional table;
-            ``src_ids`` not 2-D or empty.
-        TypeError: a model without ``encode``, ``decode`` and ``pad_id``.
+            ``src_ids`` not 2-D or empty. TypeError: a model without ``encode``, ``decode``, ``pad_id``.
     """
     _check_args(model, src_ids, max_len, bos_id, eos_id)
     pad_id = model.pad_id
@@ -127,13 +124,12 @@ def greedy_decode(model: nn.Module, src_ids: Tensor, max_len: int, bos_id: int =
 
 
 def length_penalty(length: int, alpha: float) -> float:
-    """Wu et al. (2016): ``lp(Y) = ((5 + |Y|) / 6) ** alpha``. A finished translation is ranked by
-    ``log P(Y | X) / lp(Y)``; ``alpha = 0`` ranks by plain log-probability (which favours short
-    outputs, since every token multiplies in a probability below 1), larger ``alpha`` favours longer ones.
+    """Wu et al. (2016): ``lp(Y) = ((5 + |Y|) / 6) ** alpha``; a finished translation is ranked by
+    ``log P(Y | X) / lp(Y)``. ``alpha = 0`` ranks by plain log-probability, which favours short outputs
+    (every token multiplies in a probability below 1); a larger ``alpha`` favours longer ones.
 
     Raises:
-        ValueError: a negative ``length`` (the power of a negative base is complex) or an ``alpha``
-            that is negative or not finite.
+        ValueError: a negative ``length`` or an ``alpha`` that is negative or not finite.
     """
     checks.number("length", length, at_least=0, hint="a number of tokens")
     checks.number("alpha", alpha, at_least=0, hint="0.6 in the paper; 0 = no penalty")
@@ -323,8 +319,7 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
         raise TypeError("sentences must be a list of sentences, got one string; wrap it: translate(model, [text], tok)")
     checks.one_of("output", output, ("text", "ids"))
     checks.positive_int("beam_size", beam_size, hint="1 is greedy")
-    if batch_size is None:
-        batch_size = default_batch_size(beam_size)
+    batch_size = default_batch_size(beam_size) if batch_size is None else batch_size
     checks.positive_int("batch_size", batch_size, hint="or None: 500 // beam_size")
     alphas = _alphas(length_penalty_alpha)
     sentences = list(sentences)
@@ -344,8 +339,7 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
         chunk = order[start: start + batch_size]
         src = pad_sequences([ids[i] for i in chunk], model.pad_id).to(device)             # (b, S)
         if max_len is None:
-            n = int(1.5 * src.shape[1]) + 10
-            n = min(n, limit) if limit is not None else n
+            n = min(int(1.5 * src.shape[1]) + 10, limit or float("inf"))
         else:
             n = max_len(src.shape[1]) if callable(max_len) else max_len
         if beam_size == 1:

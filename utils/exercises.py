@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from utils import checks
+from utils.attention import causal_mask, padding_mask, scaled_dot_product_attention
+from utils.embeddings import sinusoidal_positional_encoding
 
 __all__ = ["check", "check_encoder_input", "check_masked_attention_numpy", "check_multi_head_from_packed",
            "check_decoder_layer_forward"]
@@ -79,12 +81,8 @@ def _first_bad(diff: np.ndarray, tol: float) -> tuple[int, ...] | None:
 # -- 01 · the encoder's input: embedding rows × √d_model + sinusoidal positions
 
 def _reference_encoder_input(ids: Tensor, table: Tensor) -> Tensor:
-    d_model = table.shape[1]
-    pos = torch.arange(ids.shape[1], dtype=torch.float64)[:, None]
-    omega = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
-    pe = torch.zeros(ids.shape[1], d_model, dtype=torch.float64)
-    pe[:, 0::2], pe[:, 1::2] = torch.sin(pos * omega), torch.cos(pos * omega)
-    return table.double()[ids] * math.sqrt(d_model) + pe
+    pe = sinusoidal_positional_encoding(ids.shape[1], table.shape[1], torch.float64)
+    return table.double()[ids] * math.sqrt(table.shape[1]) + pe
 
 
 def check_encoder_input(encoder_input: Callable[[Tensor, Tensor], Tensor]) -> None:
@@ -126,7 +124,6 @@ def check_encoder_input(encoder_input: Callable[[Tensor, Tensor], Tensor]) -> No
 # -- 02 · masked attention in NumPy
 
 def _reference_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None):
-    from utils.attention import scaled_dot_product_attention
     m = None if mask is None else torch.from_numpy(np.asarray(mask, dtype=bool))
     out, w = scaled_dot_product_attention(torch.from_numpy(q), torch.from_numpy(k), torch.from_numpy(v), m)
     return out.numpy(), w.numpy()
@@ -224,7 +221,6 @@ def check_decoder_layer_forward(forward: Callable[..., Tensor]) -> None:
     ``layer`` (an ``nn.TransformerDecoderLayer``, batch_first, relu, in eval mode) computes, with our
     masks (True = may attend): ``tgt_mask`` ``(batch, 1, T, T)``, ``memory_mask`` ``(batch, 1, 1, S)``;
     both layer orders (``layer.norm_first``)."""
-    from utils.attention import causal_mask, padding_mask
     torch.manual_seed(4)
     tgt_ids = torch.tensor([[5, 6, 7, 8, 9, 3], [5, 6, 7, 8, 0, 0]])       # 0 = <pad>
     src_ids = torch.tensor([[4, 5, 6, 7, 8], [4, 5, 6, 0, 0]])

@@ -48,15 +48,9 @@ class KVCache:
                    for t in (*self.keys, *self.values, *self.cross_keys, *self.cross_values))
 
     def reorder(self, rows: Tensor, cross: bool = True) -> None:
-        """Keep row ``rows[j]`` of every cached tensor as the new row ``j`` (beam search: each
-        surviving prefix takes the keys of the prefix it extends).
-
-        Args:
-            rows: ``(new_batch,)`` long indices into the current batch.
-            cross: also reorder the cross-attention entries. Pass False only when every row moves
-                within a group that shares one source sentence (beam search's beams of one sentence),
-                where those entries are identical.
-        """
+        """Keep row ``rows[j]`` ``(new_batch,)`` of every cached tensor as the new row ``j`` (beam search:
+        each surviving prefix takes the keys of the prefix it extends). ``cross=False`` leaves the
+        cross-attention entries alone: right only when rows move within one source sentence's group."""
         # index_select, not t[rows]: the same rows, several times faster on CPU (a decoding step's cost)
         self.keys = [t.index_select(0, rows) for t in self.keys]
         self.values = [t.index_select(0, rows) for t in self.values]
@@ -75,19 +69,12 @@ def _append_layer(store: list[Tensor], layer: int, tensor: Tensor, name: str) ->
 
 
 def cached_self_attention(attn: MultiHeadAttention, x: Tensor, cache: KVCache, layer: int) -> Tensor:
-    """Causal self-attention of the new positions ``x`` over the cached ones and themselves.
+    """Causal self-attention of the new positions ``x (batch, new, d_model)`` (normalised inputs at
+    positions ``past .. past + new - 1``) over the cached ones and themselves → ``(batch, new, d_model)``.
 
-    With ``attn``'s own weights (its packed projection and ``out_proj``); K and V are appended to
-    ``cache``. With an empty cache this equals ``attn(x, x, x, causal_mask(seq), need_weights=False)[0]``.
-
-    Args:
-        attn: the layer's :class:`MultiHeadAttention`.
-        x: ``(batch, new, d_model)``, the (normalised) inputs at positions ``past .. past + new - 1``.
-        cache: the :class:`KVCache`; ``cache.keys[layer]`` holds ``past`` positions (or does not exist yet).
-        layer: which layer's entry to read and extend; layers must be filled in order 0, 1, 2, …
-
-    Returns:
-        ``(batch, new, d_model)``.
+    With ``attn``'s own weights; K and V are appended to ``cache.keys[layer]`` / ``.values[layer]``
+    (layers fill in order 0, 1, 2, …). With an empty cache this equals
+    ``attn(x, x, x, causal_mask(seq), need_weights=False)[0]``.
 
     Raises:
         ValueError: a cache whose batch size differs from ``x``'s, or a layer index that skips one.
@@ -113,22 +100,13 @@ def cached_self_attention(attn: MultiHeadAttention, x: Tensor, cache: KVCache, l
 
 def cached_cross_attention(attn: MultiHeadAttention, x: Tensor, memory: Tensor, cache: KVCache, layer: int,
                            mask: Tensor | None = None) -> Tensor:
-    """Cross-attention of the new target positions ``x`` over the encoder's output ``memory``.
+    """Cross-attention of the new target positions ``x (batch, new, d_model)`` over the encoder's output
+    ``memory (batch, src_len, d_model)`` → ``(batch, new, d_model)``.
 
-    The keys and values ``memory W_K``, ``memory W_V`` are projected at the first call for ``layer`` and
-    read from the cache after that. Equals ``attn(x, memory, memory, mask, need_weights=False)[0]``.
-
-    Args:
-        attn: the layer's cross-attention :class:`MultiHeadAttention`.
-        x: ``(batch, new, d_model)`` decoder states (queries).
-        memory: ``(batch, src_len, d_model)``, the encoder's output; read only at the first call.
-        cache: the :class:`KVCache`.
-        layer: which layer's entry; layers fill in order 0, 1, 2, …
-        mask: boolean, True = may attend, broadcastable to ``(batch, heads, new, src_len)``
-            (``padding_mask(src_ids, pad_id)``), or None.
-
-    Returns:
-        ``(batch, new, d_model)``.
+    ``memory``'s keys and values are projected at the first call for ``layer`` (layers fill in order
+    0, 1, 2, …) and read from ``cache`` after that. ``mask``: boolean, True = may attend, broadcastable
+    to ``(batch, heads, new, src_len)``, or None. Equals ``attn(x, memory, memory, mask,
+    need_weights=False)[0]``.
 
     Raises:
         ValueError: a cache whose batch size differs from ``x``'s, or a layer index that skips one.
