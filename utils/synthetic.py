@@ -36,24 +36,16 @@ DATE_FORMATS = {
 
 
 def date_pairs(n: int, seed: int = 0, *, first_year: int = 1950, last_year: int = 2049) -> list[tuple[str, str]]:
-    """``n`` dates written in one of :data:`DATE_FORMATS` (chosen at random), each paired with
-    its ISO form ``YYYY-MM-DD``. Dates are uniform over ``first_year``..``last_year``.
-
-    Raises:
-        ValueError: if ``n`` is negative or the year range is empty.
-    """
+    """``n`` dates, uniform over ``first_year``..``last_year``, each written in one of :data:`DATE_FORMATS`
+    (chosen at random) and paired with its ISO form ``YYYY-MM-DD``. Raises ValueError for ``n < 0`` or
+    an empty year range."""
     checks.integer("n", n, at_least=0)
     if first_year > last_year:
         raise ValueError(f"first_year={first_year} is after last_year={last_year}")
-    rng = random.Random(seed)
-    start = dt.date(first_year, 1, 1).toordinal()
-    end = dt.date(last_year, 12, 31).toordinal()
-    formats = list(DATE_FORMATS.values())
-    pairs = []
-    for _ in range(n):
-        d = dt.date.fromordinal(rng.randint(start, end))
-        pairs.append((rng.choice(formats)(d), d.isoformat()))
-    return pairs
+    rng, formats = random.Random(seed), list(DATE_FORMATS.values())
+    start, end = dt.date(first_year, 1, 1).toordinal(), dt.date(last_year, 12, 31).toordinal()
+    days = (dt.date.fromordinal(rng.randint(start, end)) for _ in range(n))      # drawn one by one, as used
+    return [(rng.choice(formats)(d), d.isoformat()) for d in days]
 
 
 def date_splits(n_train: int, n_valid: int, n_test: int, seed: int = 0, *, first_year: int = 1950,
