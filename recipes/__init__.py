@@ -44,6 +44,7 @@ import glob
 import json
 import os
 import runpy
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,25 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 CHECKPOINTS = ROOT / "checkpoints"
+
+
+def check_same_checkout(utils_file: str | None) -> None:
+    """Refuse to run this checkout's scripts with another checkout's ``utils`` (a second clone or
+    worktree sharing one virtual environment, whose editable install points at the first): the
+    results would come from code other than the code beside them.
+
+    Raises:
+        ImportError: naming both folders and how to run this checkout's code.
+    """
+    if utils_file is None:
+        return
+    found = Path(utils_file).resolve().parent
+    if found != ROOT / "utils":
+        raise ImportError(f"this checkout ({ROOT}) runs with the utils package of another one ({found}), which the "
+                          f"virtual environment installed; run with PYTHONPATH={ROOT}, or pip install -e {ROOT}")
+
+
+check_same_checkout(getattr(sys.modules.get("utils"), "__file__", None))   # the scripts import utils first
 
 #: The keys of every report, in order.
 REPORT_KEYS = ("recipe", "stage", "command", "settings", "metrics", "translations", "details", "environment")

@@ -454,3 +454,13 @@ def test_a_tokenizer_that_cannot_be_saved_fails_before_training(tmp_path):
               loss_fn=lambda m, b: steps.append(1) or m.w.sum(), max_steps=2, device="cpu", progress=False,
               checkpoint_path=tmp_path / "run.pt", tokenizer=str(tmp_path / "tok.json"))
     assert not steps
+
+
+def test_a_script_refuses_another_checkouts_utils(tmp_path):
+    """A second clone sharing the virtual environment would run the first clone's utils: refused by name."""
+    import recipes
+
+    recipes.check_same_checkout(str(recipes.ROOT / "utils" / "__init__.py"))      # this checkout's: fine
+    recipes.check_same_checkout(None)
+    with pytest.raises(ImportError, match=f"runs with the utils package of another one \\({tmp_path / 'utils'}\\)"):
+        recipes.check_same_checkout(str(tmp_path / "utils" / "__init__.py"))
