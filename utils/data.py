@@ -1,8 +1,5 @@
-"""Real data, loaded the same way online and offline.
-
-Online, the loaders fetch from the Hugging Face hub with ``datasets``. Offline (no network, or
-CI), set the environment variable ``ATTN_DATA_DIR`` to a folder holding the plain-text files
-and the same function reads them instead. Either way the result is a ``datasets.DatasetDict``.
+"""Real data, loaded the same way online and offline, as a ``datasets.DatasetDict``: from the Hugging
+Face hub, or, when the environment variable ``ATTN_DATA_DIR`` names a folder, from its plain-text files.
 
 ===================  ============================  ===========================================
 loader               hub id                        files under ``$ATTN_DATA_DIR``
@@ -73,15 +70,17 @@ def _read_lines(path: Path) -> list[str]:
     return [line.strip() for line in (lines[:-1] if lines[-1] == "" else lines)]
 
 
-def _load_hub(hub_id: str) -> DatasetDict:
-    """``datasets.load_dataset`` with one retry on the hub's Parquet conversion (for repos that
-    still hold a loading script, which ``datasets`` no longer runs)."""
+def _load_hub(hub_id: str, files: list[str]) -> DatasetDict:
+    """``datasets.load_dataset``, retried on the hub's Parquet conversion (for a loading-script repo)."""
     try:
-        return datasets.load_dataset(hub_id)
-    except RuntimeError as err:
-        if "script" not in str(err).lower():
-            raise
-        return datasets.load_dataset(hub_id, revision="refs/convert/parquet")
+        try:
+            return datasets.load_dataset(hub_id)
+        except RuntimeError as err:
+            if "script" not in str(err).lower():
+                raise
+            return datasets.load_dataset(hub_id, revision="refs/convert/parquet")
+    except Exception as err:  # ConnectionError, offline mode, hub errors: all mean "not reachable"
+        raise _not_found(hub_id, files, f"the hub was not reachable ({type(err).__name__}).") from err
 
 
 def load_multi30k(limit: int | None = None) -> DatasetDict:
@@ -97,9 +96,8 @@ def load_multi30k(limit: int | None = None) -> DatasetDict:
 
     Raises:
         ValueError: ``limit`` not a positive int (or None).
-        DataNotFoundError: when ``$ATTN_DATA_DIR`` is set but a file is missing, or when it is
-            unset and the hub cannot be reached. The message names the hub id, the variable
-            and the expected file names.
+        DataNotFoundError: ``$ATTN_DATA_DIR`` set but a file missing, or unset and the hub not
+            reachable; the message names the hub id, the variable and the expected files.
     """
     checks.positive_int("limit", limit, allow_none=True, hint="pairs per split, or None for all")
     ds = _load_multi30k()
@@ -124,10 +122,7 @@ def _load_multi30k() -> DatasetDict:
                                  f"({local / f'multi30k/{stem}.en'}); the files must be parallel")
             splits[split] = Dataset.from_dict({"de": de, "en": en})
         return DatasetDict(splits)
-    try:
-        ds = _load_hub(MULTI30K_HUB_ID)
-    except Exception as err:  # ConnectionError, offline mode, hub errors: all mean "not reachable"
-        raise _not_found(MULTI30K_HUB_ID, files, f"the hub was not reachable ({type(err).__name__}).") from err
+    ds = _load_hub(MULTI30K_HUB_ID, files)
     return DatasetDict({split: ds[split].select_columns(["de", "en"]) for split in MULTI30K_FILES})
 
 
@@ -135,9 +130,8 @@ def load_tiny_shakespeare() -> DatasetDict:
     """Tiny Shakespeare (40,000 lines of the plays, 1,115,394 characters).
 
     Returns:
-        ``DatasetDict`` with splits ``train``, ``validation`` and ``test``, each holding ONE row
-        whose column ``text`` is a contiguous slice of the text: the first 90 %, the next 5 %
-        and the last 5 % of the characters (the split the hub and TFDS use).
+        ``DatasetDict`` with splits ``train``, ``validation``, ``test``, each ONE row whose ``text`` is
+        the first 90 %, the next 5 % and the last 5 % of the characters (the hub's and TFDS's split).
 
     Raises:
         DataNotFoundError: as for :func:`load_multi30k`.
@@ -152,8 +146,5 @@ def load_tiny_shakespeare() -> DatasetDict:
         j = i + (len(text) - i) // 2
         parts = {"train": text[:i], "validation": text[i:j], "test": text[j:]}
         return DatasetDict({split: Dataset.from_dict({"text": [t]}) for split, t in parts.items()})
-    try:
-        ds = _load_hub(SHAKESPEARE_HUB_ID)
-    except Exception as err:
-        raise _not_found(SHAKESPEARE_HUB_ID, [SHAKESPEARE_FILE], f"the hub was not reachable ({type(err).__name__}).") from err
+    ds = _load_hub(SHAKESPEARE_HUB_ID, [SHAKESPEARE_FILE])
     return DatasetDict({split: ds[split].select_columns(["text"]) for split in ("train", "validation", "test")})
