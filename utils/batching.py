@@ -100,14 +100,12 @@ def collate(src_seqs: Sequence[Sequence[int]], tgt_seqs: Sequence[Sequence[int]]
 
 def token_budget_batches(src_lens: Sequence[int], tgt_lens: Sequence[int], max_tokens: int,
                          seed: int = 0, shuffle: bool = True) -> list[list[int]]:
-    """Group pair indices into batches of similar length costing at most ``max_tokens`` each.
+    """Group pair indices into batches of similar length costing at most ``max_tokens`` each; returns a
+    list of batches, each a list of indices into the pairs (every index in exactly one).
 
     The pairs are shuffled (``seed``), sorted stably by (source length, target length) and cut
     greedily: a batch grows while ``n * max(S, T) <= max_tokens`` (``S``, ``T``: its longest source
-    and target). With ``shuffle`` the batches' order is shuffled too. Each index lands in one batch.
-
-    Returns:
-        A list of batches, each a list of indices into the pairs.
+    and target). With ``shuffle`` the batches' order is shuffled too.
 
     Raises:
         ValueError: lengths of different counts, a non-positive ``max_tokens``, or a pair longer
@@ -119,8 +117,7 @@ def token_budget_batches(src_lens: Sequence[int], tgt_lens: Sequence[int], max_t
     longest = [max(s, t) for s, t in zip(src_lens, tgt_lens)]
     too_long = [i for i, n in enumerate(longest) if n > max_tokens]
     if too_long:
-        i = too_long[0]
-        raise ValueError(f"pair {i} has {longest[i]} tokens, more than max_tokens={max_tokens} "
+        raise ValueError(f"pair {too_long[0]} has {longest[too_long[0]]} tokens, more than max_tokens={max_tokens} "
                          f"({len(too_long)} such pairs); raise max_tokens or drop pairs longer than it")
     rng = random.Random(seed)
     order = list(range(len(longest)))
@@ -129,12 +126,11 @@ def token_budget_batches(src_lens: Sequence[int], tgt_lens: Sequence[int], max_t
     order.sort(key=lambda i: (src_lens[i], tgt_lens[i]))        # stable: ties keep the random order
     batches, current, width = [], [], 0
     for i in order:
-        new_width = max(width, longest[i])
-        if current and (len(current) + 1) * new_width > max_tokens:
+        if current and (len(current) + 1) * max(width, longest[i]) > max_tokens:
             batches.append(current)
-            current, new_width = [], longest[i]
+            current, width = [], 0
         current.append(i)
-        width = new_width
+        width = max(width, longest[i])
     if current:
         batches.append(current)
     if shuffle:
@@ -177,16 +173,14 @@ class TokenBatches:
 
     Args:
         src_ids, tgt_ids: one id list per sentence; targets ``<bos> … <eos>`` (``add_special=True``).
-        max_tokens: the budget of :func:`token_budget_batches`.
+        max_tokens: the budget of :func:`token_budget_batches`; ``seed`` and the epoch fix its batches.
         shuffle: False gives one fixed, sorted order (for evaluation).
-        seed: with the epoch number, fixes each epoch's batches.
-        rank, world_size: this process's shard; every process gets the same number of batches
-            (the few left over when the count does not divide evenly are dropped for that epoch).
+        rank, world_size: this process's shard; every process gets the same number of batches (the
+            few left over are dropped for that epoch).
 
     Raises:
-        ValueError: corpora of different sizes, an empty corpus, an empty sentence, a
-            ``world_size`` below 1 or a ``rank`` outside ``0 .. world_size - 1``.
-        TypeError: sentences given as text instead of id lists.
+        ValueError: corpora of different sizes, an empty corpus or sentence, a ``world_size`` below 1
+            or a ``rank`` outside ``0 .. world_size - 1``. TypeError: text instead of id lists.
     """
 
     def __init__(self, src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]], max_tokens: int,

@@ -17,21 +17,16 @@ from utils import checks
 
 
 def sinusoidal_positional_encoding(max_len: int, d_model: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    """The fixed sinusoidal table of the paper::
+    """The paper's fixed sinusoidal table ``(max_len, d_model)``; row ``pos`` encodes position ``pos``::
 
         PE[pos, 2i]     = sin(pos / 10000^(2i / d_model))
         PE[pos, 2i + 1] = cos(pos / 10000^(2i / d_model))
 
-    Computed in float64 and then cast to ``dtype``, so float32 values are exact to rounding
-    even at large positions.
-
-    Returns:
-        Tensor of shape ``(max_len, d_model)``; row ``pos`` encodes position ``pos``.
+    Computed in float64, then cast to ``dtype`` (float32 values exact to rounding at large positions).
 
     Raises:
-        ValueError: if ``max_len`` or ``d_model`` is not a positive int, or ``d_model`` is odd
-            (sines and cosines come in pairs).
-        TypeError: if ``dtype`` is not a floating-point dtype.
+        ValueError: ``max_len`` or ``d_model`` not a positive int, or an odd ``d_model`` (sines and
+            cosines come in pairs). TypeError: a ``dtype`` that is not floating-point.
     """
     checks.positive_int("max_len", max_len)
     checks.positive_int("d_model", d_model)
@@ -78,8 +73,7 @@ class TokenEmbedding(nn.Module):
         self.scale = math.sqrt(d_model)
 
     def forward(self, ids: Tensor) -> Tensor:
-        if not isinstance(ids, Tensor):
-            raise TypeError(f"ids must be a tensor of token ids, got {type(ids).__name__}; use torch.tensor(ids)")
+        checks.instance("ids", ids, Tensor, "a tensor of token ids", hint="use torch.tensor(ids)")
         if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
             raise TypeError(f"token ids must be integers (torch.long), got {ids.dtype}; "   # notebook 01 prints this
                             f"pass the tokenizer's ids, e.g. torch.tensor(ids, dtype=torch.long)")
