@@ -297,6 +297,8 @@ def train_and_report(args: argparse.Namespace, argv: list[str] | None, rank: int
                                    (recipes.snapshots_path(args.copy_from), recipes.snapshots_path(args.checkpoint))):
                 if source.is_file():
                     shutil.copyfile(source, target)
+    if world_size > 1:
+        dist.barrier()                                   # the others read the checkpoint once it is there
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
@@ -305,6 +307,7 @@ def train_and_report(args: argparse.Namespace, argv: list[str] | None, rank: int
     ds = load_multi30k(limit=args.limit)
     if args.resume:
         tok = tokenizer_from_dict(saved["tokenizer"])
+        del saved                                        # the weights and optimiser state: resume() reads them
     else:
         tok = joint_tokenizer(ds["train"], args.vocab, rank, world_size)
 
