@@ -218,10 +218,8 @@ def pattern_mask(texts: Sequence[str], pattern: str, width: int) -> Tensor:
 
 def peaks_inside(weights: Tensor, mask: Tensor) -> Tensor:
     """``(n, ...)`` bool: whether all rows of ``weights`` ``(n, ..., rows, K)`` (e.g. ``(n, layers, heads,
-    4, S)`` cross-attention rows) peak inside ``mask`` ``(n, K)`` bool (:func:`pattern_mask`).
-
-    Raises:
-        ValueError: fewer than 3 dimensions, or a mask of another ``(n, K)``.
+    4, S)`` cross-attention rows) peak inside ``mask`` ``(n, K)`` bool (:func:`pattern_mask`). Raises
+    ValueError for fewer than 3 dimensions, or a mask of another ``(n, K)``.
     """
     checks.tensor("weights", weights, ndim=tuple(range(3, 9)), dtype="float", shape="(n, ..., rows, K)")
     if mask.dtype != torch.bool or tuple(mask.shape) != (weights.shape[0], weights.shape[-1]):

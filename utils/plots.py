@@ -227,10 +227,8 @@ def showcase_sentence(sources: Sequence[str], hypotheses: Sequence[str], referen
                       min_words: int = 8, max_words: int = 14) -> int:
     """The index of the sentence the showcase draws: among sources of ``min_words`` to ``max_words``
     words, the first whose translation has the highest sentence BLEU (sacreBLEU) against its
-    reference. Use it on the validation set, never the test set.
-
-    Raises:
-        ValueError: lists of different lengths, or no source in the length range.
+    reference. Use it on the validation set, never the test set. Raises ValueError for lists of
+    different lengths, or no source in the length range.
     """
     import sacrebleu
 

@@ -61,10 +61,8 @@ def get_device(prefer: str | None = None) -> torch.device:
 
 def save_figure(fig, name: str, *, dpi: int = 110) -> Path:
     """Save a Matplotlib figure as ``figures/<name>`` (``.png`` added when there is no suffix) and return
-    its path. No timestamp is stored, so re-running a notebook rewrites the same bytes.
-
-    Raises:
-        ValueError: if ``name`` contains a folder (figures all live in ``figures/``).
+    its path. No timestamp is stored, so re-running a notebook rewrites the same bytes. Raises
+    ValueError if ``name`` contains a folder (figures all live in ``figures/``).
     """
     path = Path(name)
     if path.name != name or name in ("", ".", ".."):

@@ -39,9 +39,7 @@ def train_date_model(pairs: Sequence[tuple[str, str]], tokenizer: Any, *, steps:
                      progress: bool = False) -> Transformer:
     """Notebook 04, section 9: train its ``small_model`` (2 + 2 pre-LN layers, d_model 64, 4 heads, d_ff 256,
     no dropout) on ``pairs`` with batches drawn from a generator seeded 0; returned in evaluation mode.
-
-    Raises:
-        ValueError: ``warmup`` not in ``[1, steps)`` or an empty ``pairs``.
+    Raises ValueError for ``warmup`` not in ``[1, steps)`` or an empty ``pairs``.
     """
     if not 1 <= warmup < steps:
         raise ValueError(f"warmup must be in [1, steps={steps}), got {warmup}")

@@ -22,8 +22,7 @@ def mask_from_torch(attn_mask: Tensor | None = None, key_padding_mask: Tensor | 
         attn_mask: ``(seq_q, seq_k)`` or ``(batch * n_heads, seq_q, seq_k)`` (then give ``n_heads``),
             boolean or an additive float mask of 0 and -inf; ``key_padding_mask``: ``(batch, seq_k)``.
 
-    Returns:
-        A boolean mask broadcastable to ``(batch, heads, seq_q, seq_k)``, or None when both are None.
+    Returns a boolean mask broadcastable to ``(batch, heads, seq_q, seq_k)``, or None when both are None.
 
     Raises:
         ValueError: float masks holding values other than 0 and -inf (they add a bias, which a
@@ -64,11 +63,8 @@ def mask_from_torch(attn_mask: Tensor | None = None, key_padding_mask: Tensor | 
 
 
 def mha_from_torch(mha: nn.MultiheadAttention) -> MultiHeadAttention:
-    """Ours, holding a copy of ``mha``'s weights (same device and dtype).
-
-    Raises:
-        ValueError: ``mha`` not ``batch_first``, with ``kdim``/``vdim`` different from
-            ``embed_dim``, or with ``add_bias_kv`` / ``add_zero_attn`` (which ours lacks).
+    """Ours, holding a copy of ``mha``'s weights (same device and dtype). Raises ValueError for an ``mha``
+    not ``batch_first``, with ``kdim``/``vdim`` unlike ``embed_dim``, or ``add_bias_kv`` / ``add_zero_attn``.
     """
     if not mha.batch_first:
         raise ValueError("mha_from_torch needs nn.MultiheadAttention(..., batch_first=True): ours takes "
