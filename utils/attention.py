@@ -1,24 +1,14 @@
-"""Scaled dot-product attention, its masks, and multi-head attention.
+"""Scaled dot-product attention, its masks (notebook 02), and multi-head attention (notebook 03).
 
-Notebook 02 builds :func:`scaled_dot_product_attention` and the masks step by step; notebook 03
-builds :class:`MultiHeadAttention`. Vaswani et al. (2017), section 3.2:
+Vaswani et al. (2017), section 3.2: ``Attention(Q, K, V) = softmax(Q Kᵀ / √d_k) V``.
 
-.. math:: \\mathrm{Attention}(Q, K, V) = \\mathrm{softmax}\\!\\left(\\frac{QK^\\top}{\\sqrt{d_k}}\\right) V
-
-**Masks are boolean and True means "may attend"** — the convention of
-``torch.nn.functional.scaled_dot_product_attention``. A mask broadcasts against the scores
-``(..., seq_q, seq_k)``; the usual shapes are
-
-=============================  ===============================================================
-``(seq_q, seq_k)``             the same for every sentence, e.g. :func:`causal_mask`
-``(batch, 1, 1, seq_k)``       one row of allowed keys per sentence, e.g. :func:`padding_mask`
-``(batch, 1, seq_q, seq_k)``   both combined: ``padding_mask(ids, pad) & causal_mask(seq)``
-``(batch, heads, seq_q, seq_k)``  a different mask for every head
-=============================  ===============================================================
-
-A query that may attend to no key at all gets zero weights and a zero output, never NaN.
-``nn.MultiheadAttention`` uses the opposite convention (True = *blocked*);
-:func:`utils.torch_compat.mask_from_torch` translates its masks into ours.
+**Masks are boolean and True means "may attend"**, as in ``F.scaled_dot_product_attention``. A mask
+broadcasts against the scores ``(..., seq_q, seq_k)``: ``(seq_q, seq_k)`` the same for every sentence
+(:func:`causal_mask`); ``(batch, 1, 1, seq_k)`` one row of allowed keys per sentence (:func:`padding_mask`);
+``(batch, 1, seq_q, seq_k)`` both, ``padding_mask(ids, pad) & causal_mask(seq)``; ``(batch, heads, seq_q,
+seq_k)`` one per head. A query that may attend to no key gets zero weights and a zero output, never NaN.
+``nn.MultiheadAttention``'s masks mean the opposite (True = *blocked*); :func:`utils.torch_compat.mask_from_torch`
+translates them.
 """
 
 from __future__ import annotations

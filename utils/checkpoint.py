@@ -156,15 +156,11 @@ def save_checkpoint(path: str | Path, model_state: Mapping[str, torch.Tensor], c
 
 def load_checkpoint(path: str | Path, expected_config: Mapping[str, Any] | None = None,
                     map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``.
-
-    Args:
-        expected_config: if given, the stored config must equal it; otherwise
-            :class:`ConfigMismatchError` lists every key that differs (stored vs expected).
+    """Read a checkpoint with ``weights_only=True``; with ``expected_config``, its config must equal that.
 
     Raises:
-        FileNotFoundError: when ``path`` does not exist (the message says so plainly).
-        ConfigMismatchError: as above.
+        FileNotFoundError: no file at ``path``.
+        ConfigMismatchError: a stored config that differs from ``expected_config`` (every key listed).
         ValueError: when the file is not a checkpoint written by :func:`save_checkpoint`: truncated,
             corrupt, a text file, a bare state dict, or holding objects ``weights_only`` refuses.
     """

@@ -147,13 +147,11 @@ def check_masked_attention_numpy(attention: Callable[..., tuple[np.ndarray, np.n
         assert w.shape == ref_w.shape, f"with {name}: weights should have shape {ref_w.shape}, got {w.shape}"
         assert out.shape == ref_out.shape, f"with {name}: output should have shape {ref_out.shape}, got {out.shape}"
         assert not np.isnan(w).any(), f"with {name}: the weights contain NaN"
-        sums = w.sum(-1)
-        bad = _first_bad(sums - 1, 1e-9)
+        bad = _first_bad(w.sum(-1) - 1, 1e-9)
         assert bad is None, f"with {name}: the weights of sentence {bad[0]}, query {bad[1]} do not sum to 1 " \
                             "(a query's weights are a distribution over the keys)"
         if mask is not None:
-            forbidden = ~np.broadcast_to(mask, w.shape)
-            leak = np.argwhere(forbidden & (w != 0))
+            leak = np.argwhere(~np.broadcast_to(mask, w.shape) & (w != 0))
             assert not len(leak), (f"with {name}: sentence {leak[0][0]}, query {leak[0][1]} gives non-zero weight "
                                    f"to key {leak[0][2]}, which the mask forbids")
         bad = _first_bad(w - ref_w, 1e-9)
@@ -256,6 +254,5 @@ def check_decoder_layer_forward(forward: Callable[..., Tensor]) -> None:
             no_memory = (forward(layer, y, memory * 0, tgt_mask, memory_mask) - out)[real].abs().max().item()
             assert no_memory > 1e-6, f"{order}: the output does not depend on the memory: is cross-attention used?"
         bad = (out - ref)[real].abs().max().item()
-        assert bad < 1e-9, (f"{order}: differs from nn.TransformerDecoderLayer at real "
-                            "target positions: check the order of the three sub-layers and where each "
-                            "residual and LayerNorm goes")
+        assert bad < 1e-9, (f"{order}: differs from nn.TransformerDecoderLayer at real target positions: check "
+                            "the order of the three sub-layers and where each residual and LayerNorm goes")

@@ -19,11 +19,9 @@ def _check_last_dim(who: str, x: Tensor, d_model: int) -> None:
     if x.dim() == 0:
         raise ValueError(f"{who} needs a tensor of shape (..., d_model={d_model}), got a scalar")
     if x.shape[-1] != d_model:
-        raise ValueError(
-            f"{who} was built with d_model={d_model} but the input's last dimension is {x.shape[-1]} "
-            f"(shape {tuple(x.shape)}); pass a tensor of shape (..., {d_model}) or build the layer "
-            f"with d_model={x.shape[-1]}"
-        )
+        raise ValueError(f"{who} was built with d_model={d_model} but the input's last dimension is {x.shape[-1]} "
+                         f"(shape {tuple(x.shape)}); pass a tensor of shape (..., {d_model}) or build the layer "
+                         f"with d_model={x.shape[-1]}")
 
 
 class LayerNorm(nn.Module):
@@ -33,8 +31,7 @@ class LayerNorm(nn.Module):
     ``d_model``) over the last dimension of each position; equal to ``nn.LayerNorm(d_model, eps)``.
 
     Raises:
-        ValueError: if ``d_model`` is not a positive integer or ``eps`` is not positive (at
-            construction), or if the input's last dimension is not ``d_model`` (in forward).
+        ValueError: a ``d_model`` or ``eps`` that is not positive, an input whose last dimension is not ``d_model``.
     """
 
     def __init__(self, d_model: int, eps: float = 1e-5) -> None:
@@ -61,8 +58,7 @@ class PositionwiseFeedForward(nn.Module):
     (``linear2``); dropout after the ReLU, as in ``nn.TransformerEncoderLayer``. Inside: ``(..., d_ff)``.
 
     Raises:
-        ValueError: for a non-positive ``d_model`` / ``d_ff``, a dropout outside [0, 1), or an
-            input whose last dimension is not ``d_model``.
+        ValueError: non-positive sizes, a dropout outside [0, 1), an input whose last dimension is not ``d_model``.
     """
 
     def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0) -> None:
@@ -111,11 +107,9 @@ class SublayerConnection(nn.Module):
         out = sublayer(self.norm(x) if self.norm_first else x)
         if not isinstance(out, Tensor) or out.shape != x.shape:
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise ValueError(
-                f"the sublayer returned {got} but the residual x + sublayer(x) needs shape {tuple(x.shape)}; "
-                f"a sublayer that returns (output, weights), such as attention, must be wrapped, "
-                f"e.g. lambda x: attn(x, x, x)[0]"
-            )
+            raise ValueError(f"the sublayer returned {got} but the residual x + sublayer(x) needs shape {tuple(x.shape)}; "
+                             f"a sublayer that returns (output, weights), such as attention, must be wrapped, "
+                             f"e.g. lambda x: attn(x, x, x)[0]")
         if self.norm_first:
             return x + self.dropout(out)
         return self.norm(x + self.dropout(out))
