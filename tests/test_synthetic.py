@@ -2,7 +2,7 @@ import datetime as dt
 
 import pytest
 
-from utils.synthetic import DATE_FORMATS, copy_pairs, date_pairs, reverse_pairs
+from utils.synthetic import DATE_FORMATS, date_pairs
 
 
 def test_dates_are_deterministic_and_iso():
@@ -24,20 +24,9 @@ def test_every_date_format_appears_and_is_unambiguous():
     assert DATE_FORMATS["Weekday, Month d, yyyy"](d) == "Friday, March 5, 2004"
 
 
-def test_copy_and_reverse():
-    for (s, t), (s2, r) in zip(copy_pairs(200, seed=1, min_len=2, max_len=5), reverse_pairs(200, seed=1, min_len=2, max_len=5)):
-        assert s == t == s2 and r == s[::-1] and 2 <= len(s) <= 5 and s.isdigit()
-
-
-@pytest.mark.parametrize("fn", [copy_pairs, reverse_pairs, date_pairs])
-def test_negative_n_is_an_error(fn):
+def test_negative_n_and_an_empty_year_range_are_errors():
     with pytest.raises(ValueError, match="n must be"):
-        fn(-1)
-
-
-def test_bad_lengths_and_years():
-    with pytest.raises(ValueError, match="min_len"):
-        copy_pairs(3, min_len=5, max_len=2)
+        date_pairs(-1)
     with pytest.raises(ValueError, match="first_year"):
         date_pairs(3, first_year=2000, last_year=1999)
 

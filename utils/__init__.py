@@ -4,7 +4,7 @@ Read it in the order data flows, following one batch:
 
 1. ``runtime``: seeds, devices and figure saving (every notebook starts with it).
 2. ``tokenize``: text → token ids.
-3. ``data`` (Multi30k, tiny Shakespeare) and ``synthetic`` (dates, copy, reverse): the sentence pairs.
+3. ``data`` (Multi30k, tiny Shakespeare) and ``synthetic`` (dates): the sentence pairs.
 4. ``batching``: pairs → padded batches with masks.
 5. ``embeddings``: ids → vectors + positions.
 6. ``attention``: scaled dot-product attention, masks, ``MultiHeadAttention``.

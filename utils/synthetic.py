@@ -1,7 +1,6 @@
-"""Synthetic sequence-to-sequence tasks: no download, deterministic given a seed, trained on a CPU in
-seconds. Each returns ``(source, target)`` string pairs: dates (``"Tuesday, March 3, 1998"`` →
-``"1998-03-03"``; :func:`date_splits` shares no calendar date between its splits), and digit strings
-copied (``"48213"`` → ``"48213"``) or reversed (``"48213"`` → ``"31284"``).
+"""The synthetic task of notebooks 04 and 06, date normalisation (``"Tuesday, March 3, 1998"`` →
+``"1998-03-03"``): no download, deterministic given a seed, trained on a CPU in seconds.
+:func:`date_splits` gives train / valid / test splits that share no calendar date.
 """
 
 from __future__ import annotations
@@ -74,22 +73,3 @@ def date_splits(n_train: int, n_valid: int, n_test: int, seed: int = 0, *, first
     pairs = [(rng.choice(formats)(d), d.isoformat()) for d in dates]
     return {"train": pairs[:n_train], "valid": pairs[n_train:n_train + n_valid],
             "test": pairs[n_train + n_valid:]}
-
-
-def _digit_strings(n: int, seed: int, min_len: int, max_len: int) -> list[str]:
-    checks.integer("n", n, at_least=0)
-    if not 1 <= min_len <= max_len:
-        raise ValueError(f"need 1 <= min_len <= max_len, got min_len={min_len}, max_len={max_len}")
-    rng = random.Random(seed)
-    return ["".join(rng.choice("0123456789") for _ in range(rng.randint(min_len, max_len))) for _ in range(n)]
-
-
-def copy_pairs(n: int, seed: int = 0, *, min_len: int = 3, max_len: int = 12) -> list[tuple[str, str]]:
-    """``n`` random digit strings, each paired with itself. Raises ValueError for ``n < 0`` or not
-    ``1 <= min_len <= max_len``."""
-    return [(s, s) for s in _digit_strings(n, seed, min_len, max_len)]
-
-
-def reverse_pairs(n: int, seed: int = 0, *, min_len: int = 3, max_len: int = 12) -> list[tuple[str, str]]:
-    """``n`` random digit strings, each paired with its reversal. Raises ValueError as :func:`copy_pairs`."""
-    return [(s, s[::-1]) for s in _digit_strings(n, seed, min_len, max_len)]
