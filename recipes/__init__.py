@@ -267,6 +267,23 @@ def check_snapshots(checkpoint: dict, snapshots: dict, checkpoint_path: Path, sn
                              f"{steps[-1] if steps else None}) is not the checkpoint's weights (step {step}){fix}")
 
 
+def check_resumable(saved: dict, checkpoint: Path, script: str) -> dict | None:
+    """The run record (``{"id", "script", "settings", ...}``) of a training checkpoint that ``script``
+    wrote (``None`` for one that records none).
+
+    Raises:
+        ValueError: a checkpoint without a training state (weights alone, such as a chosen
+            ``*.best.pt``), or one another script wrote, naming it.
+    """
+    if saved.get("train_state") is None:
+        raise ValueError(f"--resume: {checkpoint} holds weights but no training state (it was not written by a "
+                         "training run); pass the --checkpoint the run wrote")
+    run = saved.get("run")
+    if run is not None and run.get("script", script) != script:
+        raise ValueError(f"--resume: {checkpoint} was written by scripts/{run['script']}.py, not scripts/{script}.py")
+    return run
+
+
 def check_resume_settings(stored: dict | None, settings: dict, fixed: tuple[str, ...],
                           checkpoint: Path) -> list[str] | None:
     """Compare the settings a checkpoint recorded (``stored``) with this run's: raise for a changed one

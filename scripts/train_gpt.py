@@ -151,10 +151,10 @@ def train_and_report(args: argparse.Namespace, argv: list[str] | None) -> dict:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     settings = settings_of(args)
-    run = {"id": recipes.new_run_id(), "settings": settings, "threads": torch.get_num_threads()}
+    run = {"id": recipes.new_run_id(), "script": "train_gpt", "settings": settings, "threads": torch.get_num_threads()}
     changed = None
     if args.resume:                                             # the same run, or a refusal naming the flag
-        stored = load_checkpoint(args.checkpoint).get("run")
+        stored = recipes.check_resumable(load_checkpoint(args.checkpoint), args.checkpoint, "train_gpt")
         changed = recipes.check_resume_settings(stored and stored["settings"], settings, FIXED_ON_RESUME,
                                                 args.checkpoint)
         if stored is not None:

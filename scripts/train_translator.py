@@ -204,11 +204,11 @@ def continued_run(args: argparse.Namespace, threads: int) -> tuple[dict, list[st
             cools down) other than the checkpoint's, naming the flag; snapshots that belong to another run.
     """
     settings = settings_of(args)
-    run = {"id": recipes.new_run_id(), "settings": settings, "threads": threads}
+    run = {"id": recipes.new_run_id(), "script": "train_translator", "settings": settings, "threads": threads}
     if not args.resume:
         return run, None, None
     saved = load_checkpoint(args.checkpoint)
-    stored = saved.get("run")
+    stored = recipes.check_resumable(saved, args.checkpoint, "train_translator")
     cools = (stored or {}).get("settings", {}).get("cooldown", args.cooldown) > 0
     fixed = FIXED_ON_RESUME + (("steps",) if cools else ())
     changed = recipes.check_resume_settings(stored and stored["settings"], settings, fixed, args.checkpoint)

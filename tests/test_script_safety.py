@@ -255,6 +255,19 @@ def test_gpt_resume_on_another_thread_count_says_so(gpt, tmp_path):
                                        "changed_on_resume": ["threads", "threads 1 -> 2"]}
 
 
+@pytest.mark.slow
+def test_resume_refuses_another_scripts_checkpoint_and_weights_alone(mt, gpt, tmp_path, monkeypatch):
+    gpt.main([*TINY_GPT, "--steps", "2", "--checkpoint", str(tmp_path / "gpt.pt"), "--out", str(tmp_path / "g")])
+    save_checkpoint(tmp_path / "best.pt", {}, {}, tokenizer={})          # a chosen model: weights alone
+    started = no_data(mt, monkeypatch)
+    for checkpoint, message in (("gpt.pt", "was written by scripts/train_gpt.py, not scripts/train_translator.py"),
+                                ("best.pt", "holds weights but no training state")):
+        with pytest.raises(ValueError, match=message):
+            mt.main([*TINY_MT, "--steps", "4", "--resume", "--checkpoint", str(tmp_path / checkpoint),
+                     "--out", str(tmp_path / "out")])
+    assert not started
+
+
 # -- failures before the work --------------------------------------------------------------------------
 def test_showcase_checks_its_outputs_before_any_work(tmp_path):
     showcase = load_script("showcase")
