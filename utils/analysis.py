@@ -48,17 +48,11 @@ def attention_maps_for(model: nn.Module, src_ids: Tensor, tgt_ids: Tensor,
     batches of ``batch_size`` sentences of similar length, each trimmed to its longest, no output
     layer, under ``torch.no_grad()`` in the model's current mode (call ``.eval()`` first).
 
-    Args:
-        model: a :class:`utils.model.Transformer`.
-        src_ids, tgt_ids: ``(batch, src_len)`` sources and ``(batch, tgt_len)`` decoder inputs
-            (``<bos> …``), right-padded with ``model.pad_id``.
-
-    Returns:
-        As ``model.attention_maps()``: ``{kind: [(batch, heads, q_len, k_len) per layer]}`` in the input
-        order, equal to one pass's maps at every real query (rows of padding queries: leave them out).
-
-    Raises:
-        ValueError: ids not 2-D integer tensors of one batch size, or a non-positive ``batch_size``.
+    ``src_ids`` ``(batch, src_len)`` and decoder inputs ``tgt_ids`` ``(batch, tgt_len)`` (``<bos> …``) are
+    right-padded with ``model.pad_id``. Returns, as ``model.attention_maps()``, ``{kind: [(batch, heads,
+    q_len, k_len) per layer]}`` in the input order, equal to one pass's maps at every real query (rows
+    of padding queries: leave them out). Raises ValueError for ids not 2-D integer tensors of one batch
+    size, or a non-positive ``batch_size``.
     """
     _ids_pair(src_ids, tgt_ids)
     batch_size = checks.positive_int("batch_size", batch_size)

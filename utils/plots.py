@@ -244,22 +244,15 @@ def showcase_sentence(sources: Sequence[str], hypotheses: Sequence[str], referen
 
 def plot_showcase(maps: dict, src_tokens: Sequence[str], in_tokens: Sequence[str], out_tokens: Sequence[str],
                   caption: str, *, cell_size: float = 2.6, gamma: float = 0.5) -> dict[str, Figure]:
-    """The showcase figures of one translated sentence, each captioned (e.g. with the model's test BLEU).
+    """The showcase figures of one translated sentence, captioned (e.g. ``"model: 6M, test BLEU 38.5"``):
+    ``{"alignment", "encoder_grid", "decoder_grid"}``, every layer's cross-attention (:func:`plot_alignment`)
+    and the layers × heads grids of the encoder's and decoder's self-attention (:func:`plot_attention_grid`
+    with ``cell_size``, ``gamma`` and a colour bar).
 
-    Args:
-        maps: ``model.attention_maps()`` of one sentence (batch 1): ``maps[kind][layer]`` is
-            ``(1, heads, q_len, k_len)`` for ``kind`` in ``encoder_self``, ``decoder_self``, ``cross``.
-        src_tokens: the source's tokens (encoder positions); ``in_tokens``: what each decoder position
-            reads (``<bos>`` + translation); ``out_tokens``: what each decoder position writes.
-        caption: written under every figure, e.g. ``"model: 6M, test BLEU 38.5 (beam 4)"``.
-        cell_size, gamma: as :func:`plot_attention_grid` (the grids get a colour bar and a square-root scale).
-
-    Returns:
-        ``{"alignment": fig, "encoder_grid": fig, "decoder_grid": fig}``: every layer's cross-attention
-        (:func:`plot_alignment`) and the layers × heads grids of the encoder's and decoder's self-attention.
-
-    Raises:
-        ValueError: ``maps`` without the three kinds, or token counts that differ from the maps' shapes.
+    ``maps`` is ``model.attention_maps()`` of one sentence (``(1, heads, q_len, k_len)`` per layer and
+    kind); ``src_tokens`` label the encoder positions, ``in_tokens`` what each decoder position reads
+    (``<bos>`` + translation), ``out_tokens`` what it writes. Raises ValueError for ``maps`` without the
+    three kinds, or token counts that differ from the maps' shapes.
     """
     if not {"encoder_self", "decoder_self", "cross"} <= set(maps):
         raise ValueError(f"maps must hold 'encoder_self', 'decoder_self' and 'cross' (model.attention_maps()), "

@@ -42,14 +42,12 @@ class Tokenizer:
         self.id_to_token: list[str] = tokens
         self.token_to_id: dict[str, int] = {t: i for i, t in enumerate(tokens)}
 
-    # -- to be defined by subclasses -------------------------------------------------------
     def tokenize(self, text: str) -> list[str]:
         raise NotImplementedError
 
     def detokenize(self, tokens: Sequence[str]) -> str:
         raise NotImplementedError
 
-    # -- shared ------------------------------------------------------------------------------
     @property
     def vocab_size(self) -> int:
         return len(self.id_to_token)
