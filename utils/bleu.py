@@ -78,10 +78,8 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str] | Sequence[
     reference streams (each a list of strings, one per hypothesis).
 
     Raises:
-        ValueError: a reference stream whose length differs from the hypotheses', no hypotheses, or a
-            ``max_order`` below 1.
-        TypeError: a single string where a list of sentences is expected (it would be scored one
-            character a sentence), or items that are not strings.
+        ValueError: no hypotheses, a reference stream of another length, or a ``max_order`` below 1.
+        TypeError: one string where a list of sentences is expected, or items that are not strings.
     """
     checks.positive_int("max_order", max_order, hint="4 for BLEU-4")
     hypotheses = checks.strings("hypotheses", hypotheses, hint="decode ids to text first (tok.decode(ids))")

@@ -29,7 +29,6 @@ SHAKESPEARE_HUB_ID = "karpathy/tiny_shakespeare"
 
 #: Our split name → the file stem used by the Multi30k repository (and under ``$ATTN_DATA_DIR``).
 MULTI30K_FILES = {"train": "train", "validation": "val", "test": "test_2016_flickr"}
-MULTI30K_SIZES = {"train": 29000, "validation": 1014, "test": 1000}
 SHAKESPEARE_FILE = "tinyshakespeare/input.txt"
 
 
@@ -100,16 +99,12 @@ def load_multi30k(limit: int | None = None) -> DatasetDict:
             reachable; the message names the hub id, the variable and the expected files.
     """
     checks.positive_int("limit", limit, allow_none=True, hint="pairs per split, or None for all")
-    ds = _load_multi30k()
-    if limit is None:
-        return ds
-    return DatasetDict({split: ds[split].select(range(min(limit, len(ds[split])))) for split in ds})
-
-
-def _load_multi30k() -> DatasetDict:
     files = [f"multi30k/{stem}.{lang}" for stem in MULTI30K_FILES.values() for lang in ("de", "en")]
     local = _local_dir()
-    if local is not None:
+    if local is None:
+        hub = _load_hub(MULTI30K_HUB_ID, files)
+        ds = DatasetDict({split: hub[split].select_columns(["de", "en"]) for split in MULTI30K_FILES})
+    else:
         missing = [f for f in files if not (local / f).is_file()]
         if missing:
             raise _not_found(MULTI30K_HUB_ID, files, f"{DATA_DIR_VAR}={str(local)!r} lacks {', '.join(missing)}.")
@@ -121,9 +116,8 @@ def _load_multi30k() -> DatasetDict:
                 raise ValueError(f"{local / f'multi30k/{stem}.de'} has {len(de)} lines but .en has {len(en)} "
                                  f"({local / f'multi30k/{stem}.en'}); the files must be parallel")
             splits[split] = Dataset.from_dict({"de": de, "en": en})
-        return DatasetDict(splits)
-    ds = _load_hub(MULTI30K_HUB_ID, files)
-    return DatasetDict({split: ds[split].select_columns(["de", "en"]) for split in MULTI30K_FILES})
+        ds = DatasetDict(splits)
+    return ds if limit is None else DatasetDict({s: ds[s].select(range(min(limit, len(ds[s])))) for s in ds})
 
 
 def load_tiny_shakespeare() -> DatasetDict:

@@ -65,13 +65,11 @@ def greedy_decode(model: nn.Module, src_ids: Tensor, max_len: int, bos_id: int =
                   use_cache: bool = True) -> Tensor:
     """Generate, for every source sentence, the most likely next token again and again.
 
-    Starting from ``<bos>``, each step appends the ``argmax`` of the decoder's last position (``<pad>``
-    and ``<bos>`` are never outputs); a row that has produced ``<eos>`` gets ``<pad>`` from then on.
-    Stops when every row has ended or after ``max_len`` tokens. The source is encoded once; runs
-    without gradients in evaluation mode (the model's mode is restored).
+    From ``<bos>``, each step appends the ``argmax`` of the decoder's last position (``<pad>`` and
+    ``<bos>`` never); a row that has produced ``<eos>`` gets ``<pad>`` after it. Stops when every row has
+    ended or after ``max_len`` tokens. Runs without gradients in evaluation mode (then restored).
 
     Args:
-        model: an encoder–decoder such as ``utils.model.Transformer``.
         src_ids: ``(batch, src_len)`` source ids, padded with ``model.pad_id``.
         max_len: the most tokens per row (``<eos>`` included), at most the model's ``config["max_len"]``.
         bos_id, eos_id: the start and end tokens (``utils.tokenize`` uses 1 and 2).
@@ -291,11 +289,9 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
               beam_size: int = 1, length_penalty_alpha: float | Sequence[float] = 0.6, batch_size: int | None = None,
               max_len: int | Callable[[int], int] | None = None, output: str = "text",
               device: torch.device | str | None = None, progress: bool = False) -> list:
-    """Translate every sentence: encode, sort by length (so a batch holds little padding), pad,
-    decode in batches, restore the order.
+    """Translate every sentence: encode, sort by length (little padding), decode in batches, restore the order.
 
     Args:
-        model: an encoder–decoder such as ``utils.model.Transformer``.
         sentences: source texts, or lists of source ids (``<bos> … <eos>``, as the model was trained on).
         tokenizer: encodes texts (``encode_batch``) and decodes output (``decode``), as in
             :mod:`utils.tokenize`; needed for texts or ``output="text"``.
