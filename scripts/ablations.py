@@ -108,6 +108,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             setattr(args, name, full)
         if getattr(args, name) < 1:
             p.error(f"{flag} must be a positive int, got {getattr(args, name)}")
+    if args.threads < 1:
+        p.error(f"--threads must be a positive int, got {args.threads}")
     return args
 
 

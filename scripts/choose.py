@@ -91,6 +91,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--alphas: every value must be a number ≥ 0, got {args.alphas}")
     if args.limit is not None and args.limit < 1:
         p.error("--limit must be ≥ 1")
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads must be ≥ 1, got {args.threads}")
     if len(set(args.checkpoint)) != len(args.checkpoint):
         p.error("--checkpoint: a run is listed twice")
     if any(args.save.resolve() == path.resolve() for path in args.checkpoint):

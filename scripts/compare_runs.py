@@ -18,6 +18,7 @@ that setting is worth, and the choice is made on validation. Writes ``compare.js
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -70,8 +71,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         runs[name] = Path(path)
     if len(runs) < 2:
         p.error("--run: give two or more runs to compare (or a recipe with compare_with)")
-    if args.beam < 2 or args.step < 1 or any(a < 0 for a in args.alphas):
-        p.error("--beam must be ≥ 2, --step ≥ 1 and every --alphas value ≥ 0")
+    if args.beam < 2 or args.step < 1 or not all(math.isfinite(a) and a >= 0 for a in args.alphas):
+        p.error(f"--beam must be ≥ 2, --step ≥ 1 and every --alphas value a number ≥ 0; got --beam {args.beam}, "
+                f"--step {args.step}, --alphas {args.alphas}")
+    if args.limit is not None and args.limit < 1:
+        p.error(f"--limit must be ≥ 1, got {args.limit}")
     args.runs = runs
     return args
 
@@ -81,11 +85,14 @@ def main(argv: list[str] | None = None) -> dict:
     recipes.refuse_overwrite(args.out / "compare.json", args.force)
     check_writable(args.out / "compare.json", "--out")
     for name, path in args.runs.items():                     # every snapshot file is its run's, before any work
+        snaps = load_checkpoint(recipes.snapshots_path(path))
         try:
-            recipes.check_snapshots(load_checkpoint(path), load_checkpoint(recipes.snapshots_path(path)), path,
-                                    recipes.snapshots_path(path))
+            recipes.check_snapshots(load_checkpoint(path), snaps, path, recipes.snapshots_path(path))
         except ValueError as err:
             raise SystemExit(f"run {name}: {err}") from None
+        if args.step not in snaps["steps"]:
+            raise SystemExit(f"{name}: no snapshot at step {args.step}; it kept {snaps['steps']}")
+        del snaps
     valid = load_multi30k()["validation"]
     src, ref = list(valid["de"]), list(valid["en"])
     if args.limit is not None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -73,6 +74,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("recipe", help="the translator recipe whose chosen model is drawn (e.g. multi30k_2h)")
     parser.add_argument("--force", action="store_true", help="replace a report or pictures that are already there")
     args = parser.parse_args(argv)
+    if args.beam is not None and args.beam < 1:
+        parser.error(f"--beam must be ≥ 1, got {args.beam}")
+    if args.alpha is not None and not (math.isfinite(args.alpha) and args.alpha >= 0):
+        parser.error(f"--alpha must be a number ≥ 0, got {args.alpha}")
     if args.recipe not in recipes.names():
         parser.error(f"no recipe named {args.recipe!r}; the recipes are: {', '.join(recipes.names())}")
     out_json = recipes.results_dir(args.recipe) / "showcase.json" if args.json is None else args.json
@@ -93,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     chosen = saved.get("decoding", {"beam": 4, "alpha": 0.6})           # what scripts/choose.py chose
     args.beam = chosen["beam"] if args.beam is None else args.beam
     args.alpha = chosen["alpha"] if args.alpha is None else args.alpha
-    if args.beam < 1 or args.alpha < 0:
+    if args.beam < 1 or not (math.isfinite(args.alpha) and args.alpha >= 0):
         raise SystemExit(f"--beam must be ≥ 1 and --alpha ≥ 0, got {args.beam} and {args.alpha}")
     model = Transformer.load(path).eval()
     tok = tokenizer_from_dict(saved["tokenizer"])

@@ -269,6 +269,24 @@ def test_resume_refuses_another_scripts_checkpoint_and_weights_alone(mt, gpt, tm
 
 
 # -- failures before the work --------------------------------------------------------------------------
+@pytest.mark.parametrize("script, argv", [
+    ("compare_runs", ["--alphas", "nan"]), ("compare_runs", ["--limit", "0"]), ("choose", ["--threads", "0"]),
+    ("ablations", ["--threads", "0"]), ("showcase", ["--alpha", "nan"]), ("showcase", ["--beam", "0"]),
+])
+def test_every_argument_is_checked_before_any_work(script, argv, tmp_path, capsys):
+    """A NaN length penalty or a zero count is refused by argparse, naming the flag (NaN < 0 is False)."""
+    ck = tmp_path / "run.pt"
+    save_checkpoint(ck, {}, {}, train_state={"step": 1})
+    (tmp_path / "run.snapshots.pt").write_bytes(b"")
+    recipe = {"compare_runs": ["multi30k_cooldown_1950", "--run", f"a={ck}", "--run", f"b={ck}"],
+              "choose": ["multi30k_2h", "--checkpoint", str(ck)], "ablations": ["ablations"],
+              "showcase": ["multi30k_2h", "--checkpoint", str(ck)]}[script]
+    module = load_script(script)
+    with pytest.raises(SystemExit) as err:
+        (module.main if script == "showcase" else module.parse_args)([*recipe, *argv])
+    assert err.value.code == 2 and argv[0] in capsys.readouterr().err
+
+
 def test_showcase_checks_its_outputs_before_any_work(tmp_path):
     showcase = load_script("showcase")
     (tmp_path / "run.pt").write_bytes(b"not read: the outputs are checked first")
