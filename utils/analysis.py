@@ -112,11 +112,8 @@ def head_stats(attn: Tensor, query_ids: Tensor, key_ids: Tensor, decoder: bool, 
         attn: ``(batch, heads, Q, K)`` weights, each row summing to 1; ``query_ids`` ``(batch, Q)``,
             ``key_ids`` ``(batch, K)``; ``decoder``: the queries are decoder positions; ``punct_ids`` ``(P,)``.
 
-    Returns:
-        ``({metric: (batch, heads) sums}, (batch,) counts of training queries)``; :func:`mean_of` divides.
-
-    Raises:
-        ValueError: ``attn`` not 4-D, or shapes that disagree with the ids.
+    Returns ``({metric: (batch, heads) sums}, (batch,) counts of training queries)`` (:func:`mean_of`
+    divides). Raises ValueError for ``attn`` not 4-D, or shapes that disagree with the ids.
     """
     checks.tensor("attn", attn, ndim=4, dtype="float", shape="(batch, heads, Q, K)")
     _ids_pair(query_ids, key_ids)
@@ -144,12 +141,9 @@ def head_statistics(maps: dict[str, list[Tensor]], src_ids: Tensor, tgt_ids: Ten
         maps: ``{kind: [(batch, heads, Q, K) per layer]}`` (:func:`attention_maps_for`) of the pass
             ``(src_ids (batch, S), tgt_ids (batch, T))``; ``punct_ids``: ``(P,)`` (:func:`punctuation_ids`).
 
-    Returns:
-        ``{kind: [(measured, uniform, counts) per layer]}``: ``measured`` ``{metric: (batch, heads)}``,
-        ``uniform`` ``{metric: (batch, 1)}`` (the head of :func:`uniform_attention`), ``counts`` ``(batch,)``.
-
-    Raises:
-        ValueError: a kind missing from ``maps``, or maps whose shapes disagree with the ids.
+    Returns ``{kind: [(measured, uniform, counts) per layer]}``: ``measured`` ``{metric: (batch, heads)}``,
+    ``uniform`` ``{metric: (batch, 1)}`` (the head of :func:`uniform_attention`), ``counts`` ``(batch,)``.
+    Raises ValueError for a kind missing from ``maps``, or maps whose shapes disagree with the ids.
     """
     sides = {"encoder_self": (src_ids, src_ids), "decoder_self": (tgt_ids, tgt_ids), "cross": (tgt_ids, src_ids)}
     missing = [kind for kind in KINDS if kind not in maps]
@@ -234,8 +228,7 @@ def switched_off(model: nn.Module, layer: int, head: int, kind: str = "cross") -
         model: a :class:`utils.model.Transformer`; ``layer`` (negative counts from the end), ``head``.
         kind: ``"cross"`` or ``"decoder_self"`` (a decoder layer), ``"encoder_self"`` (an encoder layer).
 
-    Raises:
-        ValueError: an unknown ``kind``, a layer or head that the model does not have.
+    Raises ValueError for an unknown ``kind``, a layer or head that the model does not have.
     """
     checks.one_of("kind", kind, KINDS)
     layers = model.encoder.layers if kind == "encoder_self" else model.decoder.layers
@@ -268,10 +261,8 @@ def model_scores(model: nn.Module, src_ids: Sequence[Sequence[int]], hyps: Seque
         src_ids: ``n`` sources as the model reads them (``<bos> … <eos>``); ``hyps``: ``n`` translations,
             each ending in ``<eos>`` (no ``<bos>``); ``alpha``: the length penalty's exponent.
 
-    Returns ``(n,)`` float64 scores, in the input order.
-
-    Raises:
-        ValueError: lists of different lengths, an empty translation, ``alpha < 0``, ``batch_size < 1``.
+    Returns ``(n,)`` float64 scores, in the input order. Raises ValueError for lists of different
+    lengths, an empty translation, ``alpha < 0`` or ``batch_size < 1``.
     """
     alpha = checks.number("alpha", alpha, at_least=0)
     batch_size = checks.positive_int("batch_size", batch_size)

@@ -27,8 +27,7 @@ from utils.embeddings import PositionalEncoding, TokenEmbedding
 from utils.kv_cache import KVCache, cached_cross_attention, cached_self_attention
 from utils.layers import LayerNorm, PositionwiseFeedForward, SublayerConnection
 
-__all__ = ["EncoderLayer", "DecoderLayer", "Encoder", "Decoder", "Transformer", "make_model",
-           "count_parameters"]
+__all__ = ["EncoderLayer", "DecoderLayer", "Encoder", "Decoder", "Transformer", "make_model", "count_parameters"]
 
 
 class EncoderLayer(nn.Module):

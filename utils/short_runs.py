@@ -19,16 +19,13 @@ from utils.schedules import warmup_schedule, warmup_then_cosine
 from utils.train import make_optimizer, train
 
 # ---------------------------------------------------------------- dates (notebook 04)
-
 #: Notebook 04's date run: 2 + 2 layers, d_model 64, Adam 3e-3, warm-up then cosine decay; about 25 s on 2 cores.
 DATE_RUN = dict(steps=600, warmup=80, batch=32, lr=3e-3)
 
 
 def date_batch(pairs: Sequence[tuple[str, str]], tokenizer: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Source ids ``(n, S)`` (no specials) and target ids ``(n, T)`` (``<bos> … <eos>``), padded with ``<pad>``.
-
-    ``tokenizer`` is the ``CharTokenizer`` fitted on the training pairs (notebook 04's ``make_batch``).
-    """
+    """Source ids ``(n, S)`` (no specials) and target ids ``(n, T)`` (``<bos> … <eos>``), padded with ``<pad>``,
+    by the ``CharTokenizer`` fitted on the training pairs (notebook 04's ``make_batch``)."""
     src = pad_sequences([tokenizer.encode(s) for s, _ in pairs], PAD_ID)                        # (n, S)
     tgt = pad_sequences([tokenizer.encode(t, add_special=True) for _, t in pairs], PAD_ID)      # (n, T)
     return src, tgt
@@ -66,7 +63,6 @@ def train_date_model(pairs: Sequence[tuple[str, str]], tokenizer: Any, *, steps:
 
 
 # ---------------------------------------------------------------- Multi30k (notebook 05)
-
 #: Notebook 05's short run (its default on a CPU): about two minutes on a 2-core CPU.
 SHORT_RUN = dict(vocab=2000, d_model=128, n_layers=2, n_heads=4, d_ff=256, dropout=0.0, max_tokens=600,
                  warmup=300, steps=1200)
