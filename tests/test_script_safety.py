@@ -4,13 +4,17 @@ output is checked before the work, and one diverging variant or a Ctrl-C does no
 study. Tiny runs (a model of width 16, a few steps); the ones that train are marked slow."""
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from test_scripts import TINY_GPT, TINY_MT, load_script
-
 from utils.checkpoint import save_checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))      # this checkout's recipes/
+import recipes  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")     # tests/conftest.py
 
@@ -68,8 +72,6 @@ def test_checkpoint_names_cannot_collide(script, name, message, tmp_path, capsys
 @pytest.mark.parametrize("script, tiny", [("train_translator", TINY_MT), ("train_gpt", TINY_GPT)])
 def test_two_runs_never_write_one_checkpoint(script, tiny, tmp_path, monkeypatch):
     """While a run holds its checkpoint, a second run on it stops at once (the last writer would win)."""
-    import recipes
-
     module = load_script(script)
     started = no_data(module, monkeypatch)
     argv = [*tiny, "--steps", "2", "--checkpoint", str(tmp_path / "run.pt"), "--out", str(tmp_path / "out")]
@@ -125,16 +127,12 @@ def fake_run(path, run_id, step=4, steps=(2, 4), config=None, scale=1.0):
     (lambda: (fake_run("p", None, scale=2.0)[0], fake_run("p", None)[1]), "neither records a run identity"),
 ])
 def test_a_snapshot_file_of_another_run_is_refused(case, message):
-    import recipes
-
     checkpoint, snapshots = case()
     with pytest.raises(ValueError, match=message):
         recipes.check_snapshots(checkpoint, snapshots, "run.pt", "run.snapshots.pt")
 
 
 def test_a_snapshot_file_of_the_same_run_is_accepted():
-    import recipes
-
     recipes.check_snapshots(*fake_run("p", "a", step=7), "run.pt", "run.snapshots.pt")   # interrupted after step 4
     recipes.check_snapshots(*fake_run("p", None), "run.pt", "run.snapshots.pt")          # the last snapshot = the weights
 
@@ -489,8 +487,6 @@ def test_a_tokenizer_that_cannot_be_saved_fails_before_training(tmp_path):
 
 def test_a_script_refuses_another_checkouts_utils(tmp_path):
     """A second clone sharing the virtual environment would run the first clone's utils: refused by name."""
-    import recipes
-
     recipes.check_same_checkout(str(recipes.ROOT / "utils" / "__init__.py"))      # this checkout's: fine
     recipes.check_same_checkout(None)
     with pytest.raises(ImportError, match=f"runs with the utils package of another one \\({tmp_path / 'utils'}\\)"):
