@@ -159,14 +159,9 @@ def plot_alignment(cross: Any, src_tokens: Sequence[str], tgt_tokens: Sequence[s
     """Where each generated target token looked in the source: cross-attention of one sentence. Returns
     the axes: ``ax.images[0]`` the (head-averaged) map, ``ax.lines[0]`` the dots at ``(argmax column, row)``.
 
-    Args:
-        cross: ``(tgt_len, src_len)`` weights, or ``(heads, tgt_len, src_len)``, averaged over the heads.
-        src_tokens, tgt_tokens: ``src_len`` source tokens (x axis), ``tgt_len`` target tokens (y axis).
-        ax: the axes to draw on (None: a new figure); ``title``: the axes' title.
-        mark_max: put a small red dot on each row's largest weight (rows that are all zero get none).
-
-    Raises:
-        ValueError: ``cross`` not 2-D or 3-D, or token counts that differ from its shape.
+    ``cross`` is ``(tgt_len, src_len)``, or ``(heads, tgt_len, src_len)`` averaged over the heads; the
+    ``src_tokens`` go along the x axis, the ``tgt_tokens`` down the y axis; ``mark_max`` puts a red dot on
+    each row's largest weight. Raises ValueError for ``cross`` not 2-D or 3-D, or token counts unlike its shape.
     """
     w = _to_numpy(cross)
     if w.ndim == 3:
@@ -187,15 +182,8 @@ def plot_alignment(cross: Any, src_tokens: Sequence[str], tgt_tokens: Sequence[s
 def plot_bleu_by_length(buckets: list[str], scores: list[float], counts: list[int], ax: Axes | None = None,
                         *, title: str | None = None) -> Axes:
     """Bar chart of BLEU per source-length bucket, each bar topped by its number of sentences. Returns the
-    axes: ``ax.patches`` the bars, ``ax.texts`` their counts.
-
-    Args:
-        buckets, scores, counts: bucket names (e.g. ``["1-10", "11-20", "21+"]``), BLEU of each
-            bucket (bar heights), sentences in each (written above the bars as ``n=…``).
-        ax: the axes to draw on (None: a new figure); ``title``: the axes' title.
-
-    Raises:
-        ValueError: empty or unequal ``buckets`` / ``scores`` / ``counts``.
+    axes: ``ax.patches`` the bars, ``ax.texts`` their counts. ``buckets`` name the buckets (e.g. ``"1-10"``),
+    ``scores`` give each one's BLEU, ``counts`` its sentences. Raises ValueError for empty or unequal lists.
     """
     if not len(buckets) == len(scores) == len(counts):
         raise ValueError(f"buckets, scores and counts must have one entry per bucket, got lengths "

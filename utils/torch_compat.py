@@ -18,10 +18,8 @@ def mask_from_torch(attn_mask: Tensor | None = None, key_padding_mask: Tensor | 
                     n_heads: int | None = None) -> Tensor | None:
     """Translate ``nn.MultiheadAttention``'s masks (True / -inf = *blocked*) into ours (True = may attend).
 
-    Args:
-        attn_mask: ``(seq_q, seq_k)`` or ``(batch * n_heads, seq_q, seq_k)`` (then give ``n_heads``),
-            boolean or an additive float mask of 0 and -inf; ``key_padding_mask``: ``(batch, seq_k)``.
-
+    ``attn_mask``: ``(seq_q, seq_k)`` or ``(batch * n_heads, seq_q, seq_k)`` (then give ``n_heads``), boolean
+    or an additive float mask of 0 and -inf; ``key_padding_mask``: ``(batch, seq_k)``.
     Returns a boolean mask broadcastable to ``(batch, heads, seq_q, seq_k)``, or None when both are None.
 
     Raises:
@@ -77,9 +75,7 @@ def mha_from_torch(mha: nn.MultiheadAttention) -> MultiHeadAttention:
     ref = mha.in_proj_weight
     ours = MultiHeadAttention(mha.embed_dim, mha.num_heads, dropout=mha.dropout, bias=mha.in_proj_bias is not None)
     ours.to(device=ref.device, dtype=ref.dtype)
-    ours.load_state_dict(mha.state_dict(), strict=False)  # same parameter names
-    missing = {n for n, _ in ours.named_parameters()} - set(mha.state_dict())
-    assert not missing, f"parameters not copied: {missing}"
+    ours.load_state_dict(mha.state_dict())                   # the same parameter names, every one copied
     return ours.train(mha.training)
 
 
