@@ -201,7 +201,7 @@ def choose_for_run(name: str, checkpoint: Path, args: argparse.Namespace, valid_
     return {"run": name, "checkpoint": checkpoint, "model": model, "tok": tok, "steps": steps,
             "averaging": averaging, "decoding": decoding,
             "chosen": {"averaged_last": best_k, "beam": best_beam, "alpha": best_alpha},
-            "bleu": decoding[best_beam, best_alpha]["bleu"]}
+            "bleu": decoding[best_beam, best_alpha]["bleu"], "run_id": (saved.get("run") or {}).get("id")}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "choose.test.hyp.en").write_text("\n".join(hyps) + "\n", encoding="utf-8")
     model.save(args.save, tokenizer=tok.to_dict(), steps=steps[-1], averaged_last=best_k,
-               decoding={"beam": best_beam, "alpha": best_alpha})
+               decoding={"beam": best_beam, "alpha": best_alpha}, run_id=best["run_id"])   # which run it came from
 
     def tables(run: dict) -> dict:
         return {"averaging_greedy": {str(k): v for k, v in run["averaging"].items()},

@@ -160,6 +160,8 @@ def train_and_report(args: argparse.Namespace, argv: list[str] | None) -> dict:
         if stored is not None:
             if stored.get("threads") != run["threads"]:
                 changed.append(f"threads {stored.get('threads')} -> {run['threads']}")
+                print(f"note: resumed on {run['threads']} threads, trained on {stored.get('threads')}: sums run in "
+                      "another order, so the weights are not bit for bit those of an uninterrupted run")
             run = {**stored, "threads": run["threads"]}
     set_seed(args.seed)
     device = get_device(args.device)

@@ -41,7 +41,8 @@ every checkpoint it writes and in its snapshot file; a snapshot file of another 
 ``--smoothing``, the averaging; ``--steps`` of a run that cools down), naming the flag; what may
 change (``--steps`` otherwise, ``--minutes``, the thread count) is recorded under ``details.run`` of
 the report. A new run on a ``--checkpoint`` that is there (or that left snapshots or an average
-beside it) stops unless ``--force``, which removes them. A sentence longer than the positional
+beside it) stops unless ``--force``, which removes them; while a run writes its checkpoint it holds
+``<stem>.lock``, so a second run on the same checkpoint stops at once. A sentence longer than the positional
 table (``--max-len``) stops the run before training, saying what to raise. Under ``torchrun`` each process re-seeds its dropout stream from
 (seed, rank, step) after a resume, so there a resumed run is a valid continuation but not the same numbers.
 

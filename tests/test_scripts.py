@@ -227,6 +227,7 @@ def test_choose_picks_the_best_validation_setting_and_decodes_test_once(multi30k
     assert json.loads((tmp_path / "best" / "choose.json").read_text()) == report
     saved = torch.load(tmp_path / "best.pt", weights_only=True)
     assert saved["decoding"] == {"beam": best["beam"], "alpha": best["alpha"]} and saved["averaged_last"] == best_k
+    assert saved["run_id"] == torch.load(tmp_path / "run.pt", weights_only=True)["run"]["id"], "which run it came from"
     # the saved weights are the chosen average of the snapshots
     snaps = torch.load(tmp_path / "run.snapshots.pt", weights_only=True)["snapshots"]
     name = next(k for k, v in saved["model"].items() if v.is_floating_point())
