@@ -251,12 +251,11 @@ def plot_showcase(maps: dict, src_tokens: Sequence[str], in_tokens: Sequence[str
         plot_alignment(maps["cross"][layer][0], src_tokens, out_tokens, ax=ax,
                        title=f"cross-attention, layer {layer} (mean of heads)")
     figs = {"alignment": fig}
-    figs["encoder_grid"] = plot_attention_grid([m[0] for m in maps["encoder_self"]], src_tokens, src_tokens,
-                                               cell_size=cell_size, colorbar=True, gamma=gamma,
-                                               title="Encoder self-attention: every layer and head")
-    figs["decoder_grid"] = plot_attention_grid([m[0] for m in maps["decoder_self"]], in_tokens, in_tokens,
-                                               cell_size=cell_size, colorbar=True, gamma=gamma,
-                                               title="Decoder masked self-attention: every layer and head")
+    for side, tokens, what in (("encoder", src_tokens, "Encoder self-attention"),
+                               ("decoder", in_tokens, "Decoder masked self-attention")):
+        figs[f"{side}_grid"] = plot_attention_grid([m[0] for m in maps[f"{side}_self"]], tokens, tokens,
+                                                   cell_size=cell_size, colorbar=True, gamma=gamma,
+                                                   title=f"{what}: every layer and head")
     for f in figs.values():
         f.supxlabel(caption, fontsize="small", color="dimgrey")
     return figs

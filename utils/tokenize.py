@@ -231,12 +231,11 @@ def tokenizer_from_dict(data: dict) -> Tokenizer:
     checks.instance("data", data, dict, "the dict that Tokenizer.to_dict() returned")
     kind = data.get("kind")
     need = {"char": "tokens", "word": "tokens", "bpe": "json"}.get(kind)
-    if need is not None and need not in data:
+    if need is None:
+        raise ValueError(f"unknown tokenizer kind {kind!r}; expected 'char', 'word' or 'bpe'")
+    if need not in data:
         raise ValueError(f"a {kind!r} tokenizer dict needs the key {need!r}; it has {sorted(data)}")
-    if kind == "char":
-        return CharTokenizer(data["tokens"])
-    if kind == "word":
-        return WordTokenizer(data["tokens"], lowercase=data.get("lowercase", False))
     if kind == "bpe":
         return BPETokenizer(HFTokenizer.from_str(data["json"]))
-    raise ValueError(f"unknown tokenizer kind {kind!r}; expected 'char', 'word' or 'bpe'")
+    tokens = data["tokens"]
+    return CharTokenizer(tokens) if kind == "char" else WordTokenizer(tokens, data.get("lowercase", False))
