@@ -33,7 +33,12 @@ report a stage (``train.json``, ``choose.json``, ``compare.json``, ``ablations.j
 
 A script never writes over a report that is already there (a committed result, or a run of yours):
 it stops before any work and says to pass ``--force`` or another ``--out``. Checkpoints go to
-``checkpoints/<name>.pt`` (git-ignored) under the same rule.
+``checkpoints/<name>.pt`` (git-ignored) under the same rule, and so do the files a run keeps beside
+its checkpoint (``<stem>.snapshots.pt``, ``<stem>.avg.pt``): each training run draws a random identity
+(:func:`new_run_id`) that its checkpoint and its snapshot file both record, so the snapshots of
+another run are refused (:func:`check_snapshots`); ``--resume`` refuses a changed setting, naming
+the flag (:func:`check_resume_settings`); and a run holds ``<stem>.lock`` (:func:`run_lock`), so two
+runs never write one checkpoint.
 """
 
 from __future__ import annotations
