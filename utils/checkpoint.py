@@ -72,8 +72,6 @@ def check_writable(path: str | Path, what: str = "checkpoint") -> Path:
             parent that is a file, ...).
     """
     path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"the {what} path {path.resolve()} is a folder; give a file name such as {path / 'run.pt'}")
     _refuse_read_only(path, what)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +94,10 @@ def check_writable_dir(folder: str | Path, what: str = "output folder") -> Path:
 
 
 def _refuse_read_only(path: Path, what: str) -> int | None:
-    """The permission bits of an existing ``path`` (``None`` if there is none); a read-only file is refused."""
+    """The permission bits of an existing ``path`` (``None`` if there is none); a folder or a read-only file
+    is refused."""
+    if path.is_dir():
+        raise IsADirectoryError(f"the {what} path {path.resolve()} is a folder; give a file name such as {path / 'run.pt'}")
     if not path.is_file():
         return None
     mode = path.stat().st_mode & 0o7777
@@ -134,9 +135,6 @@ def save_checkpoint(path: str | Path, model_state: Mapping[str, torch.Tensor], c
                "model": to_plain(dict(model_state), "model"),
                **{k: to_plain(v, k) for k, v in extra.items()}}
     path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"the checkpoint path {path.resolve()} is a folder; give a file name such as "
-                                f"{path / 'run.pt'}")
     mode = _refuse_read_only(path, "checkpoint")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
