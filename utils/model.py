@@ -231,11 +231,8 @@ class Transformer(nn.Module):
     @classmethod
     def load(cls, path: str | Path, expected_config: dict[str, Any] | None = None,
              map_location: str | torch.device = "cpu") -> "Transformer":
-        """Rebuild a model from :meth:`save`'s file (``weights_only=True``).
-
-        Raises:
-            ConfigMismatchError: the file's config differs from ``expected_config`` (each key listed).
-        """
+        """Rebuild a model from :meth:`save`'s file (``weights_only=True``). Raises ConfigMismatchError when
+        the file's config differs from ``expected_config`` (each key listed)."""
         data = load_checkpoint(path, expected_config, map_location)
         model = make_model(**data["config"])
         model.load_state_dict(data["model"])

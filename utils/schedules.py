@@ -80,10 +80,8 @@ class WarmupCosine(torch.optim.lr_scheduler.LRScheduler):
     """:func:`warmup_cosine_lr` as a scheduler that sets every group's learning rate (not a factor).
     Progress is steps done / ``total_steps`` or elapsed seconds / ``total_seconds``, whichever is
     further along; the elapsed time rides in ``state_dict``, so a resumed run continues the cosine.
-
-    Raises:
-        ValueError: neither total given, a non-positive ``lr`` or total, a negative ``warmup``, or
-            ``min_lr`` outside ``[0, lr]``.
+    Raises ValueError for neither total given, a non-positive ``lr`` or total, a negative ``warmup``, or
+    ``min_lr`` outside ``[0, lr]``.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, lr: float, warmup: int, min_lr: float | None = None, *,

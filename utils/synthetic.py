@@ -51,11 +51,8 @@ def date_splits(n_train: int, n_valid: int, n_test: int, seed: int = 0, *, first
                 last_year: int = 2049) -> dict[str, list[tuple[str, str]]]:
     """Date-normalisation pairs ``{"train", "valid", "test"}`` that are **disjoint by construction**: the
     calendar dates are drawn *without replacement*, so no test (or valid) date occurs in training in
-    any format. Each date is written in one format of :data:`DATE_FORMATS`, chosen at random.
-
-    Raises:
-        ValueError: if a count is negative, the year range is empty, or it holds fewer days than
-            the three splits need together.
+    any format. Each date is written in one format of :data:`DATE_FORMATS`, chosen at random. Raises
+    ValueError for a negative count, or a year range with fewer days than the three splits need.
     """
     for name, n in (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test)):
         checks.integer(name, n, at_least=0)
