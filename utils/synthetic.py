@@ -52,7 +52,7 @@ def date_splits(n_train: int, n_valid: int, n_test: int, seed: int = 0, *, first
     """Date-normalisation pairs ``{"train", "valid", "test"}`` that are **disjoint by construction**: the
     calendar dates are drawn *without replacement*, so no test (or valid) date occurs in training in
     any format. Each date is written in one format of :data:`DATE_FORMATS`, chosen at random. Raises
-    ValueError for a negative count, or a year range with fewer days than the three splits need.
+    ValueError for a negative count, an empty year range, or one with fewer days than the splits need.
     """
     for name, n in (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test)):
         checks.integer(name, n, at_least=0)
