@@ -41,13 +41,9 @@ def cpu_model() -> str:
 
 
 def get_device(prefer: str | None = None) -> torch.device:
-    """The device to compute on: CUDA when a GPU is present, else the CPU.
-
-    ``prefer``: ``"cpu"`` or ``"cuda"``; ``None`` reads the environment variable ``ATTN_DEVICE``, else detects.
-
-    Raises:
-        ValueError: a name other than ``cpu`` / ``cuda``. RuntimeError: ``cuda`` asked for, no GPU visible.
-    """
+    """The device to compute on: ``prefer`` (``"cpu"`` or ``"cuda"``), else the environment variable
+    ``ATTN_DEVICE``, else CUDA when a GPU is present and the CPU otherwise. Raises ValueError for another
+    name, RuntimeError when ``cuda`` is asked for but no GPU is visible."""
     choice = prefer if prefer is not None else os.environ.get("ATTN_DEVICE") or None
     if choice is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -180,11 +180,8 @@ class BPETokenizer(Tokenizer):
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> "BPETokenizer":
         """Learn merges on ``texts`` until the vocabulary holds ``vocab_size`` tokens (or no pair occurs
-        ``min_frequency`` times).
-
-        Raises:
-            ValueError: ``vocab_size`` leaves no room beyond the specials. TypeError: ``texts`` a single string.
-        """
+        ``min_frequency`` times). Raises ValueError for a ``vocab_size`` with no room beyond the specials,
+        TypeError for a single string."""
         checks.integer("vocab_size", vocab_size, at_least=len(SPECIAL_TOKENS) + 1,
                        hint=f"room beyond the {len(SPECIAL_TOKENS)} special tokens")
         checks.positive_int("min_frequency", min_frequency)

@@ -48,9 +48,7 @@ def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, epsilon: float 
     ``-Σ_v q_v log p_v = (1 - ε)·(-log p_y) + ε·mean_v(-log p_v)``, averaged over the positions whose
     target is not ``pad_id``. Equal to ``F.cross_entropy(..., label_smoothing=ε, ignore_index=pad_id)``,
     except that a batch with no real token gives 0 (PyTorch gives NaN): padding never poisons a step.
-
-    Args:
-        logits: ``(..., V)``; target: ``(...)`` ids. ``reduction``: ``"mean"`` (per real token) or ``"sum"``.
+    ``logits``: ``(..., V)``; ``target``: ``(...)`` ids; ``reduction``: ``"mean"`` (per real token) or ``"sum"``.
 
     Raises:
         ValueError: shapes that do not match, ε outside [0, 1], or an unknown reduction.
@@ -92,9 +90,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 def evaluate(model: nn.Module, data: TokenBatches) -> dict[str, float]:
     """Unsmoothed loss per target token, perplexity ``exp(loss)`` and next-token accuracy (teacher
     forcing) over ``data``'s epoch-0 batches, in eval mode. Returns ``{"loss", "ppl", "acc", "tokens"}``.
-
-    Raises:
-        TypeError: ``data`` is not a :class:`~utils.batching.TokenBatches`.
+    Raises TypeError when ``data`` is not a :class:`~utils.batching.TokenBatches`.
     """
     checks.instance("data", data, TokenBatches, "a utils.batching.TokenBatches",
                     hint="wrap encoded sentences in TokenBatches(src_ids, tgt_ids, max_tokens=...)")
