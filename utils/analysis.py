@@ -41,7 +41,6 @@ def _ids_pair(src_ids: Tensor, tgt_ids: Tensor) -> None:
                          f"{tuple(src_ids.shape)} and {tuple(tgt_ids.shape)}")
 
 
-# -- every map of many sentences ------------------------------------------------------------------------
 def attention_maps_for(model: nn.Module, src_ids: Tensor, tgt_ids: Tensor,
                        batch_size: int = 128) -> dict[str, list[Tensor]]:
     """Every attention weight of a teacher-forced pass over many sentences, without the padding's cost:
@@ -218,7 +217,6 @@ def peaks_inside(weights: Tensor, mask: Tensor) -> Tensor:
     return inside.all(-1)
 
 
-# -- switching a head off -------------------------------------------------------------------------------
 @contextlib.contextmanager
 def switched_off(model: nn.Module, layer: int, head: int, kind: str = "cross") -> Iterator[None]:
     """Inside the ``with`` block, one head's output is zero: its slice of the concatenated heads, just
@@ -249,7 +247,6 @@ def switched_off(model: nn.Module, layer: int, head: int, kind: str = "cross") -
         handle.remove()
 
 
-# -- the model's own score --------------------------------------------------------------------------------
 def model_scores(model: nn.Module, src_ids: Sequence[Sequence[int]], hyps: Sequence[Sequence[int]],
                  alpha: float = 0.6, batch_size: int = 100) -> np.ndarray:
     """``log P(hyp | src) / lp(hyp)`` of each translation by teacher forcing: the score beam search
@@ -288,7 +285,6 @@ def model_scores(model: nn.Module, src_ids: Sequence[Sequence[int]], hyps: Seque
     return scores
 
 
-# -- alignment ------------------------------------------------------------------------------------------
 def monotone_fraction(sequences: Sequence[Sequence[int]]) -> float:
     """Over all consecutive pairs of every sequence (e.g. the source position each target token reads
     most): the fraction with ``next >= current``. 1.0 for an alignment that never moves back.
