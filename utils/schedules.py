@@ -43,9 +43,8 @@ def warmup_schedule(optimizer: torch.optim.Optimizer, d_model: int, warmup: int,
     """``LambdaLR`` with :class:`WarmupInverseSqrt`; call ``scheduler.step()`` after each ``optimizer.step()``.
 
     Raises:
-        ValueError: ``warmup`` or ``d_model`` below 1, a ``cooldown`` below 0 or above ``total - warmup``,
-            or an optimiser whose lr is not 1 (the schedule *is* the learning rate: build it with
-            :func:`make_optimizer` or ``lr=1.0``).
+        ValueError: ``warmup`` or ``d_model`` below 1, a ``cooldown`` below 0 or above ``total - warmup``, or
+            an optimiser whose lr is not 1 (the schedule *is* the learning rate: :func:`make_optimizer`).
     """
     checks.instance("optimizer", optimizer, torch.optim.Optimizer, "a torch.optim.Optimizer", hint="make_optimizer(model)")
     d_model, warmup = checks.positive_int("d_model", d_model), checks.positive_int("warmup", warmup)

@@ -40,7 +40,6 @@ __all__ = ["label_smoothed_cross_entropy", "translation_loss", "make_optimizer",
            "save_training_checkpoint", "resume", "get_rng_state", "set_rng_state"]
 
 
-# -- the loss ---------------------------------------------------------------------------------------
 def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, epsilon: float = 0.1, pad_id: int | None = 0,
                                  reduction: str = "mean") -> Tensor:
     """Cross-entropy against the smoothed target ``q = (1 - ε)·onehot(y) + ε/V`` (section 5.4).
@@ -67,7 +66,6 @@ def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, epsilon: float 
     return total if reduction == "sum" else total / real.sum().clamp(min=1)
 
 
-# -- optimiser ----------------------------------------------------------------------------------------
 def make_optimizer(model: nn.Module, betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-9) -> torch.optim.Adam:
     """Adam with the paper's β and ε and ``lr=1``, for :func:`utils.schedules.warmup_schedule` to scale.
 
