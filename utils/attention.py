@@ -40,7 +40,8 @@ def _check_mask(mask: Tensor, scores_shape: tuple[int, ...]) -> None:
         *lead, sq, sk = scores_shape
         hint = f"(seq_q, seq_k) = {(sq, sk)}"
         if len(lead) == 2:
-            hint += f", (batch, 1, 1, seq_k) = {(lead[0], 1, 1, sk)} or (batch, 1, seq_q, seq_k) = {(lead[0], 1, sq, sk)}"
+            b = lead[0]
+            hint += f", (batch, 1, 1, seq_k) = {(b, 1, 1, sk)} or (batch, 1, seq_q, seq_k) = {(b, 1, sq, sk)}"
         raise ValueError(
             f"mask of shape {tuple(mask.shape)} cannot broadcast to the attention scores of shape "
             f"{tuple(scores_shape)} = (..., seq_q, seq_k); expected a shape such as {hint}")
@@ -119,10 +120,7 @@ def _fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropo
 def causal_mask(size: int, device: torch.device | str | None = None) -> Tensor:
     """The look-ahead mask ``(size, size)``: True on and below the diagonal, so position i may
     attend to positions 0..i and never to the future.
-
-    Raises:
-        ValueError: if ``size`` is not a positive integer.
-    """
+    Raises ``ValueError`` if ``size`` is not a positive integer."""
     checks.positive_int("size", size, hint="the sequence length")
     return torch.ones(size, size, dtype=torch.bool, device=device).tril()
 
@@ -130,10 +128,7 @@ def causal_mask(size: int, device: torch.device | str | None = None) -> Tensor:
 def padding_mask(ids: Tensor, pad_id: int) -> Tensor:
     """Which keys are real tokens: ``(batch, 1, 1, seq)``, True where ``ids != pad_id``; the 1s broadcast
     over heads and queries. Combine with :func:`causal_mask` by ``&``: ``(batch, 1, seq, seq)``.
-
-    Raises:
-        ValueError: if ``ids`` is not 2-D ``(batch, seq)``.
-    """
+    Raises ``ValueError`` if ``ids`` is not 2-D ``(batch, seq)``."""
     checks.tensor("ids", ids, ndim=2, shape="(batch, seq)")
     return (ids != pad_id)[:, None, None, :]
 

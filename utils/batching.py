@@ -5,13 +5,11 @@ Notebook 05 builds each piece and measures why it matters::
     data = TokenBatches(src_ids, tgt_ids, max_tokens=4000)   # lists of ids, <bos> ... <eos> each
     for indices in data.batches(epoch=0):                      # one list of pair indices per batch
         batch = data.collate(indices)                          # Batch(src, tgt_in, tgt_out)
-        logits = model(batch.src, batch.tgt_in)                # (batch, tgt_len, vocab)
-        loss = F.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=0)
+        logits = model(batch.src, batch.tgt_in)                # (batch, tgt_len, vocab), scored on tgt_out
 
 * **Token budget**: a batch of ``n`` pairs padded to its longest source ``S`` and target ``T`` costs
-  ``n * max(S, T)`` tokens; :func:`token_budget_batches` sorts the pairs by length and packs each batch
-  up to ``max_tokens`` (many short sentences or few long ones, little padding). The paper (section 5.1)
-  batched "by approximate sequence length", about 25,000 source and 25,000 target tokens a batch.
+  ``n * max(S, T)`` tokens; :func:`token_budget_batches` sorts the pairs by length and packs batches up
+  to ``max_tokens``, little padding (the paper, section 5.1: "by approximate sequence length").
 * **Teacher forcing**: the decoder reads ``tgt_in = <bos> y1 … yn`` and each position predicts the
   next token, ``tgt_out = y1 … yn <eos>``.
 * **Determinism**: an epoch's batches depend only on ``(seed, epoch)``, so a resumed run sees the
@@ -53,10 +51,7 @@ class Batch:
 
 def pad_sequences(seqs: Sequence[Sequence[int]], pad_id: int = 0) -> Tensor:
     """Lists of ids → ``(len(seqs), longest)`` long tensor, each row padded on the right.
-
-    Raises:
-        ValueError: for no sequences, or an empty sequence (every sentence needs a token).
-    """
+    Raises ``ValueError`` for no sequences, or an empty sequence (every sentence needs a token)."""
     if isinstance(seqs, (str, Tensor)) or not hasattr(seqs, "__len__"):
         raise TypeError(f"seqs must be a list of id lists, got {type(seqs).__name__}")
     checks.integer("pad_id", pad_id)
@@ -77,10 +72,7 @@ def pad_sequences(seqs: Sequence[Sequence[int]], pad_id: int = 0) -> Tensor:
 def teacher_forcing(tgt: Tensor) -> tuple[Tensor, Tensor]:
     """``(batch, T)`` padded targets ``<bos> y1 … yn <eos> <pad>…`` → ``(tgt_in, tgt_out)``, each
     ``(batch, T - 1)``: the decoder reads ``tgt_in[:, t]`` and must predict ``tgt_out[:, t] = tgt[:, t + 1]``.
-
-    Raises:
-        ValueError: if ``tgt`` is not 2-D with at least two columns (``<bos>`` and one more token).
-    """
+    Raises ``ValueError`` if ``tgt`` is not 2-D with at least two columns (``<bos>`` and one more token)."""
     if checks.tensor("targets", tgt, dtype="int").dim() != 2 or tgt.shape[1] < 2:
         raise ValueError(f"targets must be (batch, T >= 2) ids such as <bos> ... <eos>, got shape {tuple(tgt.shape)}")
     return tgt[:, :-1], tgt[:, 1:]
@@ -88,10 +80,7 @@ def teacher_forcing(tgt: Tensor) -> tuple[Tensor, Tensor]:
 
 def collate(src_seqs: Sequence[Sequence[int]], tgt_seqs: Sequence[Sequence[int]], pad_id: int = 0) -> Batch:
     """Pad a list of source and target id lists into a :class:`Batch` (targets shifted for teacher forcing).
-
-    Raises:
-        ValueError: if the two lists differ in length (see also :func:`pad_sequences`).
-    """
+    Raises ``ValueError`` for lists of different lengths (and what :func:`pad_sequences` refuses)."""
     if len(src_seqs) != len(tgt_seqs):
         raise ValueError(f"{len(src_seqs)} sources but {len(tgt_seqs)} targets; pairs must line up")
     tgt_in, tgt_out = teacher_forcing(pad_sequences(tgt_seqs, pad_id))
@@ -140,10 +129,7 @@ def token_budget_batches(src_lens: Sequence[int], tgt_lens: Sequence[int], max_t
 
 def fixed_size_batches(n: int, batch_size: int, seed: int = 0, shuffle: bool = True) -> list[list[int]]:
     """The naive way, for comparison: ``batch_size`` random pairs a batch, whatever their lengths.
-
-    Raises:
-        ValueError: ``n`` negative or ``batch_size`` not a positive int.
-    """
+    Raises ``ValueError`` for a negative ``n`` or a ``batch_size`` that is not a positive int."""
     checks.positive_int("batch_size", batch_size)
     checks.integer("n", n, at_least=0, hint="the number of pairs")
     order = list(range(n))
@@ -154,10 +140,7 @@ def fixed_size_batches(n: int, batch_size: int, seed: int = 0, shuffle: bool = T
 
 def padding_fraction(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> float:
     """Share of the padded ``(batch, longest)`` positions that are padding, over all batches.
-
-    Raises:
-        ValueError: an empty batch or an index outside ``lengths``.
-    """
+    Raises ``ValueError`` for an empty batch or an index outside ``lengths``."""
     if any(len(b) == 0 for b in batches):
         raise ValueError("batches hold an empty batch; every batch needs at least one index")
     bad = [i for b in batches for i in b if not 0 <= i < len(lengths)]

@@ -126,10 +126,7 @@ def load_tiny_shakespeare() -> DatasetDict:
     Returns:
         ``DatasetDict`` with splits ``train``, ``validation``, ``test``, each ONE row whose ``text`` is
         the first 90 %, the next 5 % and the last 5 % of the characters (the hub's and TFDS's split).
-
-    Raises:
-        DataNotFoundError: as for :func:`load_multi30k`.
-    """
+    Raises ``DataNotFoundError`` as :func:`load_multi30k` does."""
     local = _local_dir()
     if local is not None:
         path = local / SHAKESPEARE_FILE

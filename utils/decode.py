@@ -125,10 +125,7 @@ def length_penalty(length: int, alpha: float) -> float:
     """Wu et al. (2016): ``lp(Y) = ((5 + |Y|) / 6) ** alpha``; a finished translation is ranked by
     ``log P(Y | X) / lp(Y)``. ``alpha = 0`` ranks by plain log-probability, which favours short outputs
     (every token multiplies in a probability below 1); a larger ``alpha`` favours longer ones.
-
-    Raises:
-        ValueError: a negative ``length`` or an ``alpha`` that is negative or not finite.
-    """
+    Raises ``ValueError`` for a negative ``length`` or an ``alpha`` that is negative or not finite."""
     checks.number("length", length, at_least=0, hint="a number of tokens")
     checks.number("alpha", alpha, at_least=0, hint="0.6 in the paper; 0 = no penalty")
     return ((5.0 + length) / 6.0) ** alpha
@@ -237,8 +234,9 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
                 # 1. An <eos> among the first k candidates finishes a hypothesis, scored log P / lp(step).
                 finishing = valid & is_eos & (ranks[:n_cand] < k)                      # (batch, 2k)
                 for a, alpha in enumerate(alphas):                                     # alpha only ranks them
-                    offer(a, (top_scores.double() / length_penalty(step, alpha)).masked_fill(~finishing, float("-inf")),
-                          step, lambda b, at: torch.cat([ys[b, beam[b, at], 1:], ys.new_full((len(b), 1), eos_id)], 1))
+                    normed = (top_scores.double() / length_penalty(step, alpha)).masked_fill(~finishing, float("-inf"))
+                    offer(a, normed, step, lambda b, at: torch.cat([ys[b, beam[b, at], 1:],      # the prefix it ends
+                                                                    ys.new_full((len(b), 1), eos_id)], 1))
                 n_finished += finishing.sum(dim=-1)
                 # 2. The first k other candidates, in rank order, stay live.
                 extends = valid & ~is_eos
@@ -271,8 +269,9 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
             if bool(open_rows.any()):
                 length = ys.shape[2] - 1
                 for a, alpha in enumerate(alphas):
-                    offer(a, (scores.double() / length_penalty(length, alpha)).masked_fill(~open_rows[:, None], float("-inf")),
-                          length, lambda b, at: ys[b, at, 1:])
+                    normed = (scores.double() / length_penalty(length, alpha)).masked_fill(
+                        ~open_rows[:, None], float("-inf"))                                # (batch, k)
+                    offer(a, normed, length, lambda b, at: ys[b, at, 1:])
     finally:
         model.train(was_training)
     results = [(best_ids[a, :, : int(best_len[a].max())], best_score[a].float()) if return_scores

@@ -53,9 +53,8 @@ class TokenEmbedding(nn.Module):
     at zero and gets no gradient. ``ids (batch, seq)``, integers → ``(batch, seq, d_model)``.
 
     Raises:
-        ValueError: at construction for non-positive sizes or a ``pad_id`` outside the vocabulary;
-            in ``forward`` for ids outside ``0 .. vocab_size - 1``.
-        TypeError: in ``forward`` when ``ids`` are not integers.
+        ValueError: non-positive sizes, a ``pad_id`` or (in ``forward``) ids outside ``0 .. vocab_size - 1``.
+        TypeError: ids that are not an integer tensor.
     """
 
     def __init__(self, vocab_size: int, d_model: int, pad_id: int | None = None):
@@ -109,9 +108,8 @@ class PositionalEncoding(nn.Module):
     saved in the ``state_dict`` (it is recomputed from the formula).
 
     Raises:
-        ValueError: at construction for bad sizes (see :func:`sinusoidal_positional_encoding`) or
-            a dropout outside [0, 1); in ``forward`` when ``seq > max_len`` or the last dimension
-            of ``x`` is not ``d_model``.
+        ValueError: bad sizes (:func:`sinusoidal_positional_encoding`), a dropout outside [0, 1), or
+            (in ``forward``) ``seq > max_len`` or a last dimension of ``x`` that is not ``d_model``.
     """
 
     def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0):
@@ -133,10 +131,7 @@ class LearnedPositionalEmbedding(nn.Module):
     """Add a learned vector per position, then dropout: ``dropout(x + P[0:seq])``; ``x (batch, seq,
     d_model)`` → same shape. ``P`` is ``.embedding``, an ``nn.Embedding(max_len, d_model)`` (initialised
     ``N(0, 1)``): ``max_len * d_model`` parameters, and no position beyond ``max_len - 1``.
-
-    Raises:
-        ValueError: as :class:`PositionalEncoding`.
-    """
+    Raises ``ValueError`` as :class:`PositionalEncoding` does."""
 
     def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0):
         super().__init__()

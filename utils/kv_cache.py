@@ -75,10 +75,7 @@ def cached_self_attention(attn: MultiHeadAttention, x: Tensor, cache: KVCache, l
     With ``attn``'s own weights; K and V are appended to ``cache.keys[layer]`` / ``.values[layer]``
     (layers fill in order 0, 1, 2, …). With an empty cache this equals
     ``attn(x, x, x, causal_mask(seq), need_weights=False)[0]``.
-
-    Raises:
-        ValueError: a cache whose batch size differs from ``x``'s, or a layer index that skips one.
-    """
+    Raises ``ValueError`` for a cache of another batch size than ``x``'s, or a layer index that skips one."""
     b, t, d = x.shape
     q, k, v = attn._split_heads(F.linear(x, attn.in_proj_weight, attn.in_proj_bias), 3)
     # q, k, v: (batch, heads, new, d_head)
@@ -107,10 +104,7 @@ def cached_cross_attention(attn: MultiHeadAttention, x: Tensor, memory: Tensor, 
     0, 1, 2, …) and read from ``cache`` after that. ``mask``: boolean, True = may attend, broadcastable
     to ``(batch, heads, new, src_len)``, or None. Equals ``attn(x, memory, memory, mask,
     need_weights=False)[0]``.
-
-    Raises:
-        ValueError: a cache whose batch size differs from ``x``'s, or a layer index that skips one.
-    """
+    Raises ``ValueError`` for a cache of another batch size than ``x``'s, or a layer index that skips one."""
     b, t, d = x.shape
     if layer < len(cache.cross_keys):
         k, v = cache.cross_keys[layer], cache.cross_values[layer]              # (batch, heads, src_len, d_head)

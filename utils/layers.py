@@ -29,10 +29,8 @@ class LayerNorm(nn.Module):
 
     ``y = weight ⊙ (x − mean(x)) / sqrt(var(x) + eps) + bias``, mean and *biased* variance (divide by
     ``d_model``) over the last dimension of each position; equal to ``nn.LayerNorm(d_model, eps)``.
-
-    Raises:
-        ValueError: a ``d_model`` or ``eps`` that is not positive, an input whose last dimension is not ``d_model``.
-    """
+    Raises ``ValueError`` for a ``d_model`` or ``eps`` that is not positive, an input whose last dimension is
+    not ``d_model``."""
 
     def __init__(self, d_model: int, eps: float = 1e-5) -> None:
         super().__init__()
@@ -56,10 +54,8 @@ class PositionwiseFeedForward(nn.Module):
     """The paper's feed-forward sub-layer, applied to every position separately and identically:
     ``FFN(x) = max(0, x W1 + b1) W2 + b2``, ``W1: d_model → d_ff`` (``linear1``), ``W2: d_ff → d_model``
     (``linear2``); dropout after the ReLU, as in ``nn.TransformerEncoderLayer``. Inside: ``(..., d_ff)``.
-
-    Raises:
-        ValueError: non-positive sizes, a dropout outside [0, 1), an input whose last dimension is not ``d_model``.
-    """
+    Raises ``ValueError`` for non-positive sizes, a dropout outside [0, 1), an input whose last dimension is
+    not ``d_model``."""
 
     def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0) -> None:
         super().__init__()
@@ -107,9 +103,9 @@ class SublayerConnection(nn.Module):
         out = sublayer(self.norm(x) if self.norm_first else x)
         if not isinstance(out, Tensor) or out.shape != x.shape:
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise ValueError(f"the sublayer returned {got} but the residual x + sublayer(x) needs shape {tuple(x.shape)}; "
-                             f"a sublayer that returns (output, weights), such as attention, must be wrapped, "
-                             f"e.g. lambda x: attn(x, x, x)[0]")
+            raise ValueError(f"the sublayer returned {got} but the residual x + sublayer(x) needs shape "
+                             f"{tuple(x.shape)}; a sublayer that returns (output, weights), such as attention, "
+                             f"must be wrapped, e.g. lambda x: attn(x, x, x)[0]")
         if self.norm_first:
             return x + self.dropout(out)
         return self.norm(x + self.dropout(out))
