@@ -1,6 +1,6 @@
-"""utils.short_runs holds the training recipes of notebooks 04 and 05: these tests bind each recipe to the
+"""utils.short_runs holds the short training runs of notebooks 04 and 05: these tests bind each run to the
 notebook that builds it, by running the notebook's own cells (read from the .ipynb) for a few steps
-next to the recipe on the same data and asserting equal weights, to the bit."""
+next to the run on the same data and asserting equal weights, to the bit."""
 
 import ast
 import json
