@@ -147,11 +147,8 @@ class MultiHeadAttention(nn.Module):
         n_heads: number of heads; must divide ``d_model`` (each head has ``d_head = d_model / n_heads``).
         dropout: dropout on the attention weights, active only in ``train()`` mode.
         bias: whether the four projections have biases.
-
-    Raises:
-        ValueError: ``n_heads`` that does not divide ``d_model`` (the message lists divisors),
-            non-positive sizes, or ``dropout`` outside [0, 1).
-    """
+    Raises ``ValueError`` for an ``n_heads`` that does not divide ``d_model`` (the message lists divisors),
+    non-positive sizes, or a ``dropout`` outside [0, 1)."""
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
@@ -212,11 +209,8 @@ class MultiHeadAttention(nn.Module):
         Returns:
             ``(output, weights)``: output ``(batch, seq_q, d_model)``; weights ``(batch, heads, seq_q,
             seq_k)`` after the softmax and before dropout, or None.
-
-        Raises:
-            ValueError: inputs that are not ``(batch, seq, d_model)``, key/value that disagree,
-                a mask that cannot broadcast. TypeError: a non-boolean mask.
-        """
+        Raises ``ValueError`` for inputs that are not ``(batch, seq, d_model)``, key/value that disagree or a
+        mask that cannot broadcast; ``TypeError`` for a non-boolean mask."""
         for name, x in (("query", query), ("key", key), ("value", value)):
             if x.dim() != 3 or x.shape[-1] != self.d_model:
                 raise ValueError(f"{name} must be (batch, seq, d_model={self.d_model}), got {tuple(x.shape)}")

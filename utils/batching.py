@@ -95,11 +95,8 @@ def token_budget_batches(src_lens: Sequence[int], tgt_lens: Sequence[int], max_t
     The pairs are shuffled (``seed``), sorted stably by (source length, target length) and cut
     greedily: a batch grows while ``n * max(S, T) <= max_tokens`` (``S``, ``T``: its longest source
     and target). With ``shuffle`` the batches' order is shuffled too.
-
-    Raises:
-        ValueError: lengths of different counts, a non-positive ``max_tokens``, or a pair longer
-            than ``max_tokens`` on its own (the message names it and the fix).
-    """
+    Raises ``ValueError`` for lengths of different counts, a non-positive ``max_tokens``, or a pair longer than
+    ``max_tokens`` on its own (the message names it and the fix)."""
     if len(src_lens) != len(tgt_lens):
         raise ValueError(f"{len(src_lens)} source lengths but {len(tgt_lens)} target lengths")
     checks.positive_int("max_tokens", max_tokens)
@@ -160,11 +157,8 @@ class TokenBatches:
         shuffle: False gives one fixed, sorted order (for evaluation).
         rank, world_size: this process's shard; every process gets the same number of batches (the
             few left over are dropped for that epoch).
-
-    Raises:
-        ValueError: corpora of different sizes, an empty corpus or sentence, a ``world_size`` below 1
-            or a ``rank`` outside ``0 .. world_size - 1``. TypeError: text instead of id lists.
-    """
+    Raises ``ValueError`` for corpora of different sizes, an empty corpus or sentence, a ``world_size`` below 1
+    or a ``rank`` outside ``0 .. world_size - 1``; ``TypeError`` for text instead of id lists."""
 
     def __init__(self, src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]], max_tokens: int,
                  pad_id: int = 0, shuffle: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1):

@@ -76,11 +76,8 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str] | Sequence[
 
     ``references``: one reference per hypothesis (a list of strings) or, like sacreBLEU, a list of
     reference streams (each a list of strings, one per hypothesis).
-
-    Raises:
-        ValueError: no hypotheses, a reference stream of another length, or a ``max_order`` below 1.
-        TypeError: one string where a list of sentences is expected, or items that are not strings.
-    """
+    Raises ``ValueError`` for no hypotheses, a reference stream of another length, or a ``max_order`` below 1;
+    ``TypeError`` for one string where a list of sentences is expected, or items that are not strings."""
     checks.positive_int("max_order", max_order, hint="4 for BLEU-4")
     hypotheses = checks.strings("hypotheses", hypotheses, hint="decode ids to text first (tok.decode(ids))")
     if len(hypotheses) == 0:

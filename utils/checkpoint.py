@@ -36,11 +36,8 @@ _PLAIN = (str, bytes, bytearray, int, float, bool, complex, type(None), torch.Te
 def to_plain(value: Any, key: str = "value") -> Any:
     """``value`` as the plain data ``torch.load(weights_only=True)`` accepts: NumPy scalars → Python
     numbers, NumPy arrays → tensors, paths → strings, tuples/lists/dicts converted inside.
-
-    Raises:
-        TypeError: any other object, naming where it sits (``key``, e.g. ``config['tokenizer']``)
-            and how to store it instead.
-    """
+    Raises ``TypeError`` for any other object, naming where it sits (``key``, e.g. ``config['tokenizer']``) and
+    how to store it instead."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -66,11 +63,8 @@ def to_plain(value: Any, key: str = "value") -> Any:
 def check_writable(path: str | Path, what: str = "checkpoint") -> Path:
     """Make sure ``path`` (a file to be written later) can be written: create its folder and write and
     delete a probe file there. Call it before a long run, so a bad path fails before any work.
-
-    Raises:
-        OSError: naming ``what``, the path and the reason (a folder in its place, no permission, a
-            parent that is a file, ...).
-    """
+    Raises ``OSError`` naming ``what``, the path and the reason (a folder in its place, no permission, a parent
+    that is a file, ...)."""
     path = Path(path)
     _refuse_read_only(path, what)
     try:

@@ -78,11 +78,8 @@ def greedy_decode(model: nn.Module, src_ids: Tensor, max_len: int, bos_id: int =
 
     Returns:
         ``(batch, n)`` long tensor without ``<bos>``, ``n <= max_len`` (less only when every row ended).
-
-    Raises:
-        ValueError: ``max_len`` not a positive int or longer than the model's positional table;
-            ``src_ids`` not 2-D or empty. TypeError: a model without ``encode``, ``decode``, ``pad_id``.
-    """
+    Raises ``ValueError`` for a ``max_len`` that is not a positive int or exceeds the positional table, or
+    ``src_ids`` not 2-D or empty; ``TypeError`` for a model without ``encode``, ``decode``, ``pad_id``."""
     _check_args(model, src_ids, max_len, bos_id, eos_id)
     pad_id = model.pad_id
     was_training = model.training
@@ -169,11 +166,8 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
     Returns:
         ``(batch, n)`` long tensor, ``<pad>`` after each row's ``<eos>``; with ``return_scores``, the
         pair (that tensor, a ``(batch,)`` float tensor of scores); with several alphas, a list of those.
-
-    Raises:
-        ValueError: ``beam_size`` not a positive int, a negative or empty ``length_penalty_alpha``, or
-            the arguments :func:`greedy_decode` refuses.
-    """
+    Raises ``ValueError`` for a ``beam_size`` that is not a positive int, a negative or empty
+    ``length_penalty_alpha``, or the arguments :func:`greedy_decode` refuses."""
     _check_args(model, src_ids, max_len, bos_id, eos_id)
     checks.positive_int("beam_size", beam_size, hint="4 in the paper; 1 is greedy")
     alphas = _alphas(length_penalty_alpha)

@@ -23,11 +23,8 @@ def sinusoidal_positional_encoding(max_len: int, d_model: int, dtype: torch.dtyp
         PE[pos, 2i + 1] = cos(pos / 10000^(2i / d_model))
 
     Computed in float64, then cast to ``dtype`` (float32 values exact to rounding at large positions).
-
-    Raises:
-        ValueError: ``max_len`` or ``d_model`` not a positive int, or an odd ``d_model`` (sines and
-            cosines come in pairs). TypeError: a ``dtype`` that is not floating-point.
-    """
+    Raises ``ValueError`` for a ``max_len`` or ``d_model`` that is not a positive int, or an odd ``d_model``
+    (sines and cosines come in pairs); ``TypeError`` for a ``dtype`` that is not floating-point."""
     checks.positive_int("max_len", max_len)
     checks.positive_int("d_model", d_model)
     if d_model % 2:
@@ -51,11 +48,8 @@ class TokenEmbedding(nn.Module):
     ``N(0, 1/d_model)``: a looked-up vector has length about 1, about ``sqrt(d_model)`` once scaled, the
     order of a sinusoidal position vector (``sqrt(d_model / 2)``). The ``pad_id`` row (if given) starts
     at zero and gets no gradient. ``ids (batch, seq)``, integers → ``(batch, seq, d_model)``.
-
-    Raises:
-        ValueError: non-positive sizes, a ``pad_id`` or (in ``forward``) ids outside ``0 .. vocab_size - 1``.
-        TypeError: ids that are not an integer tensor.
-    """
+    Raises ``ValueError`` for non-positive sizes, a ``pad_id`` or (in ``forward``) ids outside the vocabulary
+    ``0 .. vocab_size - 1``; ``TypeError`` for ids that are not an integer tensor."""
 
     def __init__(self, vocab_size: int, d_model: int, pad_id: int | None = None):
         super().__init__()
@@ -106,11 +100,8 @@ class PositionalEncoding(nn.Module):
     """Add the fixed sinusoidal encoding, then dropout: ``dropout(x + PE[:seq])``; ``x (batch, seq,
     d_model)`` → same shape. The table is a non-persistent buffer: it follows ``.to(device)`` but is not
     saved in the ``state_dict`` (it is recomputed from the formula).
-
-    Raises:
-        ValueError: bad sizes (:func:`sinusoidal_positional_encoding`), a dropout outside [0, 1), or
-            (in ``forward``) ``seq > max_len`` or a last dimension of ``x`` that is not ``d_model``.
-    """
+    Raises ``ValueError`` for bad sizes (:func:`sinusoidal_positional_encoding`), a dropout outside [0, 1), or
+    (in ``forward``) ``seq > max_len`` or a last dimension of ``x`` that is not ``d_model``."""
 
     def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0):
         super().__init__()

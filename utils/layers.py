@@ -84,11 +84,8 @@ class SublayerConnection(nn.Module):
       without warm-up (notebook 03 measures both). A pre-LN stack needs a final ``LayerNorm``.
 
     ``sublayer`` maps ``(..., d_model)`` to the same shape.
-
-    Raises:
-        ValueError: for a non-positive ``d_model``, a dropout outside [0, 1), an input whose
-            last dimension is not ``d_model``, or a sublayer that changes the shape.
-    """
+    Raises ``ValueError`` for a non-positive ``d_model``, a dropout outside [0, 1), an input whose last
+    dimension is not ``d_model``, or a sublayer that changes the shape."""
 
     def __init__(self, d_model: int, dropout: float = 0.0, norm_first: bool = False) -> None:
         super().__init__()
