@@ -147,6 +147,7 @@ class MultiHeadAttention(nn.Module):
         n_heads: number of heads; must divide ``d_model`` (each head has ``d_head = d_model / n_heads``).
         dropout: dropout on the attention weights, active only in ``train()`` mode.
         bias: whether the four projections have biases.
+
     Raises ``ValueError`` for an ``n_heads`` that does not divide ``d_model`` (the message lists divisors),
     non-positive sizes, or a ``dropout`` outside [0, 1)."""
 
@@ -209,6 +210,7 @@ class MultiHeadAttention(nn.Module):
         Returns:
             ``(output, weights)``: output ``(batch, seq_q, d_model)``; weights ``(batch, heads, seq_q,
             seq_k)`` after the softmax and before dropout, or None.
+
         Raises ``ValueError`` for inputs that are not ``(batch, seq, d_model)``, key/value that disagree or a
         mask that cannot broadcast; ``TypeError`` for a non-boolean mask."""
         for name, x in (("query", query), ("key", key), ("value", value)):

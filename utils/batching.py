@@ -157,6 +157,7 @@ class TokenBatches:
         shuffle: False gives one fixed, sorted order (for evaluation).
         rank, world_size: this process's shard; every process gets the same number of batches (the
             few left over are dropped for that epoch).
+
     Raises ``ValueError`` for corpora of different sizes, an empty corpus or sentence, a ``world_size`` below 1
     or a ``rank`` outside ``0 .. world_size - 1``; ``TypeError`` for text instead of id lists."""
 

@@ -93,11 +93,9 @@ def load_multi30k(limit: int | None = None) -> DatasetDict:
         (1000, the 2016 Flickr test set), each with string columns ``de`` and ``en``; row *i*
         of ``de`` translates row *i* of ``en``.
 
-    Raises:
-        ValueError: ``limit`` not a positive int (or None).
-        DataNotFoundError: ``$ATTN_DATA_DIR`` set but a file missing, or unset and the hub not
-            reachable; the message names the hub id, the variable and the expected files.
-    """
+    Raises ``ValueError`` for a ``limit`` that is not a positive int (or None); ``DataNotFoundError`` when
+    ``$ATTN_DATA_DIR`` is set but a file is missing, or is unset and the hub is not reachable (the message
+    names the hub id, the variable and the expected files)."""
     checks.positive_int("limit", limit, allow_none=True, hint="pairs per split, or None for all")
     files = [f"multi30k/{stem}.{lang}" for stem in MULTI30K_FILES.values() for lang in ("de", "en")]
     local = _local_dir()
@@ -126,6 +124,7 @@ def load_tiny_shakespeare() -> DatasetDict:
     Returns:
         ``DatasetDict`` with splits ``train``, ``validation``, ``test``, each ONE row whose ``text`` is
         the first 90 %, the next 5 % and the last 5 % of the characters (the hub's and TFDS's split).
+
     Raises ``DataNotFoundError`` as :func:`load_multi30k` does."""
     local = _local_dir()
     if local is not None:

@@ -1,4 +1,5 @@
 """From a trained encoder–decoder to output tokens: greedy decoding, beam search, :func:`translate`.
+``model`` is anything with ``encode(src_ids)``, ``decode(tgt_ids, memory, src_ids)`` and ``pad_id``.
 
 Notebook 04 writes greedy decoding in its simplest form (re-run the model on the growing prefix, take
 the most likely next token) and moves it here; notebook 06 adds beam search, ranking finished
@@ -7,9 +8,6 @@ translations with the length penalty of Wu et al. (2016), as the paper does (bea
     out = greedy_decode(model, src_ids, max_len=20)         # (batch, <= 20) ids, <pad> after <eos>
     out = beam_search(model, src_ids, beam_size=4, max_len=20, length_penalty_alpha=0.6)
     english = translate(model, german_sentences, tok, beam_size=4)    # sentences in, sentences out
-
-``model`` is any object with ``encode(src_ids)``, ``decode(tgt_ids, memory, src_ids)`` and ``pad_id``
-(``utils.model.Transformer``).
 """
 
 from __future__ import annotations
@@ -78,6 +76,7 @@ def greedy_decode(model: nn.Module, src_ids: Tensor, max_len: int, bos_id: int =
 
     Returns:
         ``(batch, n)`` long tensor without ``<bos>``, ``n <= max_len`` (less only when every row ended).
+
     Raises ``ValueError`` for a ``max_len`` that is not a positive int or exceeds the positional table, or
     ``src_ids`` not 2-D or empty; ``TypeError`` for a model without ``encode``, ``decode``, ``pad_id``."""
     _check_args(model, src_ids, max_len, bos_id, eos_id)
@@ -166,6 +165,7 @@ def beam_search(model: nn.Module, src_ids: Tensor, beam_size: int = 4, max_len: 
     Returns:
         ``(batch, n)`` long tensor, ``<pad>`` after each row's ``<eos>``; with ``return_scores``, the
         pair (that tensor, a ``(batch,)`` float tensor of scores); with several alphas, a list of those.
+
     Raises ``ValueError`` for a ``beam_size`` that is not a positive int, a negative or empty
     ``length_penalty_alpha``, or the arguments :func:`greedy_decode` refuses."""
     _check_args(model, src_ids, max_len, bos_id, eos_id)
@@ -299,11 +299,9 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
     Returns:
         One translation per sentence, in the input order; with several alphas, one such list per alpha.
 
-    Raises:
-        TypeError: ``sentences`` given as one string instead of a list.
-        ValueError: texts or ``output="text"`` without a tokenizer, an unknown ``output``, a
-            non-positive ``batch_size``, an empty sentence, or the arguments the decoders refuse.
-    """
+    Raises ``TypeError`` for one string instead of a list of sentences; ``ValueError`` for texts or
+    ``output="text"`` without a tokenizer, an unknown ``output``, a non-positive ``batch_size``, an empty
+    sentence, or the arguments the decoders refuse."""
     if isinstance(sentences, str):
         raise TypeError("sentences must be a list of sentences, got one string; wrap it: translate(model, [text], tok)")
     checks.one_of("output", output, ("text", "ids"))

@@ -6,9 +6,8 @@ right yet (with the reason), or solved. It never raises, so an unsolved exercise
 
 Each ``check_*`` compares a central piece the learner wrote (notebooks 01–04) with a reference and,
 when it differs, says *what* is wrong (a shape, weights that do not sum to 1, a position that sees
-the future) without giving the right numbers away (``NotImplementedError`` while untouched)::
-
-    check("Exercise 5", lambda: check_encoder_input(encoder_input))
+the future) without giving the right numbers away (``NotImplementedError`` while untouched), e.g.
+``check("Exercise 5", lambda: check_encoder_input(encoder_input))``.
 """
 
 from __future__ import annotations
@@ -35,12 +34,8 @@ def check(name: str, test: Callable[[], Any]) -> bool:
     Returns True when it passes. ``NotImplementedError`` means not attempted; an ``AssertionError`` or
     any other exception, or a false result (a comparison written without ``assert``), means not right
     yet, and the message is printed.
-
-    Raises:
-        TypeError: ``test`` is not callable (pass the function, ``check("ex1", test_ex1)``, not
-            its result ``test_ex1()``), or ``name`` is not a string. These are mistakes in the call,
-            not in the exercise, so they do stop the cell.
-    """
+    Raises ``TypeError`` when ``test`` is not callable (pass the function ``test_ex1``, not its result
+    ``test_ex1()``) or ``name`` is not a string: mistakes in the call, not in the exercise, stop the cell."""
     checks.instance("name", name, str, "the exercise's name (a str)")
     if not callable(test):
         raise TypeError(f"test must be a function to call, got {type(test).__name__}; pass the function itself "

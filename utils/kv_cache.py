@@ -1,10 +1,9 @@
 """The KV cache: attention one new token at a time (notebook 08 builds it; ``Transformer.decode_step``
-and ``utils.bonus.gpt.GPT`` use it).
-
-A causal decoder's keys and values at earlier positions never change (a position never sees later
-ones), so :class:`KVCache` keeps them and :func:`cached_self_attention` / :func:`cached_cross_attention`
-run :class:`~utils.attention.MultiHeadAttention`'s own weights on the new positions only: O(length)
-work per step instead of O(length²).
+and ``utils.bonus.gpt.GPT`` use it). A causal decoder's keys and values at earlier positions never
+change (a position never sees later ones), so :class:`KVCache` keeps them and
+:func:`cached_self_attention` / :func:`cached_cross_attention` run
+:class:`~utils.attention.MultiHeadAttention`'s own weights on the new positions only: O(length) work
+per step instead of O(length²).
 """
 
 from __future__ import annotations

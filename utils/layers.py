@@ -1,8 +1,7 @@
-"""The pieces that wrap attention into a Transformer layer (built in notebook 03): :class:`LayerNorm`,
-the position-wise feed-forward network and the residual "sub-layer connection". Each maps
-``(..., d_model)`` to ``(..., d_model)``. Parameter names follow PyTorch (``nn.LayerNorm``'s
-``weight`` / ``bias``, ``nn.TransformerEncoderLayer``'s ``linear1`` / ``linear2``), so state dicts map
-one to one.
+"""The pieces that wrap attention into a Transformer layer (built in notebook 03): :class:`LayerNorm`, the
+position-wise feed-forward network and the residual "sub-layer connection", each ``(..., d_model)`` →
+``(..., d_model)``. Parameter names follow PyTorch (``nn.LayerNorm``'s ``weight`` / ``bias``,
+``nn.TransformerEncoderLayer``'s ``linear1`` / ``linear2``), so state dicts map one to one.
 """
 
 from __future__ import annotations
