@@ -10,8 +10,7 @@ Notebook 05 builds each piece and measures why it matters::
 * **Token budget**: a batch of ``n`` pairs padded to its longest source ``S`` and target ``T`` costs
   ``n * max(S, T)`` tokens; :func:`token_budget_batches` sorts the pairs by length and packs batches up
   to ``max_tokens``, little padding (the paper, section 5.1: "by approximate sequence length").
-* **Teacher forcing**: the decoder reads ``tgt_in = <bos> y1 … yn`` and each position predicts the
-  next token, ``tgt_out = y1 … yn <eos>``.
+* **Teacher forcing**: the decoder reads ``tgt_in = <bos> y1 … yn`` and predicts ``tgt_out = y1 … yn <eos>``.
 * **Determinism**: an epoch's batches depend only on ``(seed, epoch)``, so a resumed run sees the
   batches the uninterrupted run would have; ``rank`` / ``world_size`` shard them for DDP.
 """

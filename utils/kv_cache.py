@@ -25,9 +25,8 @@ class KVCache:
 
     * ``keys[i]``, ``values[i]``: layer ``i``'s self-attention, ``(batch, heads, length, d_head)``;
       :func:`cached_self_attention` appends the new positions.
-    * ``cross_keys[i]``, ``cross_values[i]``: an encoder–decoder's cross-attention over the source,
-      ``(batch, heads, src_len, d_head)``; they depend only on the encoder's output, so
-      :func:`cached_cross_attention` projects them once, at the first step.
+    * ``cross_keys[i]``, ``cross_values[i]``: cross-attention over the source, ``(batch, heads, src_len,
+      d_head)``, projected once by :func:`cached_cross_attention` (they depend only on the encoder's output).
     """
 
     keys: list[Tensor] = field(default_factory=list)
