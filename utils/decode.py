@@ -319,9 +319,8 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
     limit = getattr(model, "config", {}).get("max_len")
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     outs: list[list] = [[None] * len(ids) for _ in alphas]
-    starts = range(0, len(order), batch_size)
-    if progress:
-        starts = tqdm(starts, desc=f"translating ({'greedy' if beam_size == 1 else f'beam {beam_size}'})")
+    starts = tqdm(range(0, len(order), batch_size), disable=not progress,
+                  desc=f"translating ({'greedy' if beam_size == 1 else f'beam {beam_size}'})")
     for start in starts:
         chunk = order[start: start + batch_size]
         src = pad_sequences([ids[i] for i in chunk], model.pad_id).to(device)             # (b, S)

@@ -36,8 +36,7 @@ def sinusoidal_positional_encoding(max_len: int, d_model: int, dtype: torch.dtyp
     two_i = torch.arange(0, d_model, 2, dtype=torch.float64)                    # (d_model/2,)
     angle = pos / 10000.0 ** (two_i / d_model)                                  # (max_len, d_model/2)
     pe = torch.empty(max_len, d_model, dtype=torch.float64)
-    pe[:, 0::2] = torch.sin(angle)
-    pe[:, 1::2] = torch.cos(angle)
+    pe[:, 0::2], pe[:, 1::2] = torch.sin(angle), torch.cos(angle)              # sines even, cosines odd
     return pe.to(dtype)
 
 
