@@ -558,6 +558,14 @@ def _relative_dir():
     return False
 
 
+# -- silent wrong answers: values that must be refused or handled right ------------------------------
+# (helper F adds its cases above this line)
+
+
+# -- errors that name the argument or variable at fault ---------------------------------------------
+# (helper G adds its cases above this line)
+
+
 # -- running ---------------------------------------------------------------------------------------
 def outcome(thunk, expected) -> tuple[str, str]:
     """(outcome, detail) of one case."""
