@@ -96,7 +96,7 @@ def test_serialisation_round_trip(bpe):
 
 def test_errors():
     tok = CharTokenizer.fit(["ab"])
-    with pytest.raises(ValueError, match="outside this vocabulary"):
+    with pytest.raises(ValueError, match="outside the vocabulary"):
         tok.decode([0, 99])
     with pytest.raises(ValueError, match="must start with"):
         CharTokenizer(["a", "b"])

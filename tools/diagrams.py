@@ -663,14 +663,17 @@ ATTACHMENT = re.compile(r"!\[[^\]]*\]\(attachment:([A-Za-z0-9_.-]+\.png)\)")
 
 def embed_in_notebooks(notebooks: list[Path] | None = None, folder: Path = FIGURES_DIR, *,
                        write: bool = True) -> list[Path]:
-    """Put each PNG that a markdown cell references as ``attachment:NAME.png`` into that cell's
-    attachments (base64), so the notebook carries its own pictures. Returns the notebooks changed
-    (with ``write=False``: the notebooks that would change; nothing is written).
+    """Put each diagram (a PNG of :data:`DIAGRAMS`) that a markdown cell references as
+    ``attachment:NAME.png`` into that cell's attachments (base64), so the notebook carries its own
+    pictures; a diagram attachment nothing references goes. Every other attachment (a learner's own
+    picture) is kept as it is. Returns the notebooks changed (with ``write=False``: the notebooks that
+    would change; nothing is written).
 
     Raises:
         FileNotFoundError: if a referenced diagram is not in ``folder`` (run :func:`draw_all`).
     """
     notebooks = notebooks or sorted((REPO_ROOT / "notebooks").glob("0[1-4]_*.ipynb"))
+    drawn = {f"{stem}.png" for stem in DIAGRAMS}
     changed = []
     for path in notebooks:
         nb = json.loads(path.read_text(encoding="utf-8"))
@@ -678,10 +681,10 @@ def embed_in_notebooks(notebooks: list[Path] | None = None, folder: Path = FIGUR
         for cell in nb["cells"]:
             if cell["cell_type"] != "markdown":
                 continue
-            names = ATTACHMENT.findall("".join(cell["source"]))
+            names = [n for n in ATTACHMENT.findall("".join(cell["source"])) if n in drawn]
             if not names and "attachments" not in cell:
                 continue
-            attachments = {}
+            attachments = {k: v for k, v in cell.get("attachments", {}).items() if k not in drawn}   # not ours
             for name in names:
                 png = folder / name
                 if not png.is_file():

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from utils import checks
+from utils.tokenize import BOS_ID, EOS_ID, PAD_ID
 
 __all__ = ["Batch", "pad_sequences", "teacher_forcing", "collate", "token_budget_batches",
            "fixed_size_batches", "padding_fraction", "TokenBatches"]
@@ -50,14 +51,14 @@ class Batch:
 
 def pad_sequences(seqs: Sequence[Sequence[int]], pad_id: int = 0) -> Tensor:
     """Lists of ids → ``(len(seqs), longest)`` long tensor, each row padded on the right.
-    Raises ``ValueError`` for no sequences, or an empty sequence (every sentence needs a token)."""
+    Raises ``ValueError`` for no sequences, an empty one, or a ``pad_id`` that is also a token id in them;
+    ``TypeError`` for text, float or bool ids (they would be cut to integers)."""
     if isinstance(seqs, (str, Tensor)) or not hasattr(seqs, "__len__"):
         raise TypeError(f"seqs must be a list of id lists, got {type(seqs).__name__}")
-    checks.integer("pad_id", pad_id)
+    checks.integer("pad_id", pad_id, at_least=0, hint=f"the tokenizer's <pad> id, {PAD_ID}")
     if len(seqs) == 0:
         raise ValueError("cannot pad an empty list of sequences")
-    if any(isinstance(s, str) for s in seqs):
-        raise TypeError("seqs hold strings; encode the sentences first (tok.encode_batch(texts, add_special=True))")
+    seqs = [checks.int_ids(f"seqs[{i}]", s) for i, s in enumerate(seqs)]
     lengths = [len(s) for s in seqs]
     if min(lengths) == 0:
         raise ValueError(f"sequence {lengths.index(0)} is empty; encode with add_special=True so every "
@@ -65,6 +66,8 @@ def pad_sequences(seqs: Sequence[Sequence[int]], pad_id: int = 0) -> Tensor:
     out = torch.full((len(seqs), max(lengths)), pad_id, dtype=torch.long)
     for i, s in enumerate(seqs):
         out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+    if int((out == pad_id).sum()) != out.numel() - sum(lengths):
+        raise ValueError(f"pad_id={pad_id} is a token id in seqs too: padding could not be told from it; use {PAD_ID}")
     return out
 
 
@@ -94,11 +97,15 @@ def token_budget_batches(src_lens: Sequence[int], tgt_lens: Sequence[int], max_t
     The pairs are shuffled (``seed``), sorted stably by (source length, target length) and cut
     greedily: a batch grows while ``n * max(S, T) <= max_tokens`` (``S``, ``T``: its longest source
     and target). With ``shuffle`` the batches' order is shuffled too.
-    Raises ``ValueError`` for lengths of different counts, a non-positive ``max_tokens``, or a pair longer than
-    ``max_tokens`` on its own (the message names it and the fix)."""
+    Raises ``ValueError`` for lengths of different counts or below 0, a non-positive ``max_tokens``, or a pair
+    longer than ``max_tokens`` on its own (the message names it and the fix); ``TypeError`` for a length not an int."""
     if len(src_lens) != len(tgt_lens):
         raise ValueError(f"{len(src_lens)} source lengths but {len(tgt_lens)} target lengths")
     checks.positive_int("max_tokens", max_tokens)
+    for name, lens in (("src_lens", src_lens), ("tgt_lens", tgt_lens)):   # the message for the first bad one
+        bad = next((i for i, n in enumerate(lens) if type(n) is not int or n < 0), None)
+        if bad is not None:
+            checks.integer(f"{name}[{bad}]", lens[bad], at_least=0, hint="a sentence length")
     longest = [max(s, t) for s, t in zip(src_lens, tgt_lens)]
     too_long = [i for i, n in enumerate(longest) if n > max_tokens]
     if too_long:
@@ -157,8 +164,9 @@ class TokenBatches:
         rank, world_size: this process's shard; every process gets the same number of batches (the
             few left over are dropped for that epoch).
 
-    Raises ``ValueError`` for corpora of different sizes, an empty corpus or sentence, a ``world_size`` below 1
-    or a ``rank`` outside ``0 .. world_size - 1``; ``TypeError`` for text instead of id lists."""
+    Raises ``ValueError`` for corpora of different sizes, an empty corpus or sentence, a target that is not
+    ``<bos> … <eos>``, a ``pad_id`` found in a sentence, a ``world_size`` below 1 or a ``rank`` outside
+    ``0 .. world_size - 1``; ``TypeError`` for text, float or bool ids instead of integer id lists."""
 
     def __init__(self, src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]], max_tokens: int,
                  pad_id: int = 0, shuffle: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1):
@@ -168,20 +176,18 @@ class TokenBatches:
             raise ValueError("the corpus is empty")
         checks.positive_int("world_size", world_size, hint="the number of processes")
         for name, v in (("rank", rank), ("seed", seed), ("pad_id", pad_id)):
-            checks.integer(name, v)
+            checks.integer(name, v, at_least=0 if name == "pad_id" else None)
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in 0 .. world_size - 1 = {world_size - 1}, got {rank}")
         for name, corpus in (("src_ids", src_ids), ("tgt_ids", tgt_ids)):
-            if isinstance(corpus, str) or isinstance(corpus[0], str):
-                raise TypeError(f"{name} must hold id lists; encode the sentences first "
-                                "(tok.encode_batch(texts, add_special=True))")
-            empty = next((i for i, x in enumerate(corpus) if len(x) == 0), None)
-            if empty is not None:
-                raise ValueError(f"{name}[{empty}] is empty; encode with add_special=True so every sentence has "
-                                 "<bos> and <eos>")
-        if len(tgt_ids[0]) < 2:
-            raise ValueError("targets need at least 2 ids (<bos> ... <eos>) for teacher forcing; encode them "
-                             "with add_special=True")
+            for i, ids in enumerate(corpus):            # text, float or bool ids are refused here
+                ids = checks.int_ids(f"{name}[{i}]", ids)
+                why = ("is empty" if len(ids) == 0 else f"holds pad_id={pad_id}, so padding could not be told from it"
+                       if pad_id in ids else "" if name == "src_ids" or len(ids) > 1 and ids[0] == BOS_ID and
+                       ids[-1] == EOS_ID else f"is not <bos> ... <eos> (ids {BOS_ID} ... {EOS_ID}), which teacher "
+                       "forcing needs: the decoder starts from <bos> and learns to stop at <eos>")
+                if why:
+                    raise ValueError(f"{name}[{i}] {why}; encode with add_special=True and pad with <pad> ({PAD_ID})")
         self.src_ids, self.tgt_ids = list(src_ids), list(tgt_ids)
         self.max_tokens, self.pad_id, self.shuffle, self.seed = max_tokens, pad_id, shuffle, seed
         self.rank, self.world_size = rank, world_size

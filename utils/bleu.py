@@ -37,8 +37,7 @@ _RULES_13A = [
 def tokenize_13a(line: str) -> list[str]:
     """Split a detokenized sentence into the words BLEU counts, as sacreBLEU's default ``13a``."""
     line = line.rstrip().replace("<skipped>", "").replace("-\n", "").replace("\n", " ")
-    if "&" in line:
-        line = line.replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+    line = line.replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
     line = f" {line} "
     for pattern, replacement in _RULES_13A:
         line = pattern.sub(replacement, line)
@@ -46,7 +45,9 @@ def tokenize_13a(line: str) -> list[str]:
 
 
 def ngrams(words: Sequence[str], max_order: int = 4) -> Counter:
-    """Counts of every n-gram (as a tuple of words) of ``words``, for n = 1 .. ``max_order``."""
+    """Counts of every n-gram (a tuple of words) of ``words``, n = 1 .. ``max_order``; TypeError for one str."""
+    if isinstance(words, str):
+        raise TypeError(f"words must be a list of words, got a str ({words[:30]!r}); split it: tokenize_13a(text)")
     return Counter(tuple(words[i: i + n]) for n in range(1, max_order + 1) for i in range(len(words) - n + 1))
 
 

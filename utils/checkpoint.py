@@ -29,23 +29,26 @@ class ConfigMismatchError(ValueError):
     """A checkpoint was made for a different model configuration than the one asked for."""
 
 
-_PLAIN = (str, bytes, bytearray, int, float, bool, complex, type(None), torch.Tensor, torch.dtype, torch.device,
+_PLAIN = (bool, int, float, complex, str, bytes, bytearray, type(None), torch.Tensor, torch.dtype, torch.device,
           torch.Size)
 
 
 def to_plain(value: Any, key: str = "value") -> Any:
     """``value`` as the plain data ``torch.load(weights_only=True)`` accepts: NumPy scalars → Python
-    numbers, NumPy arrays → tensors, paths → strings, tuples/lists/dicts converted inside.
+    numbers, numeric NumPy arrays → tensors (others → lists), paths → strings, subclasses of the plain types
+    (an ``IntEnum``, a ``str`` subclass, a tensor subclass) → the plain type, containers converted inside.
     Raises ``TypeError`` for any other object, naming where it sits (``key``, e.g. ``config['tokenizer']``) and
     how to store it instead."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value.copy())
+    if isinstance(value, (np.generic, np.ndarray)):   # numbers → Python numbers or tensors; strings, dates → lists
+        if value.dtype.kind not in "biufc":
+            return to_plain(value.tolist(), key)
+        return value.item() if isinstance(value, np.generic) else torch.from_numpy(value.copy())
     if isinstance(value, PurePath):
         return str(value)
-    if isinstance(value, _PLAIN):
-        return value
+    plain = next((t for t in _PLAIN if isinstance(value, t)), None)
+    if plain is not None:                  # a subclass (an IntEnum, a str subclass) would not load: its plain value
+        return value if type(value) in (plain, torch.nn.Parameter) else "".join(value) if plain is str else \
+            value.as_subclass(torch.Tensor) if plain is torch.Tensor else plain(value)
     if isinstance(value, dict):
         return {to_plain(k, f"{key} (a key)"): to_plain(v, f"{key}[{k!r}]") for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -88,8 +91,7 @@ def check_writable_dir(folder: str | Path, what: str = "output folder") -> Path:
 
 
 def _refuse_read_only(path: Path, what: str) -> int | None:
-    """The permission bits of an existing ``path`` (``None`` if there is none); a folder or a read-only file
-    is refused."""
+    """The permission bits of an existing ``path`` (``None`` if none); refuses a folder or a read-only file."""
     if path.is_dir():
         raise IsADirectoryError(f"the {what} path {path.resolve()} is a folder; give a file name such as {path / 'run.pt'}")
     if not path.is_file():
@@ -102,8 +104,7 @@ def _refuse_read_only(path: Path, what: str) -> int | None:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+    os.umask(mask := os.umask(0))
     return mask
 
 
@@ -114,12 +115,8 @@ def save_checkpoint(path: str | Path, model_state: Mapping[str, torch.Tensor], c
     ``extra`` may hold optimiser / scheduler state dicts, a step count, RNG states, a tokenizer's
     ``to_dict()``: anything :func:`to_plain` accepts. A new file gets the umask's permissions; a file
     replaced keeps its own (a private 0600 checkpoint stays private); a read-only one is not replaced.
-
-    Raises:
-        ValueError: if ``extra`` uses a reserved key (``format``, ``config``, ``model``).
-        TypeError: a value a ``weights_only`` load would refuse (the message names its key).
-        PermissionError: ``path`` is a read-only file.
-    """
+    Raises ``ValueError`` for a reserved key in ``extra`` (``format``, ``config``, ``model``), ``TypeError`` for a
+    value a ``weights_only`` load would refuse (naming its key), ``PermissionError`` for a read-only ``path``."""
     reserved = {"format", "config", "model"} & set(extra)
     if reserved:
         raise ValueError(f"keys {sorted(reserved)} are reserved in a checkpoint; rename them")

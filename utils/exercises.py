@@ -12,7 +12,9 @@ the future) without giving the right numbers away (``NotImplementedError`` while
 
 from __future__ import annotations
 
+import inspect
 import math
+import traceback
 from typing import Any, Callable
 
 import numpy as np
@@ -31,9 +33,9 @@ __all__ = ["check", "check_encoder_input", "check_masked_attention_numpy", "chec
 def check(name: str, test: Callable[[], Any]) -> bool:
     """Run ``test()`` (which calls the learner's code and asserts) and print the outcome.
 
-    Returns True when it passes. ``NotImplementedError`` means not attempted; an ``AssertionError`` or
-    any other exception, or a false result (a comparison written without ``assert``), means not right
-    yet, and the message is printed.
+    Returns True when it passes. ``NotImplementedError`` means not attempted; an ``AssertionError`` (its message,
+    or the failing line), any other exception (``sys.exit`` too), or a false result means not right yet. A test
+    with ``yield`` is run to its end; an ``async`` one is refused (``check`` cannot await it).
     Raises ``TypeError`` when ``test`` is not callable (pass the function ``test_ex1``, not its result
     ``test_ex1()``) or ``name`` is not a string: mistakes in the call, not in the exercise, stop the cell."""
     checks.instance("name", name, str, "the exercise's name (a str)")
@@ -41,30 +43,29 @@ def check(name: str, test: Callable[[], Any]) -> bool:
         raise TypeError(f"test must be a function to call, got {type(test).__name__}; pass the function itself "
                         "(check(name, test_fn)), not what it returns (check(name, test_fn())), or wrap it: "
                         "check(name, lambda: ...)")
+    verdict = None                                  # what is wrong; None when solved
     try:
         result = test()
+        if inspect.isgenerator(result):             # a test with `yield` runs only when iterated
+            result = next((r for r in result if r is False), None)     # to its end, or a yielded False
+        if inspect.iscoroutine(result) or inspect.isasyncgen(result):
+            getattr(result, "close", lambda: None)()    # never awaited: closed quietly
+            raise TypeError("the test is `async`, so nothing ran; write it with a plain `def`")
     except NotImplementedError:
-        print(f"{name}: not attempted yet — replace `raise NotImplementedError` with your code.")
-        return False
+        verdict = "not attempted yet — replace `raise NotImplementedError` with your code."
     except AssertionError as err:
-        print(f"{name}: not right yet — {err or 'an assertion failed'}")
-        return False
-    except Exception as err:  # a learner's bug must not stop Run All
-        print(f"{name}: your code raised {type(err).__name__}: {err}")
-        return False
-    try:
-        falsy = result is not None and not bool(result)
-    except Exception:                      # e.g. a tensor of several values: not a verdict either way
-        falsy = False
-    if falsy:
-        print(f"{name}: not right yet — the check returned {result!r}; it should pass (return None or True)")
-        return False
-    print(f"{name}: solved ✓")
-    return True
-
-
-def _shape(x: Any) -> str:
-    return str(tuple(x.shape)) if hasattr(x, "shape") else type(x).__name__
+        line = traceback.extract_tb(err.__traceback__)[-1].line
+        verdict = f"not right yet — {str(err) or (f'this failed: {line}' if line else 'an assertion failed')}"
+    except (Exception, SystemExit) as err:          # a learner's bug, even sys.exit, must not stop Run All
+        verdict = f"your code raised {type(err).__name__}: {err}"
+    else:
+        try:
+            verdict = None if result is None or bool(result) else \
+                f"not right yet — the check returned {result!r}; it should pass (return None or True)"
+        except Exception:                           # e.g. a tensor of several values: no verdict either way
+            pass
+    print(f"{name}: {verdict or 'solved ✓'}")
+    return verdict is None
 
 
 def _first_bad(diff: np.ndarray, tol: float) -> tuple[int, ...] | None:
@@ -89,7 +90,7 @@ def check_encoder_input(encoder_input: Callable[[Tensor, Tensor], Tensor]) -> No
     table = torch.randn(30, 16, generator=g, dtype=torch.float64) / 4      # (vocab, d_model)
     out = encoder_input(ids, table)
     assert isinstance(out, Tensor), f"return a torch.Tensor, got {type(out).__name__}"
-    assert tuple(out.shape) == (2, 9, 16), f"shape should be (batch, seq, d_model) = (2, 9, 16), got {_shape(out)}"
+    assert tuple(out.shape) == (2, 9, 16), f"shape should be (batch, seq, d_model) = (2, 9, 16), got {tuple(out.shape)}"
     assert out.is_floating_point(), f"return floating-point vectors, got dtype {out.dtype}"
 
     positions = encoder_input(ids, torch.zeros_like(table)).double()       # the token part vanishes
@@ -139,20 +140,21 @@ def check_masked_attention_numpy(attention: Callable[..., tuple[np.ndarray, np.n
         assert isinstance(result, tuple) and len(result) == 2, "return a pair (output, weights)"
         out, w = (np.asarray(r) for r in result)
         ref_out, ref_w = _reference_attention(q, k, v, mask)
+        tol = 1e-9 if w.dtype == out.dtype == np.float64 else 1e-5         # float32 is right to about 1e-7
         assert w.shape == ref_w.shape, f"with {name}: weights should have shape {ref_w.shape}, got {w.shape}"
         assert out.shape == ref_out.shape, f"with {name}: output should have shape {ref_out.shape}, got {out.shape}"
         assert not np.isnan(w).any(), f"with {name}: the weights contain NaN"
-        bad = _first_bad(w.sum(-1) - 1, 1e-9)
+        bad = _first_bad(w.sum(-1) - 1, tol)
         assert bad is None, f"with {name}: the weights of sentence {bad[0]}, query {bad[1]} do not sum to 1 " \
                             "(a query's weights are a distribution over the keys)"
         if mask is not None:
             leak = np.argwhere(~np.broadcast_to(mask, w.shape) & (w != 0))
             assert not len(leak), (f"with {name}: sentence {leak[0][0]}, query {leak[0][1]} gives non-zero weight "
                                    f"to key {leak[0][2]}, which the mask forbids")
-        bad = _first_bad(w - ref_w, 1e-9)
+        bad = _first_bad(w - ref_w, tol)
         assert bad is None, (f"with {name}: the weights of sentence {bad[0]}, query {bad[1]} differ from "
                              "scaled dot-product attention's (are the scores scaled?)")
-        bad = _first_bad(out - ref_out, 1e-9)
+        bad = _first_bad(out - ref_out, tol)
         assert bad is None, f"with {name}: the weights are right but output row {bad[:2]} is not their sum of values"
 
 
@@ -183,17 +185,18 @@ def check_multi_head_from_packed(multi_head: Callable[..., tuple[np.ndarray, np.
             label = f"{name}, {n_heads} head{'s' if n_heads > 1 else ''}"
             assert isinstance(result, tuple) and len(result) == 2, "return a pair (output, weights)"
             out, w = (np.asarray(r) for r in result)
+            tol = 1e-9 if w.dtype == out.dtype == np.float64 else 1e-5     # float32 is right to about 1e-7
             assert out.shape == tuple(ref_out.shape), f"{label}: output should be {tuple(ref_out.shape)}, got {out.shape}"
             assert w.shape == tuple(ref_w.shape), \
                 f"{label}: weights should be (batch, heads, seq_q, seq_k) = {tuple(ref_w.shape)}, got {w.shape}"
-            bad = _first_bad(w.sum(-1) - 1, 1e-9)
+            bad = _first_bad(w.sum(-1) - 1, tol)
             assert bad is None, f"{label}: the weights of sentence {bad[0]}, head {bad[1]}, query {bad[2]} do not sum to 1"
             if kpm is not None:
                 leak = np.argwhere(kpm.numpy()[:, None, None, :] & (w != 0))
                 assert not len(leak), f"{label}: sentence {leak[0][0]}, head {leak[0][1]} puts weight on key " \
                                       f"{leak[0][3]}, which is padding"
-            ok_w = np.abs(w - ref_w.numpy()).max(axis=(0, 2, 3)) < 1e-9      # (heads,)
-            ok_out = np.abs(out - ref_out.numpy()).max() < 1e-9
+            ok_w = np.abs(w - ref_w.numpy()).max(axis=(0, 2, 3)) < tol       # (heads,)
+            ok_out = np.abs(out - ref_out.numpy()).max() < tol
             results[(n_heads, name)] = bool(ok_w.all() and ok_out)
             if not ok_w.all():
                 if n_heads > 1 and all(results.get((1, n), False) for n in ("self-attention",)):
@@ -234,7 +237,7 @@ def check_decoder_layer_forward(forward: Callable[..., Tensor]) -> None:
             ref = layer(y, memory, tgt_mask=~causal_mask(6), tgt_key_padding_mask=~real,
                         memory_key_padding_mask=src_ids == 0)
         assert isinstance(out, Tensor), f"return a torch.Tensor, got {type(out).__name__}"
-        assert out.shape == ref.shape, f"{order}: output should be (batch, T, d_model) = {tuple(ref.shape)}, got {_shape(out)}"
+        assert out.shape == ref.shape, f"{order}: output should be (batch, T, d_model) = {tuple(ref.shape)}, got {tuple(out.shape)}"
         assert not out[real].isnan().any(), f"{order}: the output holds NaN at real target positions"
         with torch.no_grad():
             later = y.clone()

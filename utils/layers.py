@@ -27,9 +27,9 @@ class LayerNorm(nn.Module):
     """Layer normalization (Ba et al., 2016) over the last dimension, written out.
 
     ``y = weight ⊙ (x − mean(x)) / sqrt(var(x) + eps) + bias``, mean and *biased* variance (divide by
-    ``d_model``) over the last dimension of each position; equal to ``nn.LayerNorm(d_model, eps)``.
-    Raises ``ValueError`` for a ``d_model`` or ``eps`` that is not positive, an input whose last dimension is
-    not ``d_model``."""
+    ``d_model``) over the last dimension of each position; equal to ``nn.LayerNorm(d_model, eps)`` (float16 and
+    bfloat16 inputs too: computed in float32 and rounded back once, as PyTorch does). Raises ``ValueError`` for
+    a ``d_model`` or ``eps`` that is not positive, an input whose last dimension is not ``d_model``."""
 
     def __init__(self, d_model: int, eps: float = 1e-5) -> None:
         super().__init__()
@@ -41,9 +41,10 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         _check_last_dim("LayerNorm", x, self.d_model)
-        mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
-        var = (x - mean).pow(2).mean(dim=-1, keepdim=True)  # (..., 1), biased
-        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+        h = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # 8 bits of mantissa lose the variance
+        mean = h.mean(dim=-1, keepdim=True)  # (..., 1)
+        var = (h - mean).pow(2).mean(dim=-1, keepdim=True)  # (..., 1), biased
+        return ((h - mean) * torch.rsqrt(var + self.eps) * self.weight.to(h) + self.bias.to(h)).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"{self.d_model}, eps={self.eps}"

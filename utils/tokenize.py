@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+
+import regex
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -67,18 +69,12 @@ class Tokenizer:
 
     def decode(self, ids: Iterable[int], skip_special: bool = True) -> str:
         """Text of ``ids`` (ints or a 1-D tensor). ``skip_special`` drops ``<pad> <bos> <eos>``.
-
-        Raises:
-            TypeError: not a flat sequence of ints. ValueError: an id outside ``0 .. vocab_size - 1``.
-        """
+        Raises ``TypeError`` if not a flat sequence of ints, ``ValueError`` for an id outside ``0 .. vocab_size - 1``."""
         if isinstance(ids, str) or getattr(ids, "ndim", 1) != 1:
             raise TypeError(f"ids must be a flat sequence of ints or a 1-D tensor, got "
                             f"{type(ids).__name__}{tuple(ids.shape) if hasattr(ids, 'shape') else ''}; "
                             "decode a batch row by row: [tok.decode(row) for row in out]")
-        ids = [int(i) for i in checks.int_ids("ids", ids)]
-        bad = [i for i in ids if not 0 <= i < self.vocab_size]
-        if bad:
-            raise ValueError(f"ids {bad[:5]} are outside this vocabulary of {self.vocab_size} tokens")
+        ids = [int(i) for i in checks.int_ids("ids", ids, self.vocab_size)]
         if skip_special:
             ids = [i for i in ids if i not in _SKIPPED_ON_DECODE]
         return self.detokenize([self.id_to_token[i] for i in ids])
@@ -110,8 +106,7 @@ class CharTokenizer(Tokenizer):
 
     @classmethod
     def fit(cls, texts: Iterable[str], min_freq: int = 1, max_size: int | None = None) -> "CharTokenizer":
-        """A vocabulary of every character in ``texts`` (a list of strings, TypeError for a single string)
-        seen ``min_freq`` times."""
+        """Every character seen ``min_freq`` times in ``texts`` (a list of strings; TypeError for one str)."""
         counts = Counter()
         for t in checks.strings("texts", texts):
             counts.update(t)
@@ -124,8 +119,9 @@ class CharTokenizer(Tokenizer):
         return "".join(tokens)
 
 
-_WORD_RE = re.compile(r"\w+|[^\w\s]")
-_NO_SPACE_BEFORE = re.compile(r" ([.,!?;:%)\]}])")
+# A word (regex's \w, unlike re's, keeps combining marks and joiners), else one grapheme such as a ZWJ emoji.
+_WORD_RE = regex.compile(r"\w+|(?!\s)\X")
+_NO_SPACE_BEFORE = re.compile(r" ([.,!?;:%)\]}।॥،؛؟])")
 _NO_SPACE_AFTER = re.compile(r"([(\[{]) ")
 _JOINERS = re.compile(r" ?([-'/]) ?")
 
@@ -133,7 +129,8 @@ _JOINERS = re.compile(r" ?([-'/]) ?")
 class WordTokenizer(Tokenizer):
     """Words and punctuation marks as tokens (``"T-shirt."`` → ``T - shirt .``): short sequences, a large
     vocabulary, ``<unk>`` for every unseen word. :meth:`detokenize` guesses where the spaces were (none
-    before ``.,!?;:``, none around ``- ' /``), exact for ordinary prose, not for every string.
+    before ``.,!?;:`` or the Hindi and Arabic stops, none around ``- ' /``), exact for ordinary prose, not
+    for every string. A word keeps its combining marks; an emoji sequence is one token.
     """
 
     kind = "word"
@@ -145,8 +142,7 @@ class WordTokenizer(Tokenizer):
     @classmethod
     def fit(cls, texts: Iterable[str], min_freq: int = 1, max_size: int | None = None,
             lowercase: bool = False) -> "WordTokenizer":
-        """A vocabulary of the words and punctuation marks in ``texts`` (NFC-normalised; a list of strings,
-        TypeError for a single string)."""
+        """The words and punctuation marks of ``texts`` (a list of strings; TypeError for one str), NFC."""
         counts = Counter()
         for t in checks.strings("texts", texts):
             t = unicodedata.normalize("NFC", t)
@@ -180,8 +176,7 @@ class BPETokenizer(Tokenizer):
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> "BPETokenizer":
         """Learn merges on ``texts`` until the vocabulary holds ``vocab_size`` tokens (or no pair occurs
-        ``min_frequency`` times). Raises ValueError for a ``vocab_size`` with no room beyond the specials,
-        TypeError for a single string."""
+        ``min_frequency`` times). ValueError: no room beyond the specials; TypeError: a single string."""
         checks.integer("vocab_size", vocab_size, at_least=len(SPECIAL_TOKENS) + 1,
                        hint=f"room beyond the {len(SPECIAL_TOKENS)} special tokens")
         checks.positive_int("min_frequency", min_frequency)
@@ -220,11 +215,8 @@ def _without_added_tokens(hf: HFTokenizer) -> HFTokenizer:
 
 
 def tokenizer_from_dict(data: dict) -> Tokenizer:
-    """Rebuild a tokenizer from :meth:`Tokenizer.to_dict`'s output.
-
-    Raises:
-        ValueError: an unknown ``kind`` or a dict without the fields it needs. TypeError: not a dict.
-    """
+    """Rebuild a tokenizer from :meth:`Tokenizer.to_dict`'s output. Raises ``ValueError`` for an unknown
+    ``kind`` or a dict without the fields it needs, ``TypeError`` for anything but a dict."""
     checks.instance("data", data, dict, "the dict that Tokenizer.to_dict() returned")
     kind = data.get("kind")
     need = {"char": "tokens", "word": "tokens", "bpe": "json"}.get(kind)

@@ -217,7 +217,12 @@ def generate(params: Params, config: Config, prompt: list[int], n_new: int, rng:
 
 # -- checking: finite differences and PyTorch -----------------------------------------------------
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:
-    """``‖a − b‖ / (‖a‖ + ‖b‖)`` (0 when both are 0): scale-free, unlike an absolute tolerance."""
+    """``‖a − b‖ / (‖a‖ + ‖b‖)`` (0 when both are 0): scale-free, unlike an absolute tolerance.
+    Raises ``ValueError`` when the shapes differ (broadcasting would compare the wrong entries)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"relative_error needs arrays of one shape, got shape {a.shape} and shape {b.shape}; "
+                         "compare a gradient with the gradient of the same parameter")
     denom = np.linalg.norm(a) + np.linalg.norm(b)
     return 0.0 if denom == 0 else float(np.linalg.norm(a - b) / denom)
 

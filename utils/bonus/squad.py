@@ -47,8 +47,12 @@ def normalize_answer(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
-def _references(references: str | Sequence[str]) -> list[str]:
-    refs = [references] if isinstance(references, str) else list(references)
+def _references(prediction: str, references: str | Sequence[str]) -> list[str]:
+    checks.instance("prediction", prediction, str, "one answer (a str)", hint="score many with squad_scores")
+    if isinstance(references, (dict, bytes)):           # list() of SQuAD's answers dict gives its keys
+        raise TypeError(f"references must be an answer (a str) or a list of them, got a {type(references).__name__}; "
+                        "from SQuAD's answers pass answers['text'], and decode bytes first")
+    refs = [references] if isinstance(references, str) else checks.strings("references", references)
     if not refs:
         raise ValueError("no reference answer given; pass a string or a non-empty list of strings "
                          "(SQuAD's answers.text for one question)")
@@ -65,21 +69,15 @@ def _f1_one(prediction: str, reference: str) -> float:
 
 
 def exact_match(prediction: str, references: str | Sequence[str]) -> float:
-    """1.0 if the normalised ``prediction`` equals any normalised reference, else 0.0.
-
-    Raises:
-        ValueError: an empty list of references.
-    """
-    return float(any(normalize_answer(prediction) == normalize_answer(r) for r in _references(references)))
+    """1.0 if the normalised ``prediction`` equals any normalised reference, else 0.0. Raises ``ValueError``
+    for an empty list of references, ``TypeError`` for a prediction or reference that is not text."""
+    return float(any(normalize_answer(prediction) == normalize_answer(r) for r in _references(prediction, references)))
 
 
 def token_f1(prediction: str, references: str | Sequence[str]) -> float:
-    """Token F1 in [0, 1] of ``prediction`` against its best reference (see the module docstring).
-
-    Raises:
-        ValueError: an empty list of references.
-    """
-    return max(_f1_one(prediction, r) for r in _references(references))
+    """Token F1 in [0, 1] of ``prediction`` against its best reference (see the module docstring); raises as
+    :func:`exact_match`."""
+    return max(_f1_one(prediction, r) for r in _references(prediction, references))
 
 
 def squad_scores(predictions: Sequence[str], references: Sequence[str | Sequence[str]]) -> dict[str, float]:
