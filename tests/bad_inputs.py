@@ -559,6 +559,208 @@ def _relative_dir():
 
 
 # -- silent wrong answers: values that must be refused or handled right ------------------------------
+def _numpy_transformer():
+    from utils.bonus import numpy_transformer
+    return numpy_transformer
+
+
+def _squad():
+    from utils.bonus import squad
+    return squad
+
+
+raises("ngrams(a str, not a list of words)", T, "list of words", lambda: bleu.ngrams("the cat sat"))
+raises("squad_scores(references = SQuAD answers dicts)", T, "text", lambda: _squad().squad_scores(
+    ["Denver"], [{"text": ["Denver"], "answer_start": [3]}]))
+raises("squad_scores(a reference that is bytes)", T, "str", lambda: _squad().squad_scores(["ab"], [b"ab"]))
+raises("exact_match(a list as the prediction)", T, "prediction", lambda: _squad().exact_match(["a b"], "a b"))
+raises("relative_error(shapes (3,) and (1,))", V, "shape", lambda: _numpy_transformer().relative_error(
+    np.ones(3), np.ones(1)))
+raises("relative_error(shapes (3, 1) and (1, 3))", V, "shape", lambda: _numpy_transformer().relative_error(
+    np.ones((3, 1)), np.ones((1, 3))))
+raises("pad_sequences(float ids)", T, "integer", lambda: batching.pad_sequences([[1.7, 2.2]]))
+raises("pad_sequences(bool ids)", T, "integer", lambda: batching.pad_sequences([[1, True, 2]]))
+raises("pad_sequences(a float array)", T, "integer", lambda: batching.pad_sequences([np.array([1.5, 2.5])]))
+raises("pad_sequences(a float tensor)", T, "integer", lambda: batching.pad_sequences([torch.tensor([1.5, 2.5])]))
+raises("pad_sequences(pad_id=-1)", V, "pad_id", lambda: batching.pad_sequences([[1, 2]], pad_id=-1))
+raises("pad_sequences(pad_id = a real id)", V, "pad_id", lambda: batching.pad_sequences([[1, 5, 2], [1, 2]], pad_id=2))
+raises("collate(pad_id = a real id)", V, "pad_id", lambda: batching.collate([[1, 5, 2]], [[1, 6, 2]], pad_id=1))
+raises("TokenBatches(float source ids)", T, "integer", lambda: batching.TokenBatches([[1, 5.5, 2]], [[1, 6, 2]], 8))
+raises("TokenBatches(bool target ids)", T, "integer", lambda: batching.TokenBatches([[1, 5, 2]], [[1, True, 2]], 8))
+raises("TokenBatches(targets without <bos>)", V, "<bos>", lambda: batching.TokenBatches([[1, 5, 2]], [[6, 7, 2]], 8))
+raises("TokenBatches(targets without <eos>)", V, "<eos>", lambda: batching.TokenBatches([[1, 5, 2]], [[1, 6, 7]], 8))
+raises("TokenBatches(pad_id = a real id)", V, "pad_id", lambda: batching.TokenBatches([[1, 5, 2]], [[1, 6, 2]], 8,
+                                                                                     pad_id=5))
+raises("token_budget_batches(a negative length)", V, "src_lens", lambda: batching.token_budget_batches(
+    [-3, 2], [2, 2], 8))
+raises("token_budget_batches(a float length)", VT, "tgt_lens", lambda: batching.token_budget_batches(
+    [2, 2], [2.5, 2], 8))
+raises("token_budget_batches(a bool length)", VT, "src_lens", lambda: batching.token_budget_batches(
+    [True, 2], [2, 2], 8))
+raises("decode(bool ids)", T, "integer", lambda: tokenize.CharTokenizer.fit(["ab"]).decode([True, 4]))
+raises("decode(a float array)", T, "integer", lambda: tokenize.CharTokenizer.fit(["ab"]).decode(np.array([4.0, 5.0])))
+
+
+@case("LayerNorm in bfloat16 = nn.LayerNorm in bfloat16", None)
+def _layer_norm_bf16():
+    x = torch.randn(64, 32, generator=torch.Generator().manual_seed(0)).mul(3).add(5).bfloat16()
+    ours, ref = layers.LayerNorm(32).bfloat16()(x), nn.LayerNorm(32).bfloat16()(x)
+    return ours.dtype == torch.bfloat16 and torch.equal(ours, ref)
+
+
+@case("LayerNorm in float16 = nn.LayerNorm in float16 (to one rounding)", None)
+def _layer_norm_fp16():
+    x = torch.randn(64, 32, generator=torch.Generator().manual_seed(0)).mul(3).add(5).half()
+    ours, ref = (m.half()(x).detach() for m in (layers.LayerNorm(32), nn.LayerNorm(32)))
+    one_rounding = torch.from_numpy(np.spacing(ref.abs().numpy())).float()     # float16's step at each value
+    return ours.dtype == torch.float16 and bool(((ours.float() - ref.float()).abs() <= one_rounding).all())
+
+
+class _Colour(__import__("enum").IntEnum):
+    RED = 1
+
+
+class _Name(str):
+    pass
+
+
+@case("save_checkpoint(an IntEnum) loads back as its int", None)
+def _int_enum():
+    got = _round_trip(colour=_Colour.RED, config_like={"colour": _Colour.RED})
+    return type(got["colour"]) is int and got["colour"] == 1 and type(got["config_like"]["colour"]) is int
+
+
+@case("save_checkpoint(a str subclass) loads back as a str", None)
+def _str_subclass():
+    got = _round_trip(name=_Name("base"), keys={_Name("k"): 1})
+    return type(got["name"]) is str and got["name"] == "base" and list(got["keys"]) == ["k"]
+
+
+@case("save_checkpoint(a NumPy array of strings) loads back as a list", None)
+def _np_str_array():
+    return _round_trip(words=np.array(["a", "b"]))["words"] == ["a", "b"]
+
+
+raises("save_checkpoint(np.datetime64) is refused, naming the key", T, "when", lambda: _round_trip(
+    when=np.datetime64("2020-01-01")))
+
+
+def _word_round_trip(texts: list[str]) -> bool:
+    tok = tokenize.WordTokenizer.fit(texts)
+    return all(tok.decode(tok.encode(t)) == t and tokenize.UNK_ID not in tok.encode(t) for t in texts)
+
+
+@case("WordTokenizer round trip: Devanagari", None)
+def _word_devanagari():
+    return _word_round_trip(["नमस्ते दुनिया", "मैं हिंदी सीख रहा हूँ।"])
+
+
+@case("WordTokenizer round trip: Arabic with vowel marks", None)
+def _word_arabic():
+    return _word_round_trip(["السَّلَامُ عَلَيْكُمْ", "كيف حالك؟"])
+
+
+@case("WordTokenizer round trip: combining marks NFC cannot compose", None)
+def _word_marks():
+    return _word_round_trip([unicodedata.normalize("NFC", "q\u0303uo ve\u0300\u0323t")])  # ẹ + a grave stays a mark
+
+
+@case("WordTokenizer round trip: ZWJ emoji, skin tones, flags", None)
+def _word_emoji():
+    return _word_round_trip(["a family 👨\u200d👩\u200d👧 waves 👋🏽 under 🇩🇪"])
+
+
+@case("WordTokenizer: a word with a combining mark is one token", None)
+def _word_one_token():
+    return len(tokenize.WordTokenizer.fit(["नमस्ते"]).encode("नमस्ते")) == 1
+
+
+def _quiet_check(test) -> tuple[bool, str]:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            ok = exercises.check("ex", test)
+        except SystemExit:
+            return "escaped", "SystemExit escaped check"
+    return ok, out.getvalue()
+
+
+@case("exercises.check(a failing generator test) is not solved", None)
+def _check_generator():
+    def test():
+        assert 1 + 1 == 3, "wrong"
+        yield
+    ok, printed = _quiet_check(test)
+    return ok is False and "wrong" in printed
+
+
+@case("exercises.check(a passing generator test) runs it and is solved", None)
+def _check_generator_ok():
+    ran = []
+
+    def test():
+        ran.append(1)
+        yield
+    return _quiet_check(test)[0] is True and ran == [1]
+
+
+@case("exercises.check(an async test) is not solved", None)
+def _check_async():
+    async def test():
+        assert False, "never run"
+    ok, printed = _quiet_check(test)
+    return ok is False and "solved" not in printed
+
+
+@case("exercises.check(a test calling sys.exit) returns False", None)
+def _check_exit():
+    return _quiet_check(lambda: sys.exit(3))[0] is False
+
+
+@case("exercises.check(assert without a message) prints the failing line", None)
+def _check_bare_assert():
+    def test():
+        answer = 2
+        assert answer == 3
+    ok, printed = _quiet_check(test)
+    return ok is False and "assert answer == 3" in printed
+
+
+@case("check_masked_attention_numpy(a correct float32 answer) is solved", None)
+def _check_float32():
+    def float32_attention(q, k, v, mask):
+        m = None if mask is None else torch.from_numpy(np.asarray(mask, dtype=bool))
+        out, w = attention.scaled_dot_product_attention(*(torch.from_numpy(a).float() for a in (q, k, v)), m)
+        return out.numpy(), w.numpy()
+    return _quiet_check(lambda: exercises.check_masked_attention_numpy(float32_attention))[0] is True
+
+
+def _diagrams():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("diagrams", Path(__file__).resolve().parents[1] / "tools" / "diagrams.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["diagrams"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@case("embed_in_notebooks keeps a learner's own image attachment", None)
+def _embed_keeps_own():
+    diagrams = _diagrams()
+    stem = next(iter(diagrams.DIAGRAMS))
+    mine = {"image/png": "aGVsbG8="}
+    cell = {"cell_type": "markdown", "metadata": {}, "source": [f"![d](attachment:{stem}.png) ![me](attachment:mine.png)"],
+            "attachments": {"mine.png": mine}}
+    nb = tmp() / "nb.ipynb"
+    nb.write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    diagrams.embed_in_notebooks([nb])
+    attached = json.loads(nb.read_text())["cells"][0]["attachments"]
+    return attached.get("mine.png") == mine and f"{stem}.png" in attached
+
+
 # (helper F adds its cases above this line)
 
 
