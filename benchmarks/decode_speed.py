@@ -38,7 +38,8 @@ from utils.batching import pad_sequences
 from utils.data import load_multi30k
 from utils.decode import default_batch_size, translate
 from utils.kv_cache import KVCache
-from utils.model import Transformer
+from utils.checkpoint import load_checkpoint
+from utils.model import Transformer, check_translator
 from utils.runtime import cpu_model
 from utils.tokenize import tokenizer_from_dict
 
@@ -136,13 +137,24 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    data = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    try:
+        data = check_translator(load_checkpoint(args.checkpoint), args.checkpoint)   # a translator's, before any work
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    if data.get("tokenizer") is None:
+        raise SystemExit(f"{args.checkpoint} holds no tokenizer (saved without tokenizer=...): pass a checkpoint "
+                         "that scripts/choose.py or scripts/train_translator.py wrote")
     model = Transformer.load(args.checkpoint).eval()
     tok = tokenizer_from_dict(data["tokenizer"])
     test = load_multi30k()["test"]
     src, ref = list(test["de"]), list(test["en"])
     if args.quick:
         src, ref, args.repeats = src[:100], ref[:100], 1
+    longest = max(len(ids) for ids in tok.encode_batch(src, add_special=True))
+    if longest > model.config["max_len"]:                       # fail now, not in the middle of the timings
+        raise SystemExit(f"a test sentence of {longest} tokens is longer than the positional table of "
+                         f"{args.checkpoint} (max_len {model.config['max_len']}): it cannot be translated; retrain "
+                         "with a larger --max-len or --vocab")
     results: dict = {}
     for name, beam in (("greedy", 1), (f"beam {args.beam}", args.beam)):
         hyps: list[str] = []

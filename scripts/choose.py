@@ -51,7 +51,7 @@ import torch
 from utils.checkpoint import check_writable, check_writable_dir, load_checkpoint
 from utils.data import load_multi30k
 from utils.decode import translate
-from utils.model import count_parameters, make_model
+from utils.model import check_translator, count_parameters, make_model
 from utils.runtime import cpu_model, set_seed
 from utils.tokenize import tokenizer_from_dict
 
@@ -121,8 +121,11 @@ def is_training_checkpoint(path: Path) -> bool:
 
 def check_run(checkpoint: Path) -> dict:
     """Refuse, before any work, a run whose checkpoint holds no tokenizer or whose snapshot file is
-    missing or belongs to another run; return the loaded checkpoint."""
-    saved = load_checkpoint(checkpoint)
+    missing or belongs to another run, or that is not a translator's (a GPT's); return the loaded checkpoint."""
+    try:
+        saved = check_translator(load_checkpoint(checkpoint), checkpoint)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     if "tokenizer" not in saved or saved.get("train_state") is None:
         raise SystemExit(f"{checkpoint} holds no tokenizer or training state: pass the checkpoint "
                          "scripts/train_translator.py wrote")

@@ -44,10 +44,10 @@ matplotlib.use("Agg")
 import sacrebleu  # noqa: E402
 import torch  # noqa: E402
 
-from utils.checkpoint import check_writable  # noqa: E402
+from utils.checkpoint import check_writable, load_checkpoint  # noqa: E402
 from utils.data import load_multi30k  # noqa: E402
 from utils.decode import translate  # noqa: E402
-from utils.model import Transformer, count_parameters  # noqa: E402
+from utils.model import Transformer, check_translator, count_parameters  # noqa: E402
 from utils.plots import plot_showcase, showcase_sentence, token_label  # noqa: E402
 from utils.tokenize import BOS_ID, tokenizer_from_dict  # noqa: E402
 
@@ -94,7 +94,13 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"no checkpoint at {path}: make one with python scripts/train_translator.py {args.recipe} "
                          f"and python scripts/choose.py {args.recipe} (docs/results.md), or pass --checkpoint "
                          f"checkpoints/05_translator.pt (notebook 05's short run)")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        saved = check_translator(load_checkpoint(path), path)                # a translator's, before any work
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    if saved.get("tokenizer") is None:
+        raise SystemExit(f"{path} holds no tokenizer (saved without tokenizer=...): pass a checkpoint that "
+                         "scripts/choose.py or scripts/train_translator.py wrote")
     chosen = saved.get("decoding", {"beam": 4, "alpha": 0.6})           # what scripts/choose.py chose
     args.beam = chosen["beam"] if args.beam is None else args.beam
     args.alpha = chosen["alpha"] if args.alpha is None else args.alpha

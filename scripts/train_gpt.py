@@ -164,7 +164,7 @@ def train_and_report(args: argparse.Namespace, argv: list[str] | None) -> dict:
                       "another order, so the weights are not bit for bit those of an uninterrupted run")
             run = {**stored, "threads": run["threads"]}
     set_seed(args.seed)
-    device = get_device(args.device)
+    device = get_device(args.device, name="--device")
     ds = load_tiny_shakespeare()
     train_text = ds["train"]["text"][0]
     valid_text = ds["validation"]["text"][0] + ds["test"]["text"][0]          # the last 10 %

@@ -66,6 +66,7 @@ import sacrebleu
 import torch
 import torch.distributed as dist
 
+from utils import checks
 from utils.batching import TokenBatches
 from utils.bleu import corpus_bleu
 from utils.checkpoint import check_writable, check_writable_dir, load_checkpoint, save_checkpoint
@@ -251,13 +252,28 @@ def check_lengths(max_len: int, splits: dict[str, tuple[list, list]]) -> None:
                          "larger --vocab (longer tokens, shorter sentences)")
 
 
+def env_int(name: str, default: str | None = None, **bounds) -> int:
+    """The environment variable ``name`` as an integer within ``bounds`` (``at_least``, ``below``); an error
+    naming the variable and what it expects otherwise (or when it is unset and has no ``default``)."""
+    raw = os.environ.get(name, default)
+    if raw is None:
+        raise ValueError(f"the environment variable {name} is not set; launch a distributed run with torchrun, "
+                         "which sets WORLD_SIZE, RANK and LOCAL_RANK")
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = raw                                              # refused below, by name
+    return checks.integer(f"the environment variable {name}", value, **bounds, hint="torchrun sets it")
+
+
 def setup_distributed(choice: str | None) -> tuple[int, int, torch.device]:
-    """(rank, world_size, device); under torchrun also joins the process group."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    device = get_device(choice)
+    """(rank, world_size, device); under torchrun also joins the process group. Raises ValueError naming
+    ``WORLD_SIZE``, ``RANK`` or ``LOCAL_RANK`` when one holds no integer in its range, before joining."""
+    world_size = env_int("WORLD_SIZE", "1", at_least=1)
+    device = get_device(choice, name="--device")
     if world_size == 1:
         return 0, 1, device
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, local_rank = env_int("RANK", at_least=0, below=world_size), env_int("LOCAL_RANK", "0", at_least=0)
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)

@@ -765,6 +765,169 @@ def _embed_keeps_own():
 
 
 # -- errors that name the argument or variable at fault ---------------------------------------------
+class ScriptExit(Exception):
+    """A script's ``SystemExit`` (its message, or argparse's on stderr) as an exception the probe classifies."""
+
+
+def _script(name: str):
+    import importlib.util
+    folder = "benchmarks" if name == "decode_speed" else "scripts"
+    spec = importlib.util.spec_from_file_location(f"script_{name}", Path(__file__).resolve().parents[1] / folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(name: str, *argv):
+    """``main(argv)`` of a script; its exit becomes :class:`ScriptExit` with the message."""
+    import contextlib
+    import io
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return _script(name).main([str(a) for a in argv])
+    except SystemExit as stop:
+        raise ScriptExit(stop.code if isinstance(stop.code, str) else err.getvalue().strip()[-300:]) from None
+
+
+def _with(env: dict | None = None, gpu: bool = True):
+    """Run a thunk with environment variables set (``None``: unset) and, with ``gpu=False``, no GPU visible."""
+    import os
+
+    def wrap(thunk):
+        def run():
+            old = {k: os.environ.get(k) for k in env or {}}
+            real = torch.cuda.is_available, torch.cuda.device_count
+            for k, v in (env or {}).items():
+                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+            if not gpu:
+                torch.cuda.is_available, torch.cuda.device_count = (lambda: False), (lambda: 0)
+            try:
+                return thunk()
+            finally:
+                torch.cuda.is_available, torch.cuda.device_count = real
+                for k, v in old.items():
+                    os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        return run
+    return wrap
+
+
+def _saved(kind: str) -> Path:
+    """A checkpoint of ``kind``: "gpt" (a GPT training run's), "no_tokenizer" (a translator's ``model.save``)
+    or "short" (a translator with its tokenizer whose positional table holds 12 positions)."""
+    d = tmp()
+    if kind == "gpt":
+        m = gpt_mod.make_gpt(10, 8, 1, 8, 2)
+        return train_mod.save_training_checkpoint(d / "gpt.pt", m, gpt_mod.gpt_optimizer(m, 1e-3), None,
+                                                  train_mod.TrainState(), tokenize.CharTokenizer.fit(["ab"]))
+    if kind == "no_tokenizer":
+        return tiny_model().save(d / "m.pt")
+    tok = tokenize.CharTokenizer.fit(["Ein Mann fährt Rad.", "Zwei Hunde spielen im Schnee."])
+    torch.manual_seed(0)
+    m = model_mod.make_model(tok.vocab_size, tok.vocab_size, n_layers=1, d_model=8, n_heads=2, d_ff=16, max_len=12)
+    return m.save(d / "short.pt", tokenizer=tok.to_dict())
+
+
+NO_GPU = dict(gpu=False)
+raises("load_checkpoint(map_location='cuda'), no GPU", RuntimeError, "map_location.*no GPU.*'cpu'", _with(**NO_GPU)(
+    lambda: checkpoint.load_checkpoint(tiny_model().save(tmp() / "m.pt"), map_location="cuda")))
+raises("Transformer.load(map_location='cuda'), no GPU", RuntimeError, "map_location.*no GPU.*'cpu'", _with(**NO_GPU)(
+    lambda: model_mod.Transformer.load(tiny_model().save(tmp() / "m.pt"), map_location="cuda")))
+raises("Transformer.load(map_location='gpu')", V, "map_location", lambda: model_mod.Transformer.load(
+    tiny_model().save(tmp() / "m.pt"), map_location="gpu"))
+raises("Transformer.load(a GPT checkpoint)", V, "another kind", lambda: model_mod.Transformer.load(_saved("gpt")))
+
+
+@case("get_device(torch.device('cpu'))", None)
+def _device_object():
+    from utils import runtime
+    return runtime.get_device(torch.device("cpu")) == torch.device("cpu")
+
+
+raises("get_device('gpu')", V, "prefer.*'cpu'", lambda: __import__("utils.runtime").runtime.get_device("gpu"))
+raises("get_device('cuda'), no GPU", RuntimeError, "no GPU.*'cpu'", _with(**NO_GPU)(
+    lambda: __import__("utils.runtime").runtime.get_device("cuda")))
+raises("ATTN_DEVICE=gpu", V, "ATTN_DEVICE.*'cpu'", _with({"ATTN_DEVICE": "gpu"})(
+    lambda: __import__("utils.runtime").runtime.get_device()))
+raises("ATTN_DEVICE=cuda, no GPU", RuntimeError, "ATTN_DEVICE.*no GPU", _with({"ATTN_DEVICE": "cuda"}, gpu=False)(
+    lambda: __import__("utils.runtime").runtime.get_device()))
+raises("train(device='gpu')", V, "device.*'cpu'", lambda: _train(device="gpu"))
+raises("train(device='cuda:0'), no GPU", RuntimeError, "device.*no GPU", _with(**NO_GPU)(lambda: _train(device="cuda:0")))
+
+DDP = {"MASTER_ADDR": None, "MASTER_PORT": None, "LOCAL_RANK": None}
+for _env_case, _pattern in (({"WORLD_SIZE": "two"}, "WORLD_SIZE.*integer"), ({"WORLD_SIZE": "0"}, "WORLD_SIZE.*positive"),
+                            ({"WORLD_SIZE": "2", "RANK": None}, "RANK.*torchrun"),
+                            ({"WORLD_SIZE": "2", "RANK": "x"}, "RANK.*integer"),
+                            ({"WORLD_SIZE": "2", "RANK": "2"}, "RANK.*0 .. 1"),
+                            ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "-1"}, "LOCAL_RANK.*integer")):
+    raises(f"train_translator under {' '.join(f'{k}={v}' for k, v in _env_case.items())}", VT, _pattern,
+           _with({**DDP, "RANK": "0", **_env_case})(lambda: _script("train_translator").setup_distributed("cpu")))
+
+
+def _data_dir(value: str):
+    from utils import data
+    return _with({"ATTN_DATA_DIR": value, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})(data.load_multi30k)()
+
+
+raises("ATTN_DATA_DIR='' (empty)", V, "ATTN_DATA_DIR.*empty", lambda: _data_dir(""))
+raises("ATTN_DATA_DIR='  ' (blank)", V, "ATTN_DATA_DIR.*empty", lambda: _data_dir("  "))
+raises("ATTN_DATA_DIR=<a file>", OSError, "ATTN_DATA_DIR.*not a folder", lambda: _data_dir(
+    str(_bad_file(b"x", "data.txt"))))
+
+X = torch.randn(1, 3, 8, generator=torch.Generator().manual_seed(0))
+MHA = attention.MultiHeadAttention(8, 2)
+raises("MHA forward(float64 inputs)", T, "query.*float64.*float32", lambda: MHA(X.double(), X.double(), X.double()))
+raises("MHA forward(float64 key and value)", T, "key.*float64", lambda: MHA(X, X.double(), X.double()))
+raises("MHA forward(integer vectors)", T, "query.*int64", lambda: MHA(X.long(), X.long(), X.long()))
+raises("MHA forward(token ids, not vectors)", V, "query.*d_model", lambda: MHA(SRC, SRC, SRC))
+raises("EncoderLayer forward(float64)", T, "float64.*float32", lambda: model_mod.EncoderLayer(8, 2, 16)(X.double()))
+raises("cached_self_attention(float64 x)", T, "x.*float64", lambda: __import__("utils.kv_cache").kv_cache.cached_self_attention(
+    MHA, X.double(), __import__("utils.kv_cache").kv_cache.KVCache(), 0))
+raises("PositionalEncoding(ids, not vectors)", T, "x.*int64", lambda: embeddings.PositionalEncoding(4)(
+    torch.tensor([[1, 5, 6, 2]])))
+raises("model.encode(float ids)", T, "src_ids.*integer", lambda: tiny_model().encode(SRC.float()))
+raises("model(src, float tgt)", T, "tgt_ids.*integer", lambda: tiny_model()(SRC, SRC.float()))
+raises("model.decode(memory in float64)", T, "memory.*float64", lambda: (lambda m: m.decode(
+    SRC, m.encode(SRC).double(), SRC))(tiny_model()))
+raises("model.decode(ids as memory)", VT, "memory", lambda: (lambda m: m.decode(SRC, SRC, SRC))(tiny_model()))
+raises("model.decode_step(memory in float64)", T, "memory.*float64", lambda: (lambda m: m.decode_step(
+    SRC[:, :1], m.encode(SRC).double(), SRC, __import__("utils.kv_cache").kv_cache.KVCache()))(tiny_model()))
+
+
+@case("a float64 model translates (dtype checked against the weights)", None)
+def _double_model():
+    m = tiny_model().double()
+    return m(SRC, SRC).dtype == torch.float64 and decode.greedy_decode(m, SRC, 5).dtype == torch.long
+
+
+def _translate_long():
+    """A sentence longer than the positional table, last in length order: refused before any batch."""
+    model, calls = tiny_model(), []
+    real = model.encode
+    model.encode = lambda src: (calls.append(1), real(src))[1]
+    try:
+        decode.translate(model, [[1, 5, 2]] * 4 + [[1] + [5] * 40 + [2]], output="ids", batch_size=2)
+    except ValueError as err:
+        if calls:
+            raise RuntimeError(f"refused only after decoding {len(calls)} batches: {err}") from err
+        raise
+
+
+raises("translate(a sentence longer than the table)", V, "max_len=32.*sentence 4 of 42 tokens", _translate_long)
+raises("greedy_decode(a source longer than the table)", V, "src_ids.*42.*max_len=32", lambda: decode.greedy_decode(
+    tiny_model(), torch.tensor([[1] + [5] * 40 + [2]]), 5))
+raises("choose.py --checkpoint <a GPT's>", ScriptExit, "another kind", lambda: (lambda d: _run(
+    "choose", "multi30k_30min", "--checkpoint", _saved("gpt"), "--out", d / "out", "--save", d / "best.pt"))(tmp()))
+raises("showcase.py --checkpoint <a GPT's>", ScriptExit, "another kind", lambda: (lambda d: _run(
+    "showcase", "multi30k_30min", "--checkpoint", _saved("gpt"), "--prefix", d / "f_", "--json", d / "s.json"))(tmp()))
+raises("decode_speed.py --checkpoint <a GPT's>", ScriptExit, "another kind", lambda: _run(
+    "decode_speed", "--checkpoint", _saved("gpt"), "--out", tmp() / "d.json", "--quick"))
+raises("showcase.py --checkpoint <no tokenizer>", ScriptExit, "no tokenizer", lambda: (lambda d: _run(
+    "showcase", "multi30k_30min", "--checkpoint", _saved("no_tokenizer"), "--prefix", d / "f_", "--json", d / "s.json"))(tmp()))
+raises("decode_speed.py --checkpoint <no tokenizer>", ScriptExit, "no tokenizer", lambda: _run(
+    "decode_speed", "--checkpoint", _saved("no_tokenizer"), "--out", tmp() / "d.json", "--quick"))
+raises("decode_speed.py, sentences longer than the table", ScriptExit, "longer than.*max_len 12", lambda: _run(
+    "decode_speed", "--checkpoint", _saved("short"), "--out", tmp() / "d.json", "--quick"))
 # (helper G adds its cases above this line)
 
 

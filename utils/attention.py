@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from utils import checks
 
-__all__ = ["scaled_dot_product_attention", "causal_mask", "padding_mask", "MultiHeadAttention"]
+__all__ = ["scaled_dot_product_attention", "causal_mask", "padding_mask", "MultiHeadAttention", "check_vectors"]
 
 
 def _check_mask(mask: Tensor, scores_shape: tuple[int, ...]) -> None:
@@ -40,11 +40,21 @@ def _check_mask(mask: Tensor, scores_shape: tuple[int, ...]) -> None:
         *lead, sq, sk = scores_shape
         hint = f"(seq_q, seq_k) = {(sq, sk)}"
         if len(lead) == 2:
-            b = lead[0]
-            hint += f", (batch, 1, 1, seq_k) = {(b, 1, 1, sk)} or (batch, 1, seq_q, seq_k) = {(b, 1, sq, sk)}"
+            hint += f", (batch, 1, 1, seq_k) = {(lead[0], 1, 1, sk)} or (batch, 1, seq_q, seq_k) = {(lead[0], 1, sq, sk)}"
         raise ValueError(
             f"mask of shape {tuple(mask.shape)} cannot broadcast to the attention scores of shape "
             f"{tuple(scores_shape)} = (..., seq_q, seq_k); expected a shape such as {hint}")
+
+
+def check_vectors(name: str, x: Tensor, weight: Tensor) -> Tensor:
+    """``x`` if it is ``(batch, seq, d)`` vectors of ``weight``'s dtype and last dimension ``d``; else a named error."""
+    d = weight.shape[-1]
+    if checks.tensor(name, x, ndim=3, shape=f"(batch, seq, d_model={d}) vectors").shape[-1] != d:
+        raise ValueError(f"{name} must be (batch, seq, d_model={d}), got {tuple(x.shape)}")
+    if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(f"{name} holds {x.dtype} but the weights are {weight.dtype}; " + (
+            f"convert it: {name}.to({weight.dtype})" if x.dtype.is_floating_point else "token ids? embed them first"))
+    return x
 
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
@@ -84,12 +94,9 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
         ``(output, weights)``: output ``(..., seq_q, d_v)``; weights ``(..., seq_q, seq_k)``, each row
         summing to 1 (0 for a query with no allowed key), taken *before* dropout.
 
-    Raises:
-        ValueError: q, k, v whose shapes do not fit together, a mask that cannot broadcast to the
-            scores, or ``dropout_p`` outside [0, 1).
-        TypeError: a non-boolean mask (e.g. an additive float mask); q, k, v not floating-point
-            tensors of one dtype.
-    """
+    Raises ``ValueError`` for q, k, v whose shapes do not fit together, a mask that cannot broadcast to the
+    scores, or ``dropout_p`` outside [0, 1); ``TypeError`` for a non-boolean mask (e.g. an additive float mask)
+    or q, k, v that are not floating-point tensors of one dtype."""
     _check_qkv(q, k, v)
     checks.probability("dropout_p", dropout_p)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., seq_q, seq_k)
@@ -189,8 +196,7 @@ class MultiHeadAttention(nn.Module):
         return self.out_proj.weight
 
     def _bias(self, start: int, stop: int) -> Tensor | None:
-        b = self.in_proj_bias
-        return None if b is None else b[start * self.d_model: stop * self.d_model]
+        return None if self.in_proj_bias is None else self.in_proj_bias[start * self.d_model: stop * self.d_model]
 
     def _split_heads(self, x: Tensor, n: int) -> tuple[Tensor, ...]:
         """``(batch, seq, n * d_model)`` → n tensors ``(batch, heads, seq, d_head)`` (views)."""
@@ -212,10 +218,9 @@ class MultiHeadAttention(nn.Module):
             seq_k)`` after the softmax and before dropout, or None.
 
         Raises ``ValueError`` for inputs that are not ``(batch, seq, d_model)``, key/value that disagree or a
-        mask that cannot broadcast; ``TypeError`` for a non-boolean mask."""
+        mask that cannot broadcast; ``TypeError`` for a non-boolean mask or inputs of another dtype than the weights."""
         for name, x in (("query", query), ("key", key), ("value", value)):
-            if x.dim() != 3 or x.shape[-1] != self.d_model:
-                raise ValueError(f"{name} must be (batch, seq, d_model={self.d_model}), got {tuple(x.shape)}")
+            check_vectors(name, x, self.in_proj_weight)
         if key.shape[:2] != value.shape[:2] or key.shape[0] != query.shape[0]:
             raise ValueError(f"query, key, value must share the batch size and key/value the length: got "
                              f"{tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}")

@@ -38,7 +38,12 @@ class DataNotFoundError(RuntimeError):
 
 def _local_dir() -> Path | None:
     value = os.environ.get(DATA_DIR_VAR)
-    return Path(value).expanduser().resolve() if value else None   # errors show where it really looked
+    if value is not None and not value.strip():                     # not the hub: that would retry for seconds
+        raise ValueError(f"{DATA_DIR_VAR} is set but empty; name the data folder, or unset it to use the hub")
+    path = Path(value).expanduser().resolve() if value else None     # errors show where it really looked
+    if path is not None and path.is_file():
+        raise NotADirectoryError(f"{DATA_DIR_VAR}={str(path)!r} is a file, not a folder; name the data folder")
+    return path
 
 
 def _not_found(hub_id: str, files: list[str], reason: str) -> DataNotFoundError:
@@ -93,9 +98,9 @@ def load_multi30k(limit: int | None = None) -> DatasetDict:
         (1000, the 2016 Flickr test set), each with string columns ``de`` and ``en``; row *i*
         of ``de`` translates row *i* of ``en``.
 
-    Raises ``ValueError`` for a ``limit`` that is not a positive int (or None); ``DataNotFoundError`` when
-    ``$ATTN_DATA_DIR`` is set but a file is missing, or is unset and the hub is not reachable (the message
-    names the hub id, the variable and the expected files)."""
+    Raises ``ValueError`` for a ``limit`` that is not a positive int (or None) or a blank ``$ATTN_DATA_DIR``
+    (``NotADirectoryError``: a file); ``DataNotFoundError`` when it lacks a file, or is unset and the hub is not
+    reachable (the message names the hub id, the variable and the expected files)."""
     checks.positive_int("limit", limit, allow_none=True, hint="pairs per split, or None for all")
     files = [f"multi30k/{stem}.{lang}" for stem in MULTI30K_FILES.values() for lang in ("de", "en")]
     local = _local_dir()
@@ -108,8 +113,7 @@ def load_multi30k(limit: int | None = None) -> DatasetDict:
             raise _not_found(MULTI30K_HUB_ID, files, f"{DATA_DIR_VAR}={str(local)!r} lacks {', '.join(missing)}.")
         splits = {}
         for split, stem in MULTI30K_FILES.items():
-            de = _read_lines(local / f"multi30k/{stem}.de")
-            en = _read_lines(local / f"multi30k/{stem}.en")
+            de, en = (_read_lines(local / f"multi30k/{stem}.{lang}") for lang in ("de", "en"))
             if len(de) != len(en):
                 raise ValueError(f"{local / f'multi30k/{stem}.de'} has {len(de)} lines but .en has {len(en)} "
                                  f"({local / f'multi30k/{stem}.en'}); the files must be parallel")

@@ -40,14 +40,16 @@ def _check_args(model: nn.Module, src_ids: Tensor, max_len: int, bos_id: int = 1
     if checks.tensor("src_ids", src_ids, dtype="int").dim() != 2 or 0 in src_ids.shape:
         raise ValueError(f"src_ids must be a non-empty (batch, src_len) tensor of ids, got shape "
                          f"{tuple(src_ids.shape)}; for one sentence use torch.tensor([ids])")
+    if limit is not None and src_ids.shape[1] > limit:
+        raise ValueError(f"src_ids hold {src_ids.shape[1]} positions, more than the model's positional table "
+                         f"(max_len={limit}); shorten the sentences or use a model built with a larger max_len")
     checks.int_ids("src_ids", src_ids, vocab_size=config.get("src_vocab"))
-    pad_id = model.pad_id
     for name, v in (("bos_id", bos_id), ("eos_id", eos_id)):
         checks.integer(name, v, at_least=0, below=config.get("tgt_vocab"), hint="an id of the target vocabulary")
-    if eos_id in (pad_id, bos_id):
-        raise ValueError(f"eos_id={eos_id} equals {'pad_id' if eos_id == pad_id else 'bos_id'}, which is never "
+    if eos_id in (model.pad_id, bos_id):
+        raise ValueError(f"eos_id={eos_id} equals {'pad_id' if eos_id == model.pad_id else 'bos_id'}, which is never "
                          "generated, so decoding would never stop; utils.tokenize uses <bos>=1, <eos>=2, <pad>=0")
-    if bos_id == pad_id:
+    if bos_id == model.pad_id:
         raise ValueError(f"bos_id={bos_id} equals the model's pad_id: the start token would be masked as padding")
 
 
@@ -301,7 +303,7 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
 
     Raises ``TypeError`` for one string instead of a list of sentences; ``ValueError`` for texts or
     ``output="text"`` without a tokenizer, an unknown ``output``, a non-positive ``batch_size``, an empty
-    sentence, or the arguments the decoders refuse."""
+    sentence or one longer than the positional table (checked before any decoding), or what the decoders refuse."""
     if isinstance(sentences, str):
         raise TypeError("sentences must be a list of sentences, got one string; wrap it: translate(model, [text], tok)")
     checks.one_of("output", output, ("text", "ids"))
@@ -317,6 +319,11 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
     ids = tokenizer.encode_batch(sentences, add_special=True) if texts_in else [list(s) for s in sentences]
     device = device if device is not None else next((p.device for p in model.parameters()), torch.device("cpu"))
     limit = getattr(model, "config", {}).get("max_len")
+    too_long = [i for i, s in enumerate(ids) if limit is not None and len(s) > limit]     # before any decoding
+    if too_long:
+        raise ValueError(f"{len(too_long)} sentence(s) are longer than the model's positional table (max_len={limit}), "
+                         f"e.g. sentence {too_long[0]} of {len(ids[too_long[0]])} tokens; shorten or drop them, or use a "
+                         "model built with a larger max_len")
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     outs: list[list] = [[None] * len(ids) for _ in alphas]
     starts = tqdm(range(0, len(order), batch_size), disable=not progress,
@@ -324,10 +331,8 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
     for start in starts:
         chunk = order[start: start + batch_size]
         src = pad_sequences([ids[i] for i in chunk], model.pad_id).to(device)             # (b, S)
-        if max_len is None:
-            n = min(int(1.5 * src.shape[1]) + 10, limit or float("inf"))
-        else:
-            n = max_len(src.shape[1]) if callable(max_len) else max_len
+        n = (min(int(1.5 * src.shape[1]) + 10, limit or float("inf")) if max_len is None     # tokens to generate
+             else max_len(src.shape[1]) if callable(max_len) else max_len)
         if beam_size == 1:
             hyps = [greedy_decode(model, src, max_len=n)] * len(alphas)                      # (b, <= n) each
         else:

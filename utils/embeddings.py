@@ -83,8 +83,10 @@ class TokenEmbedding(nn.Module):
 
 
 def _check_input(x: Tensor, d_model: int, max_len: int, who: str) -> int:
-    if x.dim() < 2:
+    if checks.tensor("x", x).dim() < 2:
         raise ValueError(f"{who} expects x of shape (batch, seq, d_model), got shape {tuple(x.shape)}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{who} adds positions to vectors, but x holds {x.dtype}: token ids? embed them first")
     if x.size(-1) != d_model:
         raise ValueError(f"{who} was built for d_model={d_model} but x's last dimension is {x.size(-1)} "
                          f"(x has shape {tuple(x.shape)})")
@@ -100,7 +102,7 @@ class PositionalEncoding(nn.Module):
     d_model)`` → same shape. The table is a non-persistent buffer: it follows ``.to(device)`` but is not
     saved in the ``state_dict`` (it is recomputed from the formula).
     Raises ``ValueError`` for bad sizes (:func:`sinusoidal_positional_encoding`), a dropout outside [0, 1), or
-    (in ``forward``) ``seq > max_len`` or a last dimension of ``x`` that is not ``d_model``."""
+    (in ``forward``) ``seq > max_len`` or a last dimension of ``x`` that is not ``d_model``; TypeError for ids."""
 
     def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0):
         super().__init__()
@@ -121,7 +123,7 @@ class LearnedPositionalEmbedding(nn.Module):
     """Add a learned vector per position, then dropout: ``dropout(x + P[0:seq])``; ``x (batch, seq,
     d_model)`` → same shape. ``P`` is ``.embedding``, an ``nn.Embedding(max_len, d_model)`` (initialised
     ``N(0, 1)``): ``max_len * d_model`` parameters, and no position beyond ``max_len - 1``.
-    Raises ``ValueError`` as :class:`PositionalEncoding` does."""
+    Raises as :class:`PositionalEncoding` does."""
 
     def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0):
         super().__init__()

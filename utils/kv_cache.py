@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from utils.attention import MultiHeadAttention, _check_mask, _fused_attention, causal_mask
+from utils.attention import MultiHeadAttention, _check_mask, _fused_attention, causal_mask, check_vectors
 
 __all__ = ["KVCache", "cached_self_attention", "cached_cross_attention"]
 
@@ -58,12 +58,9 @@ class KVCache:
 
 
 def _append_layer(store: list[Tensor], layer: int, tensor: Tensor, name: str) -> None:
-    if layer == len(store):
-        store.append(tensor)
-    elif layer < len(store):
-        store[layer] = tensor
-    else:
+    if layer > len(store):
         raise ValueError(f"layer {layer} cannot be cached before layer {len(store)} ({name}); run the layers in order")
+    store[layer: layer + 1] = [tensor]                                         # replace layer's entry, or append it
 
 
 def cached_self_attention(attn: MultiHeadAttention, x: Tensor, cache: KVCache, layer: int) -> Tensor:
@@ -73,8 +70,9 @@ def cached_self_attention(attn: MultiHeadAttention, x: Tensor, cache: KVCache, l
     With ``attn``'s own weights; K and V are appended to ``cache.keys[layer]`` / ``.values[layer]``
     (layers fill in order 0, 1, 2, …). With an empty cache this equals
     ``attn(x, x, x, causal_mask(seq), need_weights=False)[0]``.
-    Raises ``ValueError`` for a cache of another batch size than ``x``'s, or a layer index that skips one."""
-    b, t, d = x.shape
+    Raises ``ValueError`` for a cache of another batch size than ``x``'s, or a layer index that skips one;
+    ``TypeError`` for an ``x`` of another dtype than ``attn``'s weights (so for :func:`cached_cross_attention`)."""
+    b, t, d = check_vectors("x", x, attn.in_proj_weight).shape
     q, k, v = attn._split_heads(F.linear(x, attn.in_proj_weight, attn.in_proj_bias), 3)
     # q, k, v: (batch, heads, new, d_head)
     if layer < len(cache.keys):
@@ -102,15 +100,15 @@ def cached_cross_attention(attn: MultiHeadAttention, x: Tensor, memory: Tensor, 
     0, 1, 2, …) and read from ``cache`` after that. ``mask``: boolean, True = may attend, broadcastable
     to ``(batch, heads, new, src_len)``, or None. Equals ``attn(x, memory, memory, mask,
     need_weights=False)[0]``.
-    Raises ``ValueError`` for a cache of another batch size than ``x``'s, or a layer index that skips one."""
-    b, t, d = x.shape
+    Raises as :func:`cached_self_attention` does (for ``memory`` too)."""
+    b, t, d = check_vectors("x", x, attn.in_proj_weight).shape
     if layer < len(cache.cross_keys):
         k, v = cache.cross_keys[layer], cache.cross_values[layer]              # (batch, heads, src_len, d_head)
         if k.shape[0] != b:
             raise ValueError(f"the cache holds cross-attention keys for a batch of {k.shape[0]} sequences but the "
                              f"input has {b}; use one KVCache per batch")
     else:
-        e = attn.d_model
+        e = check_vectors("memory", memory, attn.in_proj_weight).shape[-1]   # d_model
         k, v = attn._split_heads(F.linear(memory, attn.in_proj_weight[e:], attn._bias(1, 3)), 2)
         _append_layer(cache.cross_keys, layer, k, "cross-attention keys")
         _append_layer(cache.cross_values, layer, v, "cross-attention values")

@@ -21,13 +21,15 @@ import torch
 from torch import Tensor, nn
 
 from utils import checks
-from utils.attention import MultiHeadAttention, causal_mask, padding_mask
+from utils.attention import MultiHeadAttention, causal_mask, check_vectors, padding_mask
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.embeddings import PositionalEncoding, TokenEmbedding
 from utils.kv_cache import KVCache, cached_cross_attention, cached_self_attention
 from utils.layers import LayerNorm, PositionwiseFeedForward, SublayerConnection
+from utils.runtime import get_device
 
-__all__ = ["EncoderLayer", "DecoderLayer", "Encoder", "Decoder", "Transformer", "make_model", "count_parameters"]
+__all__ = ["EncoderLayer", "DecoderLayer", "Encoder", "Decoder", "Transformer", "make_model", "check_translator",
+           "count_parameters"]
 
 
 class EncoderLayer(nn.Module):
@@ -142,13 +144,16 @@ class Transformer(nn.Module):
         return self.tgt_pos(self.tgt_embed(tgt_ids))
 
     def encode(self, src_ids: Tensor) -> Tensor:
-        """``(batch, src_len)`` → memory ``(batch, src_len, d_model)``."""
+        """``(batch, src_len)`` → memory ``(batch, src_len, d_model)``. Raises TypeError for non-integer ids."""
+        checks.tensor("src_ids", src_ids, ndim=2, dtype="int", shape="(batch, length) token ids")
         return self.encoder(self.embed_src(src_ids), padding_mask(src_ids, self.pad_id))
 
     def decoder_states(self, tgt_ids: Tensor, memory: Tensor, src_ids: Tensor) -> Tensor:
-        """The decoder's output before the generator, ``(batch, tgt_len, d_model)``: enough for the
-        attention maps, and far cheaper than logits over the whole vocabulary."""
-        tgt_len = tgt_ids.shape[1]
+        """The decoder's output before the generator, ``(batch, tgt_len, d_model)`` (enough for the attention maps,
+        far cheaper than logits). Raises TypeError for non-integer ``tgt_ids`` or a ``memory`` of another dtype."""
+        batch, tgt_len = checks.tensor("tgt_ids", tgt_ids, ndim=2, dtype="int", shape="(batch, length) token ids").shape
+        if check_vectors("memory", memory, self.generator.weight).shape[0] != batch:
+            raise ValueError(f"src_ids (memory) and tgt_ids hold different batch sizes: {memory.shape[0]} vs {batch}")
         tgt_mask = padding_mask(tgt_ids, self.pad_id) & causal_mask(tgt_len, tgt_ids.device)  # (batch, 1, T, T)
         memory_mask = padding_mask(src_ids, self.pad_id)                                        # (batch, 1, 1, S)
         return self.decoder(self.embed_tgt(tgt_ids), memory, tgt_mask, memory_mask)
@@ -167,10 +172,8 @@ class Transformer(nn.Module):
         ``decode(all_ids, memory, src_ids)[:, -1]`` in O(length) work per step instead of O(length²).
         Target padding is not masked: feed real tokens (:mod:`utils.decode` pads only finished rows).
 
-        Raises:
-            ValueError: more positions than the positional table holds.
-        """
-        past, new = cache.length, new_ids.shape[1]
+        Raises ValueError for more positions than the positional table holds; TypeError as :meth:`decoder_states`."""
+        past, new = cache.length, checks.tensor("new_ids", new_ids, ndim=2, dtype="int", shape="(batch, new)").shape[1]
         if past + new > self.config["max_len"]:
             raise ValueError(f"position {past + new - 1} is beyond the positional table (max_len="
                              f"{self.config['max_len']}); decode fewer tokens or build a larger max_len")
@@ -187,15 +190,8 @@ class Transformer(nn.Module):
         return self.generator(y[:, -1])                                              # (batch, tgt_vocab)
 
     def forward(self, src_ids: Tensor, tgt_ids: Tensor) -> Tensor:
-        """``(batch, src_len)``, ``(batch, tgt_len)`` → logits ``(batch, tgt_len, tgt_vocab)``.
-
-        Raises:
-            ValueError: ids that are not 2-D or batches of different sizes.
-        """
-        for name, ids in (("src_ids", src_ids), ("tgt_ids", tgt_ids)):
-            checks.tensor(name, ids, ndim=2, shape="(batch, length) token ids")
-        if src_ids.shape[0] != tgt_ids.shape[0]:
-            raise ValueError(f"src_ids and tgt_ids hold different batch sizes: {src_ids.shape[0]} vs {tgt_ids.shape[0]}")
+        """``(batch, src_len)``, ``(batch, tgt_len)`` → logits ``(batch, tgt_len, tgt_vocab)``. Raises ValueError for
+        ids that are not 2-D or batches of different sizes, TypeError for ids that are not integers."""
         return self.decode(tgt_ids, self.encode(src_ids), src_ids)
 
     # -- looking inside -------------------------------------------------------------------------
@@ -218,8 +214,7 @@ class Transformer(nn.Module):
             maps["decoder_self"] = [layer.self_attn_weights for layer in self.decoder.layers]
             maps["cross"] = [layer.cross_attn_weights for layer in self.decoder.layers]
             for layer in layers:
-                layer.keep_weights = False
-                layer.self_attn_weights = None
+                layer.keep_weights, layer.self_attn_weights = False, None
                 if isinstance(layer, DecoderLayer):
                     layer.cross_attn_weights = None
 
@@ -232,11 +227,13 @@ class Transformer(nn.Module):
     def load(cls, path: str | Path, expected_config: dict[str, Any] | None = None,
              map_location: str | torch.device = "cpu") -> "Transformer":
         """Rebuild a model from :meth:`save`'s file (``weights_only=True``). Raises ConfigMismatchError when
-        the file's config differs from ``expected_config`` (each key listed)."""
-        data = load_checkpoint(path, expected_config, map_location)
+        the file's config differs from ``expected_config`` (each key listed), ValueError for a checkpoint of
+        another kind (:func:`check_translator`), RuntimeError for a ``map_location`` GPU that is not visible."""
+        device = get_device(map_location, name="map_location")
+        data = check_translator(load_checkpoint(path, expected_config, device), path)
         model = make_model(**data["config"])
         model.load_state_dict(data["model"])
-        return model.to(map_location)
+        return model.to(device)
 
 
 def make_model(src_vocab: int, tgt_vocab: int, n_layers: int = 6, d_model: int = 512, n_heads: int = 8,
@@ -256,10 +253,8 @@ def make_model(src_vocab: int, tgt_vocab: int, n_layers: int = 6, d_model: int =
     Initialisation: Xavier-uniform for every matrix of the stacks and the untied output layer (as
     ``nn.Transformer``), ``N(0, 1/d_model)`` for embeddings (``TokenEmbedding``).
 
-    Raises:
-        ValueError: non-positive sizes, ``n_heads`` not dividing ``d_model``, dropout outside
-            [0, 1), ``pad_id`` outside a vocabulary, or ``share_embeddings`` with different vocab sizes.
-    """
+    Raises ``ValueError`` for non-positive sizes, ``n_heads`` not dividing ``d_model``, dropout outside [0, 1),
+    ``pad_id`` outside a vocabulary, or ``share_embeddings`` with different vocab sizes."""
     src_vocab, tgt_vocab, n_layers, d_model, n_heads, d_ff, max_len = (checks.positive_int(name, v) for name, v in (
         ("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab), ("n_layers", n_layers), ("d_model", d_model),
         ("n_heads", n_heads), ("d_ff", d_ff), ("max_len", max_len)))
@@ -279,16 +274,22 @@ def make_model(src_vocab: int, tgt_vocab: int, n_layers: int = 6, d_model: int =
                   d_ff=d_ff, dropout=float(dropout), norm_first=bool(norm_first), pad_id=pad_id,
                   share_embeddings=bool(share_embeddings), max_len=max_len)
     model = Transformer(config)
-    for stack in (model.encoder, model.decoder):
-        for p in stack.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
-    nn.init.xavier_uniform_(model.generator.weight)
+    for p in [*model.encoder.parameters(), *model.decoder.parameters(), model.generator.weight]:
+        if p.dim() > 1:
+            nn.init.xavier_uniform_(p)
     nn.init.zeros_(model.generator.bias)
     if share_embeddings:
         model.tgt_embed.embedding.weight = model.src_embed.embedding.weight
         model.generator.weight = model.src_embed.embedding.weight
     return model
+
+
+def check_translator(data: dict[str, Any], path: str | Path = "checkpoint") -> dict[str, Any]:
+    """``data`` (a loaded checkpoint) if it holds a :func:`make_model` translator; else ValueError naming its keys."""
+    if not {"src_vocab", "tgt_vocab"} <= set(data.get("config", {})):
+        raise ValueError(f"{path} is a checkpoint of another kind (its config has {sorted(data.get('config', {}))}), "
+                         "not a translator's; pass one written by Transformer.save or scripts/train_translator.py")
+    return data
 
 
 def count_parameters(model: nn.Module | dict[str, Any]) -> int:

@@ -3,9 +3,11 @@ which every benchmark records)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,41 +20,39 @@ _FIGURES_DIR = Path(__file__).resolve().parent.parent / "figures"
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python's ``random``, NumPy and PyTorch (CPU and every GPU) so a run repeats exactly.
-
-    Raises:
-        TypeError: ``seed`` not an integer. ValueError: negative or beyond 32 bits (NumPy's limit).
-    """
+    """Seed Python's ``random``, NumPy and PyTorch (CPU and every GPU) so a run repeats exactly. Raises
+    TypeError for a ``seed`` that is not an integer, ValueError for a negative one or one beyond 32 bits (NumPy's)."""
     seed = checks.integer("seed", seed, at_least=0, below=2**32, hint="NumPy takes 32-bit seeds")
-    random.seed(int(seed))
-    np.random.seed(int(seed))
-    torch.manual_seed(int(seed))  # seeds CUDA too when it is present
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds CUDA too when it is present
 
 
 def cpu_model() -> str:
     """The processor's name from ``/proc/cpuinfo`` (e.g. ``AMD EPYC 7B13``), else what :mod:`platform` knows."""
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     return platform.processor() or platform.machine()
 
 
-def get_device(prefer: str | None = None) -> torch.device:
-    """The device to compute on: ``prefer`` (``"cpu"`` or ``"cuda"``), else the environment variable
-    ``ATTN_DEVICE``, else CUDA when a GPU is present and the CPU otherwise. Raises ValueError for another
-    name, RuntimeError when ``cuda`` is asked for but no GPU is visible."""
-    choice = prefer if prefer is not None else os.environ.get("ATTN_DEVICE") or None
-    if choice is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    checks.one_of("prefer" if prefer is not None else "the environment variable ATTN_DEVICE", choice.lower(),
-                  ("cpu", "cuda"))
-    choice = choice.lower()
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but no GPU is visible; use 'cpu' or leave it unset")
-    return torch.device(choice)
+def get_device(prefer: str | torch.device | None = None, *, name: str = "prefer") -> torch.device:
+    """The device to compute on: ``prefer`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, a ``torch.device``), else the
+    environment variable ``ATTN_DEVICE``, else CUDA when a GPU is present and the CPU otherwise. Raises ValueError
+    for another device, RuntimeError for a GPU that is not visible, naming ``name`` (the caller's argument) or
+    ``ATTN_DEVICE``."""
+    if prefer is None:
+        prefer, name = os.environ.get("ATTN_DEVICE", "").strip() or None, "ATTN_DEVICE"
+        if prefer is None:
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(prefer, (str, torch.device)) or not re.fullmatch(r"(cpu|cuda)(:\d+)?", str(prefer).lower()):
+        raise ValueError(f"{name} must be 'cpu' or 'cuda' (or 'cuda:N', GPU number N), got {prefer!r}")
+    device = torch.device(str(prefer).lower())
+    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
+        seen = f"only {torch.cuda.device_count()} GPU(s) are" if torch.cuda.is_available() else "no GPU is"
+        raise RuntimeError(f"{name}={str(prefer)!r} asks for a GPU, but {seen} visible; use {name}='cpu'")
+    return device
 
 
 def save_figure(fig, name: str, *, dpi: int = 110) -> Path:
@@ -63,8 +63,7 @@ def save_figure(fig, name: str, *, dpi: int = 110) -> Path:
     path = Path(name)
     if path.name != name or name in ("", ".", ".."):
         raise ValueError(f"figure name must be a plain file name such as 'plot.png', got {name!r}")
-    if path.suffix == "":
-        path = path.with_suffix(".png")
+    path = path if path.suffix else path.with_suffix(".png")
     _FIGURES_DIR.mkdir(parents=True, exist_ok=True)
     out = _FIGURES_DIR / path
     fig.savefig(out, dpi=dpi, bbox_inches="tight", metadata={"Software": None})

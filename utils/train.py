@@ -48,10 +48,7 @@ def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, epsilon: float 
     target is not ``pad_id``. Equal to ``F.cross_entropy(..., label_smoothing=ε, ignore_index=pad_id)``,
     except that a batch with no real token gives 0 (PyTorch gives NaN): padding never poisons a step.
     ``logits``: ``(..., V)``; ``target``: ``(...)`` ids; ``reduction``: ``"mean"`` (per real token) or ``"sum"``.
-
-    Raises:
-        ValueError: shapes that do not match, ε outside [0, 1], or an unknown reduction.
-    """
+    Raises ``ValueError`` for shapes that do not match, ε outside [0, 1], or an unknown reduction."""
     checks.tensor("logits", logits, dtype="float")
     if checks.tensor("target", target, dtype="int").shape != logits.shape[:-1]:
         raise ValueError(f"logits {tuple(logits.shape)} must be target {tuple(target.shape)} + (vocab,)")
@@ -61,17 +58,13 @@ def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, epsilon: float 
     real = target != pad_id if pad_id is not None else torch.ones_like(target, dtype=torch.bool)
     nll = -logp.gather(-1, target.masked_fill(~real, 0).unsqueeze(-1)).squeeze(-1)   # (...) -log p_y
     uniform = -logp.mean(dim=-1)                                       # (...) mean_v -log p_v
-    per_token = ((1.0 - epsilon) * nll + epsilon * uniform).masked_fill(~real, 0.0)
-    total = per_token.sum()
+    total = ((1.0 - epsilon) * nll + epsilon * uniform).masked_fill(~real, 0.0).sum()   # over the real tokens
     return total if reduction == "sum" else total / real.sum().clamp(min=1)
 
 
 def make_optimizer(model: nn.Module, betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-9) -> torch.optim.Adam:
-    """Adam with the paper's β and ε and ``lr=1``, for :func:`utils.schedules.warmup_schedule` to scale.
-
-    Raises:
-        TypeError: ``model`` is not an ``nn.Module``. ValueError: β outside [0, 1) or ε not positive.
-    """
+    """Adam with the paper's β and ε and ``lr=1``, for :func:`utils.schedules.warmup_schedule` to scale. Raises
+    ``TypeError`` if ``model`` is not an ``nn.Module``, ``ValueError`` for β outside [0, 1) or ε not positive."""
     checks.instance("model", model, nn.Module, "an nn.Module", hint="pass the model, not its parameters")
     if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
         raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
@@ -201,13 +194,12 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
             the end, and on an error (a NaN loss, Ctrl-C), with ``tokenizer`` and ``checkpoint_extra``.
 
     Raises:
-        ValueError: no stopping rule, a limit, ``eval_every`` or ``checkpoint_every`` that is not a
-            positive number, ``smoothing`` outside [0, 1], a non-positive ``clip_norm``,
-            ``checkpoint_every`` without ``checkpoint_path``, or bf16 asked for on a CPU.
-        TypeError: ``data`` not a batch source, ``valid`` not :class:`~utils.batching.TokenBatches`,
-            ``state`` not a :class:`TrainState`, ``optimizer`` not an optimiser, ``loss_fn`` not callable.
+        ValueError: no stopping rule, a limit, ``eval_every`` or ``checkpoint_every`` that is not a positive number,
+            ``smoothing`` outside [0, 1], a non-positive ``clip_norm``, ``checkpoint_every`` without ``checkpoint_path``,
+            bf16 asked for on a CPU, or an unknown ``device`` (RuntimeError: a GPU that is not visible).
+        TypeError: ``data`` not a batch source, ``valid`` not a ``TokenBatches``, ``state`` not a :class:`TrainState`,
+            ``optimizer`` not an optimiser, ``loss_fn`` not callable, a ``tokenizer`` without ``to_dict``.
         OSError: ``checkpoint_path`` cannot be written (checked before the first step).
-        TypeError: also a ``tokenizer`` without ``to_dict`` (it could not be saved).
         FloatingPointError: the loss or a gradient became NaN or infinite (the checkpoint holds the last
             finite weights). A Ctrl-C inside a step saves the last complete step and the random state the
             interrupted step began from, so a resume repeats that step exactly.
@@ -234,10 +226,7 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
         checks.instance("state", state, TrainState, "a TrainState", hint="what train or resume returned")
     checks.instance("optimizer", optimizer, torch.optim.Optimizer, "a torch.optim.Optimizer",
                     hint="make_optimizer(model)")
-    if device is None or str(device) in ("cpu", "cuda"):
-        device = get_device(None if device is None else str(device))
-    else:
-        device = torch.device(device)                            # e.g. "cuda:1" under torchrun
+    device = get_device(device, name="device")                  # e.g. "cuda:1" under torchrun
     if bf16 and device.type != "cuda":
         raise ValueError("bf16 autocast is meant for GPUs here; on a CPU train in float32 (bf16=False)")
     model.to(device)
@@ -247,8 +236,7 @@ def train(model: nn.Module, data: TokenBatches, optimizer: torch.optim.Optimizer
     if checkpoint_path is not None and main:
         check_writable(checkpoint_path)                          # fail now, not after the first N steps
     if tokenizer is not None and not callable(getattr(tokenizer, "to_dict", None)):
-        raise TypeError(f"tokenizer must be a utils.tokenize tokenizer (its to_dict() is saved), got "
-                        f"{type(tokenizer).__name__}")
+        raise TypeError(f"tokenizer must be a utils.tokenize tokenizer (with to_dict), got {type(tokenizer).__name__}")
     t0, seconds0 = time.perf_counter(), state.seconds
     bar = tqdm(total=max_steps, initial=state.step, disable=not (progress and main), unit="step",
                mininterval=2.0, dynamic_ncols=True)
@@ -340,12 +328,10 @@ def resume(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer 
     """Load a :func:`save_training_checkpoint` file into ``model`` (and the optimiser, scheduler and random
     generators) and return its :class:`TrainState`. Move the model to its device first.
 
-    Raises:
-        utils.checkpoint.ConfigMismatchError: the file was made for another ``model.config``.
-        FileNotFoundError, ValueError: as :func:`utils.checkpoint.load_checkpoint`; also a file without
-            the training state (e.g. one written by ``model.save``), or an optimiser of another kind
-            than the one whose state was saved (Adam's state does not fit SGD).
-    """
+    Raises ``utils.checkpoint.ConfigMismatchError`` for a file made for another ``model.config``;
+    ``FileNotFoundError``, ``ValueError`` as :func:`utils.checkpoint.load_checkpoint`, and ``ValueError`` for a file
+    without the training state (e.g. one written by ``model.save``) or an optimiser of another kind than the one
+    whose state was saved (Adam's state does not fit SGD)."""
     core = _unwrap(model)
     if not hasattr(core, "config"):
         raise TypeError(f"model must carry its config (build it with make_model), got {type(core).__name__}")
