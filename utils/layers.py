@@ -33,18 +33,18 @@ class LayerNorm(nn.Module):
 
     def __init__(self, d_model: int, eps: float = 1e-5) -> None:
         super().__init__()
-        checks.positive_int("d_model", d_model)
-        checks.number("eps", eps, above=0, hint="it keeps the division finite; 1e-5 is usual")
-        self.d_model, self.eps = d_model, float(eps)
+        self.d_model = checks.positive_int("d_model", d_model)
+        self.eps = checks.number("eps", eps, above=0, hint="it keeps the division finite; 1e-5 is usual")
         self.weight = nn.Parameter(torch.ones(d_model))  # γ, the gain
         self.bias = nn.Parameter(torch.zeros(d_model))  # β, the shift
 
     def forward(self, x: Tensor) -> Tensor:
         _check_last_dim("LayerNorm", x, self.d_model)
-        h = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # 8 bits of mantissa lose the variance
+        h = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # half precision: the variance in float32
         mean = h.mean(dim=-1, keepdim=True)  # (..., 1)
         var = (h - mean).pow(2).mean(dim=-1, keepdim=True)  # (..., 1), biased
-        return ((h - mean) * torch.rsqrt(var + self.eps) * self.weight.to(h) + self.bias.to(h)).to(x.dtype)
+        y = (h - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+        return y.to(torch.promote_types(x.dtype, self.weight.dtype))  # rounded once: bfloat16 in and weights, out
 
     def extra_repr(self) -> str:
         return f"{self.d_model}, eps={self.eps}"
