@@ -5,7 +5,9 @@
     python benchmarks/decode_speed.py --quick --out /tmp/quick.json   # 100 sentences, a smoke run
 
 What is measured, with the model in ``--checkpoint`` (default ``checkpoints/multi30k_2h.best.pt``, written
-by ``scripts/choose.py multi30k_2h``; any checkpoint ``utils.model`` saved will do), on ``test_2016_flickr``:
+by ``scripts/choose.py multi30k_2h``; any translator checkpoint saved with its tokenizer will do: another kind,
+such as a GPT's, is refused before anything is timed, as is a test sentence longer than the model's positional
+table), on ``test_2016_flickr``:
 
 * **sentences per second** for greedy decoding and for beam search (beam 4, alpha 0.6), through
   ``utils.decode.translate`` (sorted by length, in batches of ``--batch-size`` sentences, by default

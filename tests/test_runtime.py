@@ -44,6 +44,21 @@ def test_get_device_errors(monkeypatch):
         runtime.get_device("cuda")
 
 
+def test_get_device_takes_a_device_and_names_where_the_choice_came_from(monkeypatch):
+    monkeypatch.delenv("ATTN_DEVICE", raising=False)
+    assert runtime.get_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(ValueError, match="map_location must be 'cpu' or 'cuda'"):
+        runtime.get_device("gpu", name="map_location")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="map_location='cuda:1' asks for a GPU, but no GPU is visible"):
+        runtime.get_device("cuda:1", name="map_location")
+    monkeypatch.setenv("ATTN_DEVICE", "cuda")
+    with pytest.raises(RuntimeError, match="ATTN_DEVICE='cuda' asks for a GPU"):
+        runtime.get_device()
+    monkeypatch.setenv("ATTN_DEVICE", "  ")                      # blank: as if unset
+    assert runtime.get_device() == torch.device("cpu")
+
+
 def test_save_figure_writes_into_figures_dir(tmp_path, monkeypatch):
     monkeypatch.setattr(runtime, "_FIGURES_DIR", tmp_path / "figs")
     fig, ax = plt.subplots()

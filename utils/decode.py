@@ -79,8 +79,8 @@ def greedy_decode(model: nn.Module, src_ids: Tensor, max_len: int, bos_id: int =
     Returns:
         ``(batch, n)`` long tensor without ``<bos>``, ``n <= max_len`` (less only when every row ended).
 
-    Raises ``ValueError`` for a ``max_len`` that is not a positive int or exceeds the positional table, or
-    ``src_ids`` not 2-D or empty; ``TypeError`` for a model without ``encode``, ``decode``, ``pad_id``."""
+    Raises ``ValueError`` for a ``max_len`` that is not a positive int or exceeds the positional table, ``src_ids``
+    not 2-D, empty or longer than the table; ``TypeError`` for a model without ``encode``, ``decode``, ``pad_id``."""
     _check_args(model, src_ids, max_len, bos_id, eos_id)
     pad_id = model.pad_id
     was_training = model.training
