@@ -72,7 +72,7 @@ from utils.bleu import corpus_bleu
 from utils.checkpoint import check_writable, check_writable_dir, load_checkpoint, save_checkpoint
 from utils.data import load_multi30k
 from utils.decode import translate
-from utils.model import count_parameters, make_model
+from utils.model import check_translator, count_parameters, make_model
 from utils.runtime import cpu_model, get_device, set_seed
 from utils.schedules import warmup_schedule
 from utils.tokenize import BPETokenizer, tokenizer_from_dict
@@ -203,13 +203,14 @@ def continued_run(args: argparse.Namespace, threads: int) -> tuple[dict, list[st
 
     Raises:
         ValueError: ``--resume`` with a setting of :data:`FIXED_ON_RESUME` (or ``--steps`` of a run that
-            cools down) other than the checkpoint's, naming the flag; snapshots that belong to another run.
+            cools down) other than the checkpoint's, naming the flag; snapshots that belong to another run; a
+            checkpoint of another kind (a GPT's).
     """
     settings = settings_of(args)
     run = {"id": recipes.new_run_id(), "script": "train_translator", "settings": settings, "threads": threads}
     if not args.resume:
         return run, None, None
-    saved = load_checkpoint(args.checkpoint)
+    saved = check_translator(load_checkpoint(args.checkpoint), args.checkpoint)      # not a GPT's
     stored = recipes.check_resumable(saved, args.checkpoint, "train_translator")
     cools = (stored or {}).get("settings", {}).get("cooldown", args.cooldown) > 0
     fixed = FIXED_ON_RESUME + (("steps",) if cools else ())

@@ -916,6 +916,10 @@ def _translate_long():
 raises("translate(a sentence longer than the table)", V, "max_len=32.*sentence 4 of 42 tokens", _translate_long)
 raises("greedy_decode(a source longer than the table)", V, "src_ids.*42.*max_len=32", lambda: decode.greedy_decode(
     tiny_model(), torch.tensor([[1] + [5] * 40 + [2]]), 5))
+raises("translate(a GPT)", T, "encoder–decoder", lambda: decode.translate(gpt_mod.make_gpt(10, 8, 1, 8, 2), [[1, 5, 2]],
+                                                                       output="ids"))
+raises("train_translator.py --resume --checkpoint <a GPT's>", V, "another kind", lambda: _run(
+    "train_translator", "multi30k_30min", "--resume", "--checkpoint", _saved("gpt"), "--out", tmp() / "o", "--steps", 2))
 raises("choose.py --checkpoint <a GPT's>", ScriptExit, "another kind", lambda: (lambda d: _run(
     "choose", "multi30k_30min", "--checkpoint", _saved("gpt"), "--out", d / "out", "--save", d / "best.pt"))(tmp()))
 raises("showcase.py --checkpoint <a GPT's>", ScriptExit, "another kind", lambda: (lambda d: _run(

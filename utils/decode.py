@@ -330,7 +330,7 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
                   desc=f"translating ({'greedy' if beam_size == 1 else f'beam {beam_size}'})")
     for start in starts:
         chunk = order[start: start + batch_size]
-        src = pad_sequences([ids[i] for i in chunk], model.pad_id).to(device)             # (b, S)
+        src = pad_sequences([ids[i] for i in chunk], getattr(model, "pad_id", 0)).to(device)  # (b, S); model checked next
         n = (min(int(1.5 * src.shape[1]) + 10, limit or float("inf")) if max_len is None     # tokens to generate
              else max_len(src.shape[1]) if callable(max_len) else max_len)
         if beam_size == 1:
