@@ -96,6 +96,25 @@ def test_token_batches_epochs_and_shards():
     assert lengths == sorted(lengths), "without shuffling: one sorted order (for evaluation)"
 
 
+def test_ids_that_would_be_misread_are_refused():
+    with pytest.raises(TypeError, match=r"seqs\[0\]\[1\] is 5.7"):
+        pad_sequences([[1, 5.7, 2]])                                   # would be cut to 5
+    with pytest.raises(TypeError, match="integer token ids"):
+        pad_sequences([torch.tensor([1.0, 2.0])])
+    with pytest.raises(ValueError, match="pad_id=2 is a token id in seqs too"):
+        pad_sequences([[1, 5, 2], [1, 2]], pad_id=2)                   # padding would look like <eos>
+    with pytest.raises(ValueError, match=r"tgt_ids\[1\] is not <bos> ... <eos>"):
+        TokenBatches([[1, 5, 2]] * 2, [[1, 6, 2], [6, 7]], 50)
+    with pytest.raises(ValueError, match=r"src_ids\[0\] holds pad_id=5"):
+        TokenBatches([[1, 5, 2]], [[1, 6, 2]], 50, pad_id=5)
+    with pytest.raises(TypeError, match=r"tgt_ids\[0\]\[1\] is True"):
+        TokenBatches([[1, 5, 2]], [[1, True, 2]], 50)
+    with pytest.raises(ValueError, match=r"src_lens\[0\] must be an integer >= 0, got -3"):
+        token_budget_batches([-3, 2], [2, 2], 8)
+    with pytest.raises(TypeError, match=r"tgt_lens\[1\] must be an integer >= 0, got 2.5"):
+        token_budget_batches([2, 2], [2, 2.5], 8)
+
+
 def test_token_batches_errors():
     with pytest.raises(ValueError, match="2 source sentences but 1 targets"):
         TokenBatches([[1, 2], [1, 2]], [[1, 2]], 10)

@@ -34,6 +34,27 @@ def test_round_trip_with_extras(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["model.pt"], "no temporary files left behind"
 
 
+def test_subclasses_of_plain_types_are_stored_as_the_plain_value(tmp_path):
+    import enum
+
+    import numpy as np
+
+    class Size(enum.IntEnum):
+        SMALL = 8
+
+    class Name(str):
+        pass
+
+    path = save_checkpoint(tmp_path / "s.pt", make().state_dict(), {"d_model": Size.SMALL, "name": Name("base")},
+                           words=np.array(["a", "b"]), flags=np.array([True, False]))
+    data = load_checkpoint(path)                                   # weights_only: a subclass would not load
+    assert data["config"] == {"d_model": 8, "name": "base"}
+    assert type(data["config"]["d_model"]) is int and type(data["config"]["name"]) is str
+    assert data["words"] == ["a", "b"] and data["flags"].tolist() == [True, False]
+    with pytest.raises(TypeError, match=r"when is a datetime\.date"):
+        save_checkpoint(tmp_path / "d.pt", make().state_dict(), {}, when=np.datetime64("2020-01-01"))
+
+
 def test_mismatched_config_names_every_difference(tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", make().state_dict(), CONFIG)
     with pytest.raises(ConfigMismatchError) as err:

@@ -91,3 +91,17 @@ def test_docs_state_the_route():
     assert "python tools/diagrams.py" in text and "attachment" in text, f"{doc.name} does not give the route"
     for stem in DIAGRAMS:
         assert f"figures/{stem}.svg" in text, f"{doc.name} does not list figures/{stem}.svg"
+
+
+def test_embedding_keeps_a_learners_own_attachment(tmp_path):
+    stem = next(iter(DIAGRAMS))
+    mine = {"image/png": base64.b64encode(b"my own drawing").decode("ascii")}
+    cell = {"cell_type": "markdown", "metadata": {}, "attachments": {"mine.png": mine},
+            "source": [f"![diagram](attachment:{stem}.png) and ![mine](attachment:mine.png)"]}
+    nb = tmp_path / "nb.ipynb"
+    nb.write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    assert embed_in_notebooks([nb]) == [nb]
+    attached = json.loads(nb.read_text())["cells"][0]["attachments"]
+    assert attached["mine.png"] == mine, "a picture the learner attached is theirs: kept"
+    assert base64.b64decode(attached[f"{stem}.png"]["image/png"]) == (FIGURES / f"{stem}.png").read_bytes()
+    assert embed_in_notebooks([nb]) == [], "a second run changes nothing"

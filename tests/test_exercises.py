@@ -251,3 +251,38 @@ def test_check_reports_each_outcome(capsys):
     assert "not right yet" in e2 and "1 + 1 should be 3" in e2
     assert "IndexError" in e3
     assert "solved" in e4
+
+
+def test_check_runs_what_it_is_given_and_never_raises(capsys, tmp_path, monkeypatch):
+    ran = []
+    (tmp_path / "learner.py").write_text("def bare_assert():\n    answer = 2\n    assert answer == 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))         # a learner's module: pytest does not rewrite its asserts
+    from learner import bare_assert
+
+    def generator_ok():
+        ran.append("ok")
+        yield
+
+    def generator_wrong():
+        assert False, "wrong inside a generator"
+        yield
+
+    async def asynchronous():
+        ran.append("async")
+
+    assert check("G1", generator_ok) is True and ran == ["ok"], "a test with yield is run, not just created"
+    assert check("G2", generator_wrong) is False
+    assert check("A1", asynchronous) is False and "async" not in ran
+    assert check("S1", lambda: __import__("sys").exit(2)) is False, "sys.exit must not escape check"
+    assert check("B1", bare_assert) is False
+    out = capsys.readouterr().out
+    assert "wrong inside a generator" in out and "`async`" in out and "SystemExit" in out
+    assert "this failed: assert answer == 3" in out, "an assert without a message shows its line"
+
+
+def test_a_correct_float32_answer_is_solved(capsys):
+    def float32_attention(q, k, v, mask):
+        m = None if mask is None else torch.from_numpy(np.asarray(mask, dtype=bool))
+        out, w = scaled_dot_product_attention(*(torch.from_numpy(a).float() for a in (q, k, v)), m)
+        return out.numpy(), w.numpy()
+    assert check("F32", lambda: check_masked_attention_numpy(float32_attention)) is True, capsys.readouterr().out

@@ -25,6 +25,21 @@ def test_layernorm_equals_torch(dtype, tol):
     torch.testing.assert_close(ours(x), ref(x), atol=tol * 4, rtol=tol)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_layernorm_in_half_precision_is_torch_to_one_rounding(dtype):
+    ours = randomised(LayerNorm(64)).to(dtype)
+    ref = nn.LayerNorm(64).to(dtype)
+    ref.load_state_dict(ours.state_dict())
+    x = (torch.randn(8, 64, generator=torch.Generator().manual_seed(1)) * 3 + 5).to(dtype)   # a large mean
+    with torch.no_grad():
+        got, want = ours(x), ref(x)
+    assert got.dtype == dtype
+    step = torch.finfo(dtype).eps * want.float().abs().clamp(min=1)       # one rounding of the larger values
+    assert ((got.float() - want.float()).abs() <= step).all()
+    with torch.no_grad():
+        assert LayerNorm(64)(x).dtype == torch.float32, "float32 weights (autocast): a float32 output, as before"
+
+
 def test_layernorm_normalises_each_position_with_the_biased_variance():
     x = torch.tensor([[1.0, 2.0, 3.0, 6.0]])
     y = LayerNorm(4, eps=0.0 + 1e-12)(x)

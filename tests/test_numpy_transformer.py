@@ -369,6 +369,8 @@ def test_adam_errors():
 def test_relative_error_and_numerical_gradient():
     assert nt.relative_error(np.zeros(3), np.zeros(3)) == 0.0
     assert nt.relative_error(np.ones(3), -np.ones(3)) == 1.0
+    with pytest.raises(ValueError, match=r"shape \(3,\) and shape \(1,\)"):
+        nt.relative_error(np.ones(3), np.ones(1))                  # broadcasting would give 0.0
     x = np.linspace(-2, 2, 7)
     np.testing.assert_allclose(nt.numerical_gradient(lambda: (x**3).sum(), x), 3 * x**2, atol=1e-8)
     assert np.array_equal(x, np.linspace(-2, 2, 7)), "x is restored after perturbing it"

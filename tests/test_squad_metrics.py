@@ -56,3 +56,7 @@ def test_errors():
         squad_scores([], [])
     with pytest.raises(ValueError, match="no reference answer"):
         token_f1("x", [])
+    with pytest.raises(TypeError, match=r"answers\['text'\]"):        # list() of the dict would give its keys
+        squad_scores(["text"], [{"text": ["Denver"], "answer_start": [3]}])
+    with pytest.raises(TypeError, match="prediction must be one answer"):
+        exact_match(["Denver"], "Denver")

@@ -1,4 +1,5 @@
 import json
+import unicodedata
 
 import pytest
 import torch
@@ -54,6 +55,25 @@ def test_word_round_trip_on_most_real_captions(multi30k):
     tok = WordTokenizer.fit(train)
     exact = sum(tok.decode(tok.encode(s)) == s for s in train) / len(train)
     assert exact > 0.98, exact  # the misses are quotes and ' re: spacing the words cannot recover
+
+
+@pytest.mark.parametrize("text", [
+    "नमस्ते दुनिया, मैं हिंदी सीख रहा हूँ।",                    # Devanagari: vowel signs and virama are marks
+    "السَّلَامُ عَلَيْكُمْ، كيف حالك؟",                          # Arabic: harakat are marks
+    "mi\u200cخواهم",                                           # a zero-width non-joiner inside a word
+    "a family 👨\u200d👩\u200d👧 waves 👋🏽 under 🇩🇪 1️⃣",      # emoji joined by ZWJ, a skin tone, a flag
+])
+def test_word_tokenizer_keeps_marks_and_emoji_sequences_whole(text):
+    tok = WordTokenizer.fit([text])
+    assert tok.decode(tok.encode(text)) == text
+    assert not any(t[0].isspace() or unicodedata.category(t[0]).startswith("M") or t[0] == "\u200d"
+                   for t in tok.tokenize(text)), "no token starts with a mark or a joiner"
+
+
+def test_word_tokens_of_ordinary_prose_are_unchanged():
+    tok = WordTokenizer.fit(TEXTS)
+    assert tok.tokenize("A man's T-shirt (blue), 3.5 km/h!") == \
+        ["A", "man", "'", "s", "T", "-", "shirt", "(", "blue", ")", ",", "3", ".", "5", "km", "/", "h", "!"]
 
 
 def test_unknowns_become_unk(bpe):
