@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from utils import checks
+from utils.runtime import get_device
 
 FORMAT_VERSION = 1
 
@@ -123,8 +124,7 @@ def save_checkpoint(path: str | Path, model_state: Mapping[str, torch.Tensor], c
     checks.instance("config", config, Mapping, "a dict of the model's settings")
     checks.instance("model_state", model_state, Mapping, "a state dict", hint="pass model.state_dict()")
     payload = {"format": FORMAT_VERSION, "config": to_plain(dict(config), "config"),
-               "model": to_plain(dict(model_state), "model"),
-               **{k: to_plain(v, k) for k, v in extra.items()}}
+               "model": to_plain(dict(model_state), "model"), **{k: to_plain(v, k) for k, v in extra.items()}}
     path = Path(path)
     mode = _refuse_read_only(path, "checkpoint")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,16 +146,15 @@ def save_checkpoint(path: str | Path, model_state: Mapping[str, torch.Tensor], c
 def load_checkpoint(path: str | Path, expected_config: Mapping[str, Any] | None = None,
                     map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True``; with ``expected_config``, its config must equal that.
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ConfigMismatchError: a stored config that differs from ``expected_config`` (every key listed).
-        ValueError: when the file is not a checkpoint written by :func:`save_checkpoint`: truncated,
-            corrupt, a text file, a bare state dict, or holding objects ``weights_only`` refuses.
-    """
+    Raises ``FileNotFoundError`` (no file at ``path``), :class:`ConfigMismatchError` (a stored config unlike
+    ``expected_config``, every key listed), ``RuntimeError`` (``map_location`` a GPU that is not visible) or
+    ``ValueError`` (another ``map_location``, or a file :func:`save_checkpoint` did not write: truncated, corrupt,
+    a text file, a bare state dict, objects ``weights_only`` refuses)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; train a model first or check the path")
+    if isinstance(map_location, (str, torch.device)):          # a GPU asked for on a CPU machine: said before reading
+        map_location = get_device(map_location, name="map_location")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # EOFError, RuntimeError (zip), UnpicklingError, OSError...: all mean "not readable"
