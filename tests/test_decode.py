@@ -342,10 +342,16 @@ def test_translate_refuses_bad_arguments():
     from utils.decode import translate
 
     model = make_model(9, 9, n_layers=1, d_model=16, n_heads=2, d_ff=32, max_len=64)
-    with pytest.raises(TypeError, match="one string"):
+    with pytest.raises(TypeError, match="sentences must be a list .* got str"):
         translate(model, "abc", CharTok())
-    with pytest.raises(ValueError, match="tokenizer is needed"):
+    with pytest.raises(TypeError, match="sentences must be a list .* got NoneType"):
+        translate(model, None, CharTok())
+    with pytest.raises(ValueError, match="tokenizer .* is needed"):
         translate(model, ["abc"])
+    with pytest.raises(TypeError, match="tokenizer .* is needed .* got 'tok.json'"):
+        translate(model, ["abc"], "tok.json")
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'"):
+        translate(model, [[1, 5, 2]], output="ids", device="gpu")
     with pytest.raises(ValueError, match="output must be"):
         translate(model, ["abc"], CharTok(), output="tokens")
     with pytest.raises(ValueError, match="batch_size"):

@@ -53,8 +53,7 @@ def _not_found(hub_id: str, files: list[str], reason: str) -> DataNotFoundError:
         f"Either connect to the internet (the data comes from the Hugging Face hub, id {hub_id!r}),\n"
         f"or set the environment variable {DATA_DIR_VAR} to a folder holding these files:\n{listed}\n"
         f"For example: export {DATA_DIR_VAR}=/path/to/data  (or os.environ[{DATA_DIR_VAR!r}] = ... "
-        f"before calling the loader)."
-    )
+        f"before calling the loader).")
 
 
 def _read_text(path: Path) -> str:

@@ -12,7 +12,7 @@ translations with the length penalty of Wu et al. (2016), as the paper does (bea
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from utils import checks
 from utils.batching import pad_sequences
 from utils.kv_cache import KVCache
+from utils.runtime import get_device
 
 __all__ = ["beam_search", "default_batch_size", "greedy_decode", "length_penalty", "translate"]
 
@@ -304,8 +305,8 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
     Raises ``TypeError`` for one string instead of a list of sentences; ``ValueError`` for texts or
     ``output="text"`` without a tokenizer, an unknown ``output``, a non-positive ``batch_size``, an empty
     sentence or one longer than the positional table (checked before any decoding), or what the decoders refuse."""
-    if isinstance(sentences, str):
-        raise TypeError("sentences must be a list of sentences, got one string; wrap it: translate(model, [text], tok)")
+    if isinstance(sentences, str) or not isinstance(sentences, Iterable):
+        raise TypeError(f"sentences must be a list of texts or id lists, got {type(sentences).__name__}; wrap one: [text]")
     checks.one_of("output", output, ("text", "ids"))
     checks.positive_int("beam_size", beam_size, hint="1 is greedy")
     batch_size = default_batch_size(beam_size) if batch_size is None else batch_size
@@ -313,11 +314,12 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
     alphas = _alphas(length_penalty_alpha)
     sentences = list(sentences)
     texts_in = bool(sentences) and isinstance(sentences[0], str)
-    if tokenizer is None and (texts_in or output == "text"):
-        raise ValueError("a tokenizer is needed to encode texts and to decode output='text'; pass the one the "
-                         "model was trained with, or give id lists and output='ids'")
+    if not callable(getattr(tokenizer, "encode_batch", None)) and (texts_in or output == "text"):
+        raise checks.ArgumentTypeError(f"a tokenizer (utils.tokenize) is needed for texts and output='text', got "
+                                       f"{tokenizer!r:.40}; pass the model's, or give id lists and output='ids'")
     ids = tokenizer.encode_batch(sentences, add_special=True) if texts_in else [list(s) for s in sentences]
-    device = device if device is not None else next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = (get_device(device, name="device") if device is not None
+              else next((p.device for p in model.parameters()), torch.device("cpu")))   # default: the model's
     limit = getattr(model, "config", {}).get("max_len")
     too_long = [i for i, s in enumerate(ids) if limit is not None and len(s) > limit]     # before any decoding
     if too_long:
@@ -326,9 +328,8 @@ def translate(model: nn.Module, sentences: Sequence[str] | Sequence[Sequence[int
                          "model built with a larger max_len")
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     outs: list[list] = [[None] * len(ids) for _ in alphas]
-    starts = tqdm(range(0, len(order), batch_size), disable=not progress,
-                  desc=f"translating ({'greedy' if beam_size == 1 else f'beam {beam_size}'})")
-    for start in starts:
+    for start in tqdm(range(0, len(order), batch_size), disable=not progress,
+                      desc=f"translating ({'greedy' if beam_size == 1 else f'beam {beam_size}'})"):
         chunk = order[start: start + batch_size]
         src = pad_sequences([ids[i] for i in chunk], getattr(model, "pad_id", 0)).to(device)  # (b, S); model checked next
         n = (min(int(1.5 * src.shape[1]) + 10, limit or float("inf")) if max_len is None     # tokens to generate
