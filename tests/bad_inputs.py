@@ -570,6 +570,7 @@ def _squad():
 
 
 raises("ngrams(a str, not a list of words)", T, "list of words", lambda: bleu.ngrams("the cat sat"))
+raises("corpus_bleu(lowercase='False')", T, "lowercase", lambda: bleu.corpus_bleu(["A cat"], ["a cat"], lowercase="False"))
 raises("squad_scores(references = SQuAD answers dicts)", T, "text", lambda: _squad().squad_scores(
     ["Denver"], [{"text": ["Denver"], "answer_start": [3]}]))
 raises("squad_scores(a reference that is bytes)", T, "str", lambda: _squad().squad_scores(["ab"], [b"ab"]))
@@ -657,7 +658,7 @@ def _word_devanagari():
 
 @case("WordTokenizer round trip: Arabic with vowel marks", None)
 def _word_arabic():
-    return _word_round_trip(["السَّلَامُ عَلَيْكُمْ", "كيف حالك؟"])
+    return _word_round_trip(["السَّلَامُ عَلَيْكُمْ", "كيف حالك؟", "یہ اردو ہے۔"])
 
 
 @case("WordTokenizer round trip: combining marks NFC cannot compose", None)
@@ -916,6 +917,10 @@ def _translate_long():
 raises("translate(a sentence longer than the table)", V, "max_len=32.*sentence 4 of 42 tokens", _translate_long)
 raises("greedy_decode(a source longer than the table)", V, "src_ids.*42.*max_len=32", lambda: decode.greedy_decode(
     tiny_model(), torch.tensor([[1] + [5] * 40 + [2]]), 5))
+raises("translate(sentences=None)", T, "sentences must be a list", lambda: decode.translate(tiny_model(), None))
+raises("translate(tokenizer=<a path>)", T, "tokenizer.*'tok.json'", lambda: decode.translate(tiny_model(), ["a b"], "tok.json"))
+raises("translate(device='gpu')", V, "device must be 'cpu' or 'cuda'", lambda: decode.translate(
+    tiny_model(), [[1, 5, 2]], output="ids", device="gpu"))
 raises("translate(a GPT)", T, "encoder–decoder", lambda: decode.translate(gpt_mod.make_gpt(10, 8, 1, 8, 2), [[1, 5, 2]],
                                                                        output="ids"))
 raises("train_translator.py --resume --checkpoint <a GPT's>", V, "another kind", lambda: _run(
