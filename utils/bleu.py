@@ -78,8 +78,9 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str] | Sequence[
     ``references``: one reference per hypothesis (a list of strings) or, like sacreBLEU, a list of
     reference streams (each a list of strings, one per hypothesis).
     Raises ``ValueError`` for no hypotheses, a reference stream of another length, or a ``max_order`` below 1;
-    ``TypeError`` for one string where a list of sentences is expected, or items that are not strings."""
+    ``TypeError`` for one string in place of a list, items that are not strings, a non-bool ``lowercase``."""
     checks.positive_int("max_order", max_order, hint="4 for BLEU-4")
+    checks.instance("lowercase", lowercase, bool, "True or False", hint="a string such as 'False' would be true")
     hypotheses = checks.strings("hypotheses", hypotheses, hint="decode ids to text first (tok.decode(ids))")
     if len(hypotheses) == 0:
         raise ValueError("no hypotheses to score")

@@ -121,7 +121,7 @@ class CharTokenizer(Tokenizer):
 
 # A word (regex's \w, unlike re's, keeps combining marks and joiners), else one grapheme such as a ZWJ emoji.
 _WORD_RE = regex.compile(r"\w+|(?!\s)\X")
-_NO_SPACE_BEFORE = re.compile(r" ([.,!?;:%)\]}।॥،؛؟])")
+_NO_SPACE_BEFORE = re.compile(r" ([.,!?;:%)\]}।॥،؛؟۔])")
 _NO_SPACE_AFTER = re.compile(r"([(\[{]) ")
 _JOINERS = re.compile(r" ?([-'/]) ?")
 
