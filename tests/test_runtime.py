@@ -1,4 +1,5 @@
 import random
+from pathlib import Path
 
 import matplotlib
 
@@ -59,12 +60,16 @@ def test_get_device_takes_a_device_and_names_where_the_choice_came_from(monkeypa
     assert runtime.get_device() == torch.device("cpu")
 
 
-def test_save_figure_writes_into_figures_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(runtime, "_FIGURES_DIR", tmp_path / "figs")
+def test_save_figure_writes_into_the_working_checkouts_figures(tmp_path, monkeypatch):
+    """A notebook runs from notebooks/: its figures go beside it, into the checkout it runs in, even when
+    ``utils`` is imported from another checkout (a shared virtual environment)."""
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
     fig, ax = plt.subplots()
     ax.plot([0, 1], [1, 0])
     path = runtime.save_figure(fig, "line")
-    assert path == tmp_path / "figs" / "line.png" and path.stat().st_size > 0
+    assert path == tmp_path / "figures" / "line.png" and path.stat().st_size > 0
+    assert not Path(runtime.__file__).resolve().is_relative_to(tmp_path)
     first = path.read_bytes()
     runtime.save_figure(fig, "line.png")
     assert path.read_bytes() == first, "saving twice must write identical bytes (no timestamps)"

@@ -15,8 +15,8 @@ import torch
 
 from utils import checks
 
-#: Where notebooks save their figures: the checkout's ``figures/`` folder.
-_FIGURES_DIR = Path(__file__).resolve().parent.parent / "figures"
+def _figures_dir() -> Path:   # the working checkout's figures/ (notebooks run from notebooks/), never another's
+    return (Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()) / "figures"
 
 
 def set_seed(seed: int) -> None:
@@ -56,16 +56,15 @@ def get_device(prefer: str | torch.device | None = None, *, name: str = "prefer"
 
 
 def save_figure(fig, name: str, *, dpi: int = 110) -> Path:
-    """Save a Matplotlib figure as ``figures/<name>`` (``.png`` added when there is no suffix) and return
-    its path. No timestamp is stored, so re-running a notebook rewrites the same bytes. Raises
+    """Save a Matplotlib figure as ``figures/<name>`` of the working checkout (``.png`` added when there is
+    no suffix) and return its path. No timestamp is stored, so re-running a notebook rewrites the same bytes. Raises
     ValueError if ``name`` contains a folder (figures all live in ``figures/``).
     """
     path = Path(name)
     if path.name != name or name in ("", ".", ".."):
         raise ValueError(f"figure name must be a plain file name such as 'plot.png', got {name!r}")
     path = path if path.suffix else path.with_suffix(".png")
-    _FIGURES_DIR.mkdir(parents=True, exist_ok=True)
-    out = _FIGURES_DIR / path
+    (out := _figures_dir() / path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     return out
 
