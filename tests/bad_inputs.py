@@ -762,6 +762,9 @@ def _embed_keeps_own():
     return attached.get("mine.png") == mine and f"{stem}.png" in attached
 
 
+raises("collate(a target without <bos> ... <eos>)", V, r"tgt_seqs\[1\].*<bos>",
+       lambda: batching.collate([[1, 5, 2], [1, 6, 2]], [[1, 5, 2], [5, 6]]))
+raises("padding_fraction(a negative length)", V, r"lengths\[1\]", lambda: batching.padding_fraction([[0, 1]], [3, -2]))
 # (helper F adds its cases above this line)
 
 

@@ -12,6 +12,7 @@ import torch
 
 from test_scripts import TINY_GPT, TINY_MT, load_script
 from utils.checkpoint import save_checkpoint
+from utils.model import make_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))      # this checkout's recipes/
 import recipes  # noqa: E402
@@ -256,9 +257,9 @@ def test_gpt_resume_on_another_thread_count_says_so(gpt, tmp_path):
 @pytest.mark.slow
 def test_resume_refuses_another_scripts_checkpoint_and_weights_alone(mt, gpt, tmp_path, monkeypatch):
     gpt.main([*TINY_GPT, "--steps", "2", "--checkpoint", str(tmp_path / "gpt.pt"), "--out", str(tmp_path / "g")])
-    save_checkpoint(tmp_path / "best.pt", {}, {}, tokenizer={})          # a chosen model: weights alone
+    make_model(12, 12, n_layers=1, d_model=8, n_heads=2, d_ff=16).save(tmp_path / "best.pt", tokenizer={})  # weights alone
     started = no_data(mt, monkeypatch)
-    for checkpoint, message in (("gpt.pt", "was written by scripts/train_gpt.py, not scripts/train_translator.py"),
+    for checkpoint, message in (("gpt.pt", "is a checkpoint of another kind.*not a translator"),
                                 ("best.pt", "holds weights but no training state")):
         with pytest.raises(ValueError, match=message):
             mt.main([*TINY_MT, "--steps", "4", "--resume", "--checkpoint", str(tmp_path / checkpoint),

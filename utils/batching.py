@@ -7,9 +7,8 @@ Notebook 05 builds each piece and measures why it matters::
         batch = data.collate(indices)                          # Batch(src, tgt_in, tgt_out)
         logits = model(batch.src, batch.tgt_in)                # (batch, tgt_len, vocab), scored on tgt_out
 
-* **Token budget**: a batch of ``n`` pairs padded to its longest source ``S`` and target ``T`` costs
-  ``n * max(S, T)`` tokens; :func:`token_budget_batches` sorts the pairs by length and packs batches up
-  to ``max_tokens``, little padding (the paper, section 5.1: "by approximate sequence length").
+* **Token budget**: ``n`` pairs padded to their longest source ``S`` and target ``T`` cost ``n * max(S, T)``
+  tokens; :func:`token_budget_batches` sorts pairs by length and packs up to ``max_tokens`` (paper, 5.1).
 * **Teacher forcing**: the decoder reads ``tgt_in = <bos> y1 … yn`` and predicts ``tgt_out = y1 … yn <eos>``.
 * **Determinism**: an epoch's batches depend only on ``(seed, epoch)``, so a resumed run sees the
   batches the uninterrupted run would have; ``rank`` / ``world_size`` shard them for DDP.
@@ -81,10 +80,12 @@ def teacher_forcing(tgt: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def collate(src_seqs: Sequence[Sequence[int]], tgt_seqs: Sequence[Sequence[int]], pad_id: int = 0) -> Batch:
-    """Pad a list of source and target id lists into a :class:`Batch` (targets shifted for teacher forcing).
-    Raises ``ValueError`` for lists of different lengths (and what :func:`pad_sequences` refuses)."""
+    """Pad source and target id lists into a :class:`Batch` (targets shifted for teacher forcing). Raises
+    ``ValueError`` for lists of different lengths or a target not ``<bos> … <eos>`` (or what :func:`pad_sequences` refuses)."""
     if len(src_seqs) != len(tgt_seqs):
         raise ValueError(f"{len(src_seqs)} sources but {len(tgt_seqs)} targets; pairs must line up")
+    if bad := [i for i, t in enumerate(tgt_seqs) if len(t) < 2 or t[0] != BOS_ID or t[-1] != EOS_ID]:
+        raise ValueError(f"tgt_seqs[{bad[0]}] is not <bos> ... <eos> (ids {BOS_ID} ... {EOS_ID}); encode with add_special=True")
     tgt_in, tgt_out = teacher_forcing(pad_sequences(tgt_seqs, pad_id))
     return Batch(pad_sequences(src_seqs, pad_id), tgt_in, tgt_out, pad_id)
 
@@ -142,13 +143,13 @@ def fixed_size_batches(n: int, batch_size: int, seed: int = 0, shuffle: bool = T
 
 
 def padding_fraction(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> float:
-    """Share of the padded ``(batch, longest)`` positions that are padding, over all batches.
-    Raises ``ValueError`` for an empty batch or an index outside ``lengths``."""
+    """Share of the padded ``(batch, longest)`` positions that are padding, over all batches. Raises
+    ``ValueError`` for an empty batch, an index outside ``lengths`` or a negative length."""
     if any(len(b) == 0 for b in batches):
         raise ValueError("batches hold an empty batch; every batch needs at least one index")
-    bad = [i for b in batches for i in b if not 0 <= i < len(lengths)]
-    if bad:
+    if bad := [i for b in batches for i in b if not 0 <= i < len(lengths)]:
         raise ValueError(f"index {bad[0]} is outside lengths (0 .. {len(lengths) - 1}); pass the lengths of the same corpus")
+    lengths = [checks.integer(f"lengths[{i}]", n, at_least=0) for i, n in enumerate(lengths)]
     total = sum(len(b) * max(lengths[i] for i in b) for b in batches)
     real = sum(lengths[i] for b in batches for i in b)
     return 1.0 - real / total if total else 0.0
