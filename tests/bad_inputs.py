@@ -765,6 +765,9 @@ def _embed_keeps_own():
 raises("collate(a target without <bos> ... <eos>)", V, r"tgt_seqs\[1\].*<bos>",
        lambda: batching.collate([[1, 5, 2], [1, 6, 2]], [[1, 5, 2], [5, 6]]))
 raises("padding_fraction(a negative length)", V, r"lengths\[1\]", lambda: batching.padding_fraction([[0, 1]], [3, -2]))
+raises("corpus_bleu(a hypothesis whose references are all None)", V, "hypothesis 1 has no reference",
+       lambda: bleu.corpus_bleu(["a b c", "d e f"], [["a b c", None], ["a b c", None]]))
+raises("corpus_bleu(references=[None])", T, "references must be", lambda: bleu.corpus_bleu(["a b c"], [None]))
 # (helper F adds its cases above this line)
 
 

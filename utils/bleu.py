@@ -75,9 +75,8 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str] | Sequence[
                 max_order: int = 4, lowercase: bool = False) -> BleuScore:
     """BLEU of a whole test set, as ``sacrebleu.corpus_bleu(hypotheses, [references])`` (13a, cased, exp).
 
-    ``references``: one reference per hypothesis (a list of strings) or, like sacreBLEU, a list of
-    reference streams (each a list of strings, one per hypothesis).
-    Raises ``ValueError`` for no hypotheses, a reference stream of another length, or a ``max_order`` below 1;
+    ``references``: one string per hypothesis, or (as sacreBLEU) a list of such streams (``None``: missing).
+    Raises ``ValueError`` for no hypotheses, a stream of another length, a hypothesis with no reference, ``max_order`` < 1;
     ``TypeError`` for one string in place of a list, items that are not strings, a non-bool ``lowercase``."""
     checks.positive_int("max_order", max_order, hint="4 for BLEU-4")
     checks.instance("lowercase", lowercase, bool, "True or False", hint="a string such as 'False' would be true")
@@ -88,18 +87,19 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str] | Sequence[
     one = isinstance(references, (str, bytes)) or all(isinstance(r, str) for r in references)
     streams = [checks.strings("references", references)] if one else references
     for stream in streams:
-        if isinstance(stream, str) or not all(r is None or isinstance(r, str) for r in stream):
+        if isinstance(stream, (str, bytes)) or not hasattr(stream, "__len__") or \
+                not all(r is None or isinstance(r, str) for r in stream):
             raise TypeError("references must be one list of sentences, or a list of such lists (one per reference "
                             "set); got a mix of strings and other items")
         if len(stream) != len(hypotheses):
             raise ValueError(f"{len(hypotheses)} hypotheses but a reference stream of {len(stream)} lines; "
                              "give one reference per hypothesis")
     prep = (lambda s: tokenize_13a(s.lower())) if lowercase else tokenize_13a
-    matches, totals = [0] * max_order, [0] * max_order
-    sys_len = ref_len = 0
+    matches, totals, sys_len, ref_len = [0] * max_order, [0] * max_order, 0, 0
     for i, hyp in enumerate(hypotheses):
         hyp_words = prep(hyp)
-        refs = [prep(s[i]) for s in streams if s[i] is not None]
+        if not (refs := [prep(s[i]) for s in streams if s[i] is not None]):
+            raise ValueError(f"hypothesis {i} has no reference: every reference stream holds None there; give one")
         ref_counts = Counter()                                     # max count of each n-gram over the refs
         for ref in refs:
             ref_counts |= ngrams(ref, max_order)
