@@ -238,10 +238,6 @@ KNOWN_DRIFT: dict[str, dict[str, str]] = {
         "13 %": "'7 to 13 %': the cell above prints the probabilities as 0.087 to 0.119; quote the printed "
                 "range",
     },
-    "04": {
-        "90 %": "the 'Measured over every such test date' cell rounds the table above it (year 94.3 %, "
-                "day 91.8 %) to 'about 90 %': quote the table's figures or refer to it",
-    },
     "05": {
         "16 %": "'4,000 tokens trained 16 % more sentences a minute': docs/experiments.md, which the "
                 "sentence cites, gives tokens/s and steps but not this ratio; quote what it gives",
