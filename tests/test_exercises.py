@@ -11,8 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from utils.attention import scaled_dot_product_attention
-from utils.exercises import (check, check_decoder_layer_forward, check_encoder_input, check_masked_attention_numpy,
-                             check_multi_head_from_packed)
+from utils.exercises import check
+from utils.exercises.nb01 import check_encoder_input
+from utils.exercises.nb02 import check_masked_attention_numpy
+from utils.exercises.nb03 import check_multi_head_from_packed
+from utils.exercises.nb04 import check_decoder_layer_forward
 from utils.torch_compat import mha_from_torch
 
 

@@ -43,7 +43,9 @@ def imported_utils_modules(path: Path, known: set[str]) -> set[str]:
 
 
 def is_main_path(name: str) -> bool:
-    return not name.startswith("utils.bonus")
+    """The package the notebooks build; the bonus models and the exercise checks (one module a notebook,
+    course apparatus rather than the Transformer) are beside it."""
+    return not name.startswith(("utils.bonus", "utils.exercises"))
 
 
 def test_utils_main_path_is_small():
