@@ -14,7 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import recipes  # noqa: E402
 
-REPORTS = sorted((ROOT / "results").rglob("*.json"))
+REPORTS = sorted(p for p in (ROOT / "results").rglob("*.json") if p.name != "seeds.json")   # seeds.json: its own test
+SEEDS_JSON = ROOT / "results" / "multi30k_2h" / "seeds" / "seeds.json"
+
+
+def recipe_of(path: Path) -> str:
+    """The recipe a report belongs to: the folder under results/ (a seed run sits in results/<recipe>/seeds/seedN/)."""
+    return path.relative_to(ROOT / "results").parts[0]
 RESULTS_MD = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
 EXPERIMENTS_MD = (ROOT / "docs" / "experiments.md").read_text(encoding="utf-8")
 
@@ -67,7 +73,7 @@ def test_every_recipe_has_results_and_every_result_a_recipe():
 def test_every_report_is_in_the_one_schema(path):
     data = json.loads(path.read_text(encoding="utf-8"))
     assert tuple(data) == recipes.REPORT_KEYS
-    assert data["recipe"] == path.parent.name and data["stage"] == path.stem
+    assert data["recipe"] == recipe_of(path) and data["stage"] == path.stem
     assert data["command"].startswith("python scripts/") and f" {data['recipe']}" in data["command"]
     assert all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in data["metrics"].values())
     for t in data["translations"]:
@@ -79,12 +85,15 @@ def test_every_report_is_in_the_one_schema(path):
 def test_every_report_ran_its_recipe(name):
     """The settings each committed report records are the ones its recipe file gives."""
     settings = recipes.load(name)
-    for path in sorted((ROOT / "results" / name).glob("*.json")):
+    for path in sorted(p for p in (ROOT / "results" / name).rglob("*.json") if p.name != "seeds.json"):
         report = json.loads(path.read_text(encoding="utf-8"))
+        seed_run = path.parent.parent.name == "seeds"
         for key, value in settings.items():
-            if key in report["settings"]:
+            if key in report["settings"] and not (seed_run and key == "choose_among"):
                 assert report["settings"][key] == value, f"{path.relative_to(ROOT)}: {key}"
-        if report["stage"] == "choose":
+        if report["stage"] == "choose" and seed_run:    # a seed chooses within its own run
+            assert len(report["settings"]["choose_among"]) == 1 and path.parent.name in report["settings"]["choose_among"][0]
+        elif report["stage"] == "choose":
             assert report["settings"]["choose_among"] == settings.get("choose_among", [name])
 
 
@@ -121,9 +130,9 @@ def result_rows() -> list[dict[str, str]]:
 
 def test_results_page_answers_each_question():
     rows = result_rows()
-    assert len(rows) == 5
+    assert len(rows) == 6
     questions = " ".join(row["question"] for row in rows)
-    for words in ("fast as PyTorch", "30 minutes", "2 hours", "decode", "GPT"):
+    for words in ("fast as PyTorch", "30 minutes", "2 hours", "over seeds", "decode", "GPT"):
         assert words in questions
     for row in rows:
         assert row["command"].startswith("`python "), "one command a row"
@@ -149,6 +158,8 @@ def metric(path: str, *keys):
     ("fast as PyTorch", lambda: [f"{r['ratio']:.2f}" for r in metric("benchmarks/speed.json", "results")]),
     ("30 minutes", lambda: [f"{metric('results/multi30k_30min/train.json', 'metrics', 'test_bleu'):.2f}"]),
     ("2 hours", lambda: [f"**test BLEU {metric('results/multi30k_2h/choose.json', 'metrics', 'test_bleu'):.2f} cased**"]),
+    ("over seeds", lambda: [f"**mean {metric(str(SEEDS_JSON), 'summary', 'mean'):.2f} ± "
+                            f"{metric(str(SEEDS_JSON), 'summary', 'std'):.2f}**"]),
     ("decode", lambda: [f"**{metric('benchmarks/decode_speed.json', 'default', 'decode', k, 'seconds'):.2f} s**"
                         for k in ("greedy", "beam 4")]),
     ("GPT", lambda: [f"**validation loss {metric('results/gpt_shakespeare/train.json', 'metrics', 'val_loss'):.3f}"]),
@@ -198,3 +209,36 @@ def test_figure_check_can_fail():
     numbers = numbers_in({"test_bleu": 40.72, "detail": "BLEU = 40.72 71.4/48.5"})
     assert found("40.72", numbers) and found("71.4", numbers) and not found("40.27", numbers)
     assert figures("3,100 steps, beam 4, α = 2.1, 40.72 BLEU") == ["3,100", "2.1", "40.72"]
+
+
+# ------------------------------------------------------------------ the seeds of the headline recipe
+
+
+def test_the_seeds_json_is_what_the_committed_translations_give_and_its_mean_meets_the_target():
+    """results/multi30k_2h/seeds/seeds.json: at least 3 seeds, each test BLEU recomputed with sacreBLEU from
+    the translations it names, the summary recomputed from them, and the target: mean test BLEU >= 40.0 cased."""
+    import statistics
+
+    import sacrebleu
+
+    from utils.data import load_multi30k
+
+    data = json.loads(SEEDS_JSON.read_text(encoding="utf-8"))
+    refs = list(load_multi30k()["test"]["en"])
+    seeds = data["seeds"]
+    assert len(seeds) >= 3 and len({s["seed"] for s in seeds}) == len(seeds), "three or more distinct seeds"
+    scores = []
+    for s in seeds:
+        hyps = (SEEDS_JSON.parent / s["hypotheses"]).read_text(encoding="utf-8").splitlines()
+        assert len(hyps) == len(refs)
+        score = round(sacrebleu.corpus_bleu(hyps, [refs]).score, 2)
+        assert score == s["test_bleu"], f"seed {s['seed']}: seeds.json says {s['test_bleu']}, the file gives {score}"
+        train = json.loads((SEEDS_JSON.parent / s["train_report"]).read_text(encoding="utf-8"))
+        assert train["settings"]["seed"] == s["seed"] and train["settings"]["steps"] == recipes.load("multi30k_2h")["steps"]
+        scores.append(score)
+    summary = data["summary"]
+    assert summary["n"] == len(scores) and summary["mean"] == round(statistics.mean(scores), 2)
+    assert summary["std"] == round(statistics.stdev(scores), 2)
+    assert statistics.mean(scores) >= 40.0, f"mean test BLEU over the seeds {statistics.mean(scores):.2f} < 40.0"
+    docs = RESULTS_MD + (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"{summary['mean']:.2f} ± {summary['std']:.2f}" in docs, "the docs quote the seeds' mean ± std"
