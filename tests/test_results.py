@@ -242,3 +242,13 @@ def test_the_seeds_json_is_what_the_committed_translations_give_and_its_mean_mee
     assert statistics.mean(scores) >= 40.0, f"mean test BLEU over the seeds {statistics.mean(scores):.2f} < 40.0"
     docs = RESULTS_MD + (ROOT / "README.md").read_text(encoding="utf-8")
     assert f"{summary['mean']:.2f} ± {summary['std']:.2f}" in docs, "the docs quote the seeds' mean ± std"
+
+
+def test_seeds_script_refuses_to_overwrite_and_names_unknown_recipes():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import seeds
+
+    with pytest.raises(FileExistsError, match="--force"):
+        seeds.main(["multi30k_2h"])                       # the committed seeds.json stays as it is
+    with pytest.raises(ValueError, match="no recipe named"):
+        seeds.main(["multi30k_3h"])
