@@ -154,8 +154,9 @@ def make_gpt(vocab_size: int, context: int = 128, n_layers: int = 4, d_model: in
 
 # -- sampling and generation ------------------------------------------------------------------------
 def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = None,
-                generator: torch.Generator | None = None) -> Tensor:
-    """Draw one token per row from ``softmax(logits / temperature)``, restricted to the ``top_k`` best.
+                generator: torch.Generator | None = None, *, top_p: float | None = None) -> Tensor:
+    """Draw one token per row from ``softmax(logits / temperature)``, restricted to the ``top_k`` best
+    and to the nucleus of mass ``top_p``.
 
     Args:
         logits: ``(batch, vocab)``.
@@ -164,30 +165,41 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = No
         top_k: keep only the ``top_k`` largest logits (``None`` keeps all; larger than the vocabulary
             keeps all). ``top_k=1`` is greedy.
         generator: a ``torch.Generator`` on the logits' device, for repeatable draws.
+        top_p: nucleus sampling (Holtzman et al., 2020): keep the smallest set of likeliest tokens
+            whose probabilities (after the temperature and ``top_k``) add up to at least ``top_p``;
+            a token is kept when the tokens likelier than it hold less than ``top_p``. ``None`` or 1
+            keeps all.
 
     Returns:
         ``(batch,)`` token ids (``torch.long``).
 
     Raises:
-        ValueError: logits not 2-D, a negative or non-finite temperature, or ``top_k < 1``.
+        ValueError: logits not 2-D, a negative or non-finite temperature, ``top_k < 1``, or
+            ``top_p`` outside (0, 1].
     """
     if logits.dim() != 2:
         raise ValueError(f"logits must be (batch, vocab), got shape {tuple(logits.shape)}; take logits[:, -1]")
     checks.number("temperature", temperature, at_least=0, hint="0 = greedy")
     checks.positive_int("top_k", top_k, allow_none=True, hint="top_k=1 is greedy")
+    checks.number("top_p", top_p, above=0, at_most=1, allow_none=True, hint="1 keeps every token")
     if temperature == 0:
         return logits.argmax(dim=-1)
     scaled = logits.float() / temperature                                       # (batch, vocab)
     if top_k is not None and top_k < scaled.shape[-1]:
         kth = scaled.topk(top_k, dim=-1).values[:, -1:]                         # (batch, 1): the k-th largest
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        ranked, order = scaled.sort(dim=-1, descending=True)                    # (batch, vocab), likeliest first
+        p_ranked = ranked.softmax(dim=-1)
+        outside = p_ranked.cumsum(dim=-1) - p_ranked >= top_p                   # the likelier ones already hold top_p
+        scaled = scaled.masked_fill(outside.scatter(-1, order, outside), float("-inf"))
     probs = scaled.softmax(dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)          # (batch,)
 
 
 @torch.no_grad()
 def generate(model: GPT, ids: Tensor, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
-             generator: torch.Generator | None = None, use_cache: bool = True) -> Tensor:
+             generator: torch.Generator | None = None, use_cache: bool = True, top_p: float | None = None) -> Tensor:
     """Extend every prompt by ``max_new_tokens`` tokens, one at a time (see :func:`sample_next`).
 
     ``use_cache=True`` runs the prompt once, then the model on ONE new token per step with a
@@ -227,7 +239,7 @@ def generate(model: GPT, ids: Tensor, max_new_tokens: int, *, temperature: float
         cache = KVCache() if use_cache else None
         logits = model(ids if use_cache else ids[:, -context:], cache)[:, -1]   # (batch, vocab)
         for step in range(max_new_tokens):
-            next_id = sample_next(logits, temperature, top_k, generator)[:, None]  # (batch, 1)
+            next_id = sample_next(logits, temperature, top_k, generator, top_p=top_p)[:, None]  # (batch, 1)
             out = torch.cat([out, next_id], dim=1)
             if step + 1 < max_new_tokens:
                 logits = (model(next_id, cache) if use_cache else model(out[:, -context:]))[:, -1]
