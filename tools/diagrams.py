@@ -61,6 +61,12 @@ TEXT = "#1d232b"
 SHAPE_TEXT = "#45505e"
 DPI = 150
 UNIT = 0.5  # inches per diagram unit
+#: a notebook shows a picture at most this wide (pixels); a wider PNG is scaled down to it
+NOTEBOOK_WIDTH_PX = 900
+#: every label must be at least this many pixels high (its font size, em) once the notebook has scaled it
+MIN_LABEL_PX = 9.0
+#: the colour of BPE's "▁" (U+2581, "a space was here"), so it never reads as an underscore
+SPACE_MARK = KINDS["embed"][1]
 
 
 @dataclass
@@ -130,6 +136,17 @@ class Canvas:
              va: str = "center", weight: str = "normal", style: str = "normal", zorder: int = 3, **kw):
         return self.ax.text(x, y, s, fontsize=size, color=color, ha=ha, va=va, fontweight=weight,
                             fontstyle=style, zorder=zorder, **kw)
+
+    def token(self, x: float, y: float, s: str, *, size: float = 10, **kw):
+        """A token's text centred at (x, y), its leading "▁" (U+2581, BPE's space mark) drawn in
+        :data:`SPACE_MARK` over the same glyph, so it cannot be mistaken for an underscore."""
+        t = self.text(x, y, s, size=size, **kw)
+        if s.startswith("▁"):
+            box = t.get_window_extent(self.fig.canvas.get_renderer())
+            left = self.ax.transData.inverted().transform((box.x0, box.y0))[0]
+            self.text(left, y, "▁", size=size, ha="left", color=SPACE_MARK, zorder=4,
+                      **{k: v for k, v in kw.items() if k not in ("ha", "color", "zorder")})
+        return t
 
     def arrow(self, start: tuple[float, float], end: tuple[float, float], label: str | None = None, *,
               label_side: str = "right", color: str = "#3b4450", lw: float = 1.4, rad: float = 0.0,
@@ -201,67 +218,81 @@ def _sinusoid(pos: int, d: int) -> np.ndarray:
     return out
 
 
+#: The diagram's caption as notebook 01's tokenizer cuts it: ``BPETokenizer.train(train_en, vocab_size=8000)``
+#: on the 29,000 English training captions of Multi30k (notebook 01, section 1), then
+#: ``encode("a dog and a cat", add_special=True)``. Computed once and written here, so drawing needs
+#: no data; ``tests/test_diagrams.py::test_bpe_examples_are_the_real_tokenizations`` recomputes them.
+TEXT_TO_VECTORS_EXAMPLE = ("a dog and a cat", ["<bos>", "▁a", "▁dog", "▁and", "▁a", "▁cat", "<eos>"],
+                           [1, 84, 207, 121, 84, 700, 2])
+
+
 def text_to_vectors() -> Canvas:
-    """Notebook 01: the whole road from a caption to the encoder's input."""
-    tokens = ["<bos>", "▁a", "▁dog", "▁and", "▁a", "▁cat", "<eos>"]
-    ids = [1, 9, 57, 84, 9, 412, 2]                       # example ids (a toy vocabulary)
+    """Notebook 01: the whole road from a caption to the encoder's input (real BPE-8000 ids)."""
+    caption, tokens, ids = TEXT_TO_VECTORS_EXAMPLE
     d = 8
     rng = np.random.default_rng(3)
     table = {t: rng.normal(0, 0.55, d) for t in dict.fromkeys(tokens)}
-    c = Canvas(21.5, 11.2, "From text to the encoder's input (notebook 01)")
+    c = Canvas(21.5, 11.6, "From text to the encoder's input (notebook 01)")
     col0, step = 6.2, 1.9
     xs = [col0 + k * step for k in range(len(tokens))]
     label_x = 0.3
+    small = 8.6
 
     def stage(y, title, module):
         c.text(label_x, y + 0.22, title, ha="left", size=10.5, weight="bold")
-        c.text(label_x, y - 0.22, module, ha="left", size=8.3, color=SHAPE_TEXT, family="monospace")
+        c.text(label_x, y - 0.24, module, ha="left", size=small, color=SHAPE_TEXT, family="monospace")
 
     # text
-    y_text = 9.6
+    y_text = 10.0
     stage(y_text, "text", "a caption (str)")
-    c.box(xs[1] - 0.7, y_text - 0.35, xs[-2] - xs[1] + 1.4, 0.7, '"a dog and a cat"', "tensor", size=11)
+    c.box(xs[1] - 0.7, y_text - 0.35, xs[-2] - xs[1] + 1.4, 0.7, f'"{caption}"', "tensor", size=11)
     # tokens
-    y_tok = 8.0
+    y_tok = 8.4
     stage(y_tok, "tokens", "BPETokenizer.tokenize")
     for x, t in zip(xs, tokens):
-        c.box(x - 0.75, y_tok - 0.32, 1.5, 0.64, t, "tensor", size=9.5)
-    c.arrow((xs[3], y_text - 0.38), (xs[3], y_tok + 0.36), "split into subwords; add <bos>, <eos>")
+        c.box(x - 0.75, y_tok - 0.32, 1.5, 0.64, "", "tensor")
+        c.token(x, y_tok, t, size=10)
+    c.arrow((xs[3], y_text - 0.38), (xs[3], y_tok + 0.36), "split into subwords; add <bos>, <eos>", size=small)
+    c.text(xs[-1] + 0.85, y_tok + 0.2, "▁ (U+2581) marks", ha="left", size=small, color=SPACE_MARK)
+    c.text(xs[-1] + 0.85, y_tok - 0.2, "a space before it", ha="left", size=small, color=SPACE_MARK)
     # ids
-    y_ids = 6.5
+    y_ids = 6.9
     stage(y_ids, "ids", "encode(..., add_special=True)")
     for x, i in zip(xs, ids):
         c.arrow((x, y_tok - 0.34), (x, y_ids + 0.3))
-        c.box(x - 0.5, y_ids - 0.28, 1.0, 0.56, str(i), "tensor", size=9.5)
-    c.text(xs[-1] + 0.85, y_ids, "(batch, seq)\n= (1, 7)", ha="left", size=8.2, color=SHAPE_TEXT, style="italic")
+        c.box(x - 0.5, y_ids - 0.28, 1.0, 0.56, str(i), "tensor", size=10)
+    c.text(xs[-1] + 0.85, y_ids, f"(batch, seq)\n= (1, {len(ids)})", ha="left", size=small, color=SHAPE_TEXT,
+           style="italic")
     # embedding rows
-    y_emb = 4.8
+    y_emb = 5.2
     stage(y_emb, "embedding rows × √d_model", "TokenEmbedding: W[id] · √d_model")
     cell = 0.19
     for x, t in zip(xs, tokens):
         c.arrow((x, y_ids - 0.3), (x, y_emb + 0.24))
         c.cells(x - d * cell / 2, y_emb - cell / 2, np.tanh(table[t]), cell=cell)
-    c.text(xs[-1] + 0.85, y_emb, "(1, 7, d_model)", ha="left", size=8.2, color=SHAPE_TEXT, style="italic")
-    c.text(xs[1], y_emb - 0.45, "same row", size=7.8, color=KINDS["embed"][1])
-    c.text(xs[4], y_emb - 0.45, "same row", size=7.8, color=KINDS["embed"][1])
+    c.text(xs[-1] + 0.85, y_emb, f"(1, {len(ids)}, d_model)", ha="left", size=small, color=SHAPE_TEXT, style="italic")
+    same = [k for k, t in enumerate(tokens) if tokens.count(t) > 1]
+    for k in same:
+        c.text(xs[k], y_emb - 0.47, f"row {ids[k]}", size=small, color=KINDS["embed"][1])
     # positions
-    y_pos = 3.15
+    y_pos = 3.5
     stage(y_pos, "+ position vectors", "PositionalEncoding: + PE[pos]")
     for k, x in enumerate(xs):
         c.text(x - d * cell / 2 - 0.18, y_pos, "+", size=11, weight="bold")
         c.cells(x - d * cell / 2, y_pos - cell / 2, _sinusoid(k, d), cell=cell)
-        c.text(x, y_pos - 0.4, f"pos {k}", size=7.8, color=SHAPE_TEXT)
+        c.text(x, y_pos - 0.42, f"pos {k}", size=small, color=SHAPE_TEXT)
     # sum
-    y_in = 1.3
+    y_in = 1.6
     stage(y_in, "= encoder input", "(then dropout 0.1)")
     for k, (x, t) in enumerate(zip(xs, tokens)):
-        c.arrow((x, y_pos - 0.55), (x, y_in + 0.24))
+        c.arrow((x, y_pos - 0.6), (x, y_in + 0.24))
         c.cells(x - d * cell / 2, y_in - cell / 2, np.tanh(table[t] + 0.6 * _sinusoid(k, d)), cell=cell)
-    c.text(xs[-1] + 0.85, y_in, "(1, 7, d_model)", ha="left", size=8.2, color=SHAPE_TEXT, style="italic")
-    c.text(xs[1], y_in - 0.42, "now differ", size=7.8, color=KINDS["embed"][1])
-    c.text(xs[4], y_in - 0.42, "now differ", size=7.8, color=KINDS["embed"][1])
-    c.text(c.width / 2, 0.3, "each small square is one of d_model numbers (here 8 of 512); red > 0, blue < 0",
-           size=8.2, color=SHAPE_TEXT)
+    c.text(xs[-1] + 0.85, y_in, f"(1, {len(ids)}, d_model)", ha="left", size=small, color=SHAPE_TEXT, style="italic")
+    for k in same:
+        c.text(xs[k], y_in - 0.45, "now differ", size=small, color=KINDS["embed"][1])
+    c.text(c.width / 2, 0.45, "ids: notebook 01's BPE, 8,000 tokens, trained on the training captions; "
+           "each small square is one of d_model numbers (here 8 of 512); red > 0, blue < 0",
+           size=small, color=SHAPE_TEXT)
     return c
 
 
@@ -342,73 +373,93 @@ def _matrix(c: Canvas, x: float, y: float, rows: int, col_blocks: list[tuple[int
         col += n
     if row_labels:
         for i in range(rows):
-            c.text(x - 0.08, y + (rows - 1 - i) * cell + cell / 2, str(i), size=6.5, ha="right", color=SHAPE_TEXT)
+            c.text(x - 0.08, y + (rows - 1 - i) * cell + cell / 2, str(i), size=8, ha="right", color=SHAPE_TEXT)
     return Box(x, y, col * cell, rows * cell)
 
 
 def heads_split_merge() -> Canvas:
-    """Notebook 03: the reshape and transposes that split d_model into heads and merge them back."""
+    """Notebook 03: the reshape and transposes that split d_model into heads and merge them back.
+
+    Two rows: the split (projected queries → view → transpose), then attention in every head and the
+    merge (transpose back → reshape → W^O). The merged output is drawn green, as attention's output:
+    new numbers, laid out in the input's column blocks (head i in columns i·d_k …)."""
     seq, d_k, h = 5, 3, 4
-    cell = 0.22
-    c = Canvas(27.5, 6.3, "Multi-head attention: split into heads, attend, merge (notebook 03)")
+    cell = 0.3
+    small, code = 8.6, 8.6
+    c = Canvas(17.6, 10.9, "Multi-head attention: split into heads, attend, merge (notebook 03)")
     blocks = [(d_k, col) for col in HEAD_COLOURS[:h]]
-    y0 = 2.6
-    mid = y0 + seq * cell / 2
+    green = KINDS["attention"][1]
 
-    def heading(x, title, sub, sub_colour=SHAPE_TEXT):
-        c.text(x, y0 + seq * cell + 0.95, title, size=10.5, weight="bold")
-        c.text(x, y0 + seq * cell + 0.6, sub, size=7.8, color=sub_colour)
+    def heading(x, y, title, sub, sub_colour=SHAPE_TEXT):
+        c.text(x, y + 0.38, title, size=11, weight="bold")
+        c.text(x, y, sub, size=small, color=sub_colour)
 
-    def shape(x, s, y=y0 - 0.35):
-        c.text(x, y, s, size=8, color=SHAPE_TEXT, style="italic")
+    def shape(x, y, s):
+        c.text(x, y, s, size=small, color=SHAPE_TEXT, style="italic")
 
-    def step(x_from, x_to, *lines):
-        c.arrow((x_from + 0.15, mid), (x_to - 0.15, mid))
+    def step(x_from, x_to, y, *lines):
+        c.arrow((x_from + 0.15, y), (x_to - 0.15, y))
         for k, line in enumerate(lines):
-            c.text((x_from + x_to) / 2, mid + 0.3 + 0.3 * (len(lines) - 1 - k), line, size=8, family="monospace")
+            c.text((x_from + x_to) / 2, y + 0.3 + 0.34 * (len(lines) - 1 - k), line, size=code, family="monospace")
 
-    # 1. projected queries
-    a = _matrix(c, 0.9, y0, seq, blocks, cell, row_labels=True)
-    heading(a.centre[0], "Q = x W^Q", "in_proj_weight: one matmul", KINDS["linear"][1])
-    shape(a.centre[0], "(batch, seq, d_model)")
-    c.text(a.centre[0], y0 - 0.7, "columns i·d_k … belong to head i", size=7.8, color=SHAPE_TEXT)
-    # 2. view: (batch, seq, heads, d_k): the same numbers, each position's row cut into h pieces
-    x2, gap_x, gap_y = 6.6, 0.14, 0.07
+    # ---- row 1: split --------------------------------------------------------------------------
+    mid = 7.2
+    y0 = mid - seq * cell / 2
+    a = _matrix(c, 0.75, y0, seq, blocks, cell, row_labels=True)
+    heading(a.centre[0], y0 + seq * cell + 0.45, "$Q = xW^Q$", "in_proj_weight: one matmul", KINDS["linear"][1])
+    shape(a.centre[0], y0 - 0.35, "(batch, seq, d_model)")
+    c.text(a.centre[0], y0 - 0.75, "columns i·d_k … are head i", size=small, color=SHAPE_TEXT)
+    # view: (batch, seq, heads, d_k): the same numbers, each position's row cut into h pieces
+    x2, gap_x, gap_y = 7.45, 0.12, 0.08
+    rows_h = seq * (cell + gap_y) - gap_y
     for i in range(seq):
         for hh in range(h):
-            _matrix(c, x2 + hh * (d_k * cell + gap_x), y0 + (seq - 1 - i) * (cell + gap_y) - 2 * gap_y, 1,
+            _matrix(c, x2 + hh * (d_k * cell + gap_x), mid + rows_h / 2 - (i + 1) * cell - i * gap_y, 1,
                     [(d_k, HEAD_COLOURS[hh])], cell)
     b_w = h * (d_k * cell + gap_x) - gap_x
-    step(a.x + a.w, x2, ".view(b, s, h, d_k)")
-    heading(x2 + b_w / 2, "reshape", "each position's row cut into h pieces")
-    shape(x2 + b_w / 2, "(batch, seq, heads, d_k)")
-    # 3. transpose: (batch, heads, seq, d_k): heads become the outer axis, one matrix each
-    x3 = 12.3
+    step(a.x + a.w, x2, mid, ".view(b, s, h, d_k)")
+    heading(x2 + b_w / 2, y0 + seq * cell + 0.45, "reshape", "each row cut into h pieces")
+    shape(x2 + b_w / 2, y0 - 0.35, "(batch, seq, heads, d_k)")
+    # transpose: (batch, heads, seq, d_k): heads become the outer axis, one matrix each
+    x3 = 14.05
     mw, mh = d_k * cell, seq * cell
     for hh in range(h):
         col, row = hh % 2, hh // 2
-        m = _matrix(c, x3 + col * (mw + 0.75), mid + 0.2 - row * (mh + 0.45), seq, [(d_k, HEAD_COLOURS[hh])], cell)
-        c.text(m.x + m.w + 0.08, m.y + m.h / 2, f"head {hh}", size=7, ha="left", color=SHAPE_TEXT, rotation=90)
-    step(x2 + b_w, x3, ".transpose(1, 2)")
-    c.text(x3 + mw + 0.4, mid + mh + 0.95, "split", size=10.5, weight="bold")
-    c.text(x3 + mw + 0.4, mid + mh + 0.62, "one (seq × d_k) matrix per head", size=7.8, color=SHAPE_TEXT)
-    shape(x3 + mw + 0.4, "(batch, heads, seq, d_k)", y=mid - mh - 0.6)
-    # 4. attention in every head at once
-    att = c.box(16.2, mid - 0.65, 2.6, 1.3, "attention", "attention", sub="every head at once")
-    c.arrow((x3 + 2 * mw + 1.05, mid), att.left)
-    shape(att.centre[0], "weights (batch, heads, seq_q, seq_k)", y=att.y - 0.35)
-    c.text(att.centre[0], att.y + att.h + 0.3, "K and V are split the same way", size=7.6, color=SHAPE_TEXT)
-    # 5. merge: transpose back + reshape = concat
-    x5 = 22.2
-    mg = _matrix(c, x5, y0, seq, blocks, cell)
-    step(att.x + att.w, x5, ".transpose(1, 2)", ".reshape(b, s, d_model)")
-    heading(mg.centre[0], "merge = Concat(heads)", "head i back in columns i·d_k …")
-    shape(mg.centre[0], "(batch, seq, d_model)")
-    wo = c.box(25.4, mid - 0.65, 1.7, 1.3, "W^O", "linear", sub="out_proj")
-    c.arrow((mg.x + mg.w + 0.1, mid), wo.left)
-    shape(wo.centre[0], "(b, s, d_model)", y=wo.y - 0.35)
-    c.text(c.width / 2, 0.35, "merging with .reshape alone (no transpose back) keeps the shape "
-           "and mixes positions: the classic bug", size=8.4, color=KINDS["mask"][1], style="italic")
+        m = _matrix(c, x3 + col * (mw + 0.8), mid + 0.15 - row * (mh + 0.3), seq, [(d_k, HEAD_COLOURS[hh])], cell)
+        c.text(m.x + m.w + 0.1, m.y + m.h / 2, f"head {hh}", size=small, ha="left", color=SHAPE_TEXT, rotation=90)
+    split_w = 2 * mw + 0.8
+    step(x2 + b_w, x3, mid, ".transpose(1, 2)")
+    heading(x3 + split_w / 2, mid + 0.15 + mh + 0.3, "split", "one (seq × d_k) matrix per head")
+    shape(x3 + split_w / 2, mid - 0.15 - mh - 0.35, "(batch, heads, seq, d_k)")
+
+    # ---- row 2: attend and merge -----------------------------------------------------------------
+    mid2 = 2.35
+    att = c.box(0.6, mid2 - 0.7, 3.3, 1.4, "attention", "attention", sub="in every head at once", size=11)
+    turn_y = 4.55
+    c.path([(x3 + split_w + 0.35, mid), (x3 + split_w + 0.6, mid), (x3 + split_w + 0.6, turn_y),
+            (att.centre[0], turn_y), att.top])
+    c.text(9.0, turn_y + 0.25, "Q, K and V, each split the same way", size=small, color=SHAPE_TEXT)
+    shape(att.centre[0], att.y - 0.35, "weights (batch, heads, seq, seq)")
+    x5 = 8.6
+    merged = [(d_k, green)] * h
+    mg = _matrix(c, x5, mid2 - seq * cell / 2, seq, merged, cell)
+    for hh in range(1, h):
+        xs = x5 + hh * d_k * cell
+        c.ax.plot([xs, xs], [mg.y - 0.08, mg.y + mg.h + 0.08], color=TEXT, lw=1.1, zorder=3)
+    for hh in range(h):
+        c.text(x5 + (hh + 0.5) * d_k * cell, mg.y + mg.h + 0.22, str(hh), size=small, color=SHAPE_TEXT)
+    c.text(x5 - 0.1, mg.y + mg.h + 0.22, "head", size=small, color=SHAPE_TEXT, ha="right")
+    step(att.x + att.w, x5, mid2, ".transpose(1, 2)", ".reshape(b, s, d_model)")
+    shape((att.x + att.w + x5) / 2, mid2 - 0.35, "(batch, heads, seq, d_k)")
+    heading(mg.centre[0], mg.y + mg.h + 0.75, "merge = Concat(heads)", "head i back in columns i·d_k …")
+    shape(mg.centre[0], mg.y - 0.35, "(batch, seq, d_model)")
+    wo = c.box(13.3, mid2 - 0.7, 1.8, 1.4, "$W^O$", "linear", sub="out_proj", size=12)
+    c.arrow((mg.x + mg.w + 0.15, mid2), wo.left)
+    out = c.box(15.9, mid2 - 0.35, 1.4, 0.7, "output", "tensor", size=10)
+    c.arrow(wo.right, out.left)
+    shape(out.centre[0], out.y - 0.35, "(batch, seq, d_model)")
+    c.text(c.width / 2, 0.3, "merging with .reshape alone (no transpose back) keeps the shape "
+           "and mixes positions: the classic bug", size=9, color=KINDS["mask"][1], style="italic")
     return c
 
 
@@ -555,86 +606,95 @@ def decoder_layer() -> Canvas:
     return c
 
 
-def _mini_layer(c: Canvas, x: float, y: float, w: float, parts: list[tuple[str, str]]) -> float:
-    """A compact layer inside a stack: each sub-layer box and its 'Add & Norm'; returns the top y."""
-    h, hn, gap = 0.55, 0.36, 0.22
+def _mini_layer(c: Canvas, x: float, y: float, w: float, parts: list[tuple[str, str, str]]) -> tuple[float, list[Box]]:
+    """A compact post-LN layer inside a stack: each sub-layer (its module name, what it is) and its
+    'Add & Norm' (``sublayers[i]``) with the residual path; returns the top y and the sub-layer boxes."""
+    h, hn, gap = 0.78, 0.4, 0.22
     cx = x + w / 2
     cur = y
     prev = None
-    for label, kind in parts:
-        b = c.box(x, cur, w, h, label, kind, size=8.3, radius=0.08)
+    boxes = []
+    for i, (name, kind, what) in enumerate(parts):
+        b = c.box(x, cur, w, h, "", kind, radius=0.08)
+        c.text(cx, cur + h * 0.65, name, size=9.5, family="monospace", weight="bold")
+        c.text(cx, cur + h * 0.28, what, size=8.0, color=SHAPE_TEXT)
         if prev is not None:
             c.arrow(prev, b.bottom, lw=1.1)
-        an = c.box(x, cur + h + gap, w, hn, "Add & Norm", "norm", size=7.6, radius=0.06)
+        an = c.box(x, cur + h + gap, w, hn, f"Add & Norm · sublayers[{i}]", "norm", size=8.0, radius=0.06)
         c.arrow(b.top, an.bottom, lw=1.1)
         c.path([(cx, cur - gap / 2), (x - 0.18, cur - gap / 2), (x - 0.18, an.centre[1]), an.left],
                color=KINDS["tensor"][1], lw=1.0)
+        boxes.append(b)
         prev = an.top
         cur = an.y + hn + gap
-    return cur - gap
+    return cur - gap, boxes
 
 
 def transformer_model() -> Canvas:
-    """Notebook 04: the paper's figure 1 redrawn: stacks, embeddings, generator, with names and shapes."""
-    c = Canvas(17.6, 13.4, "The Transformer, the paper's figure 1 redrawn (notebook 04: utils.model)")
-    ex, dx, w = 2.7, 10.0, 4.4
+    """Notebook 04: the paper's figure 1 redrawn, in one order (post-LN, ``norm_first=False``, the
+    paper's and :func:`utils.model.make_model`'s default): stacks, embeddings, generator, with the
+    attribute names of :mod:`utils.model` (``self_attn``, ``cross_attn``, ``ffn``, ``sublayers[i]``)."""
+    c = Canvas(18.0, 14.7, "The Transformer, post-LN: the paper's figure 1 redrawn (notebook 04: utils.model)")
+    ex, dx, w = 2.9, 10.4, 4.6
     ecx, dcx = ex + w / 2, dx + w / 2
+    small = 8.4
     # inputs
-    src = c.box(ecx - 1.3, 0.45, 2.6, 0.6, "source ids", "tensor", size=9.5)
-    tgt = c.box(dcx - 1.7, 0.45, 3.4, 0.6, "target ids, shifted right", "tensor", size=8.6)
-    c.text(src.right[0] + 0.1, 0.75, "(batch, S)", size=7.8, color=SHAPE_TEXT, style="italic", ha="left")
-    c.text(tgt.right[0] + 0.1, 0.75, "(batch, T)", size=7.8, color=SHAPE_TEXT, style="italic", ha="left")
-    se = c.box(ex, 1.55, w, 0.62, "src_embed  × √d_model", "embed", size=9)
-    te = c.box(dx, 1.55, w, 0.62, "tgt_embed  × √d_model", "embed", size=9)
+    src = c.box(ecx - 1.3, 1.25, 2.6, 0.6, "source ids", "tensor", size=9.5)
+    tgt = c.box(dcx - 1.8, 1.25, 3.6, 0.6, "target ids, shifted right", "tensor", size=9)
+    c.text(src.right[0] + 0.1, src.centre[1], "(batch, S)", size=small, color=SHAPE_TEXT, style="italic", ha="left")
+    c.text(tgt.right[0] + 0.1, tgt.centre[1], "(batch, T)", size=small, color=SHAPE_TEXT, style="italic", ha="left")
+    se = c.box(ex, 2.3, w, 0.62, "src_embed  × √d_model", "embed", size=9.5)
+    te = c.box(dx, 2.3, w, 0.62, "tgt_embed  × √d_model", "embed", size=9.5)
     c.arrow(src.top, se.bottom)
     c.arrow(tgt.top, te.bottom)
-    sp = c.box(ex, 2.65, w, 0.62, "+ src_pos (sinusoids), dropout", "embed", size=8.6)
-    tp = c.box(dx, 2.65, w, 0.62, "+ tgt_pos (sinusoids), dropout", "embed", size=8.6)
+    sp = c.box(ex, 3.35, w, 0.62, "+ src_pos (sinusoids), dropout", "embed", size=9)
+    tp = c.box(dx, 3.35, w, 0.62, "+ tgt_pos (sinusoids), dropout", "embed", size=9)
     c.arrow(se.top, sp.bottom)
     c.arrow(te.top, tp.bottom)
     # encoder stack
-    enc_y = 3.95
-    enc_top = _mini_layer(c, ex + 0.4, enc_y + 0.45, w - 0.8, [("self-attention", "attention"),
-                                                               ("feed-forward", "ffn")])
+    enc_y = 4.65
+    enc_top, _ = _mini_layer(c, ex + 0.4, enc_y + 0.45, w - 0.8, [("self_attn", "attention", "multi-head self-attention"),
+                                                                  ("ffn", "ffn", "feed-forward network")])
     c.box(ex - 0.45, enc_y, w + 0.9, enc_top - enc_y + 0.3, "", "group", radius=0.2, lw=1.2)
     c.ax.patches[-1].set_zorder(0)
-    c.text(ex - 0.6, (enc_y + enc_top) / 2, "N ×", size=11, weight="bold", ha="right")
-    c.text(ex - 0.6, (enc_y + enc_top) / 2 - 0.45, "encoder.layers", size=7.4, family="monospace",
+    c.text(ex - 0.6, (enc_y + enc_top) / 2 + 0.2, "N ×", size=12, weight="bold", ha="right")
+    c.text(ex - 0.6, (enc_y + enc_top) / 2 - 0.3, "encoder.layers", size=small, family="monospace",
            ha="right", color=SHAPE_TEXT)
-    c.arrow(sp.top, (ecx, enc_y + 0.45), "(batch, S, d_model)", label_at=0.35)
-    en = c.box(ex, enc_top + 0.75, w, 0.5, "encoder.norm (pre-LN only)", "norm", size=8.2)
-    c.arrow((ecx, enc_top + 0.3), en.bottom)
-    mem_y = en.top[1] + 0.45
-    c.text(ecx, mem_y + 0.15, "memory  (batch, S, d_model)", size=8.6, weight="bold")
-    c.text(ecx, mem_y + 0.55, "K and V of every decoder layer's cross-attention", size=7.6,
-           color=KINDS["attention"][1])
+    c.arrow(sp.top, (ecx, enc_y + 0.45), "(batch, S, d_model)", label_at=0.35, size=small)
+    mem_y = enc_top + 1.1
+    c.arrow((ecx, enc_top + 0.3), (ecx, mem_y - 0.2))
+    c.text(ecx, mem_y, "memory  (batch, S, d_model)", size=9.5, weight="bold")
+    c.text(ecx, mem_y + 0.45, "K and V of every decoder layer's cross_attn", size=small, color=KINDS["attention"][1])
     # decoder stack
-    dec_y = 3.95
-    dec_top = _mini_layer(c, dx + 0.4, dec_y + 0.45, w - 0.8, [("masked self-attention", "attention"),
-                                                               ("cross-attention", "attention"),
-                                                               ("feed-forward", "ffn")])
+    dec_y = 4.65
+    dec_top, dec_boxes = _mini_layer(c, dx + 0.4, dec_y + 0.45, w - 0.8, [
+        ("self_attn", "attention", "masked self-attention"),
+        ("cross_attn", "attention", "cross-attention to memory"),
+        ("ffn", "ffn", "feed-forward network")])
     c.box(dx - 0.45, dec_y, w + 0.9, dec_top - dec_y + 0.3, "", "group", radius=0.2, lw=1.2)
     c.ax.patches[-1].set_zorder(0)
-    c.text(dx + w + 0.6, (dec_y + dec_top) / 2, "× N", size=11, weight="bold", ha="left")
-    c.text(dx + w + 0.6, (dec_y + dec_top) / 2 - 0.45, "decoder.layers", size=7.4, family="monospace",
+    c.text(dx + w + 0.6, (dec_y + dec_top) / 2 + 0.2, "× N", size=12, weight="bold", ha="left")
+    c.text(dx + w + 0.6, (dec_y + dec_top) / 2 - 0.3, "decoder.layers", size=small, family="monospace",
            ha="left", color=SHAPE_TEXT)
-    c.arrow(tp.top, (dcx, dec_y + 0.45), "(batch, T, d_model)", label_at=0.35)
+    c.arrow(tp.top, (dcx, dec_y + 0.45), "(batch, T, d_model)", label_at=0.35, size=small)
     # memory → every decoder layer's cross-attention
-    cross_y = dec_y + 0.45 + (0.55 + 0.22 + 0.36 + 0.22) + 0.275
-    c.path([(ecx + 2.35, mem_y + 0.15), (8.0, mem_y + 0.15), (8.0, cross_y), (dx + 0.4, cross_y)],
+    cross = dec_boxes[1]
+    mx = 8.45
+    c.path([(ecx + 2.2, mem_y), (mx, mem_y), (mx, cross.centre[1]), cross.left],
            color=KINDS["attention"][1], lw=1.6)
-    c.text(8.1, cross_y + 0.25, "K, V", size=8.2, ha="left", color=KINDS["attention"][1])
-    c.arrow((ecx, en.top[1]), (ecx, mem_y - 0.1))
-    # top of the decoder
-    dn = c.box(dx, dec_top + 0.75, w, 0.5, "decoder.norm (pre-LN only)", "norm", size=8.2)
-    c.arrow((dcx, dec_top + 0.3), dn.bottom)
-    gen = c.box(dx, dn.top[1] + 0.7, w, 0.62, "generator: Linear(d_model, V)", "linear", size=8.8)
-    c.arrow(dn.top, gen.bottom, "(batch, T, d_model)")
-    smx = c.box(dx, gen.top[1] + 0.7, w, 0.62, "softmax", "op", size=9.5, sub="in the loss / when decoding")
-    c.arrow(gen.top, smx.bottom, "logits (batch, T, V)")
-    c.text(dcx, smx.top[1] + 0.35, "next-token probabilities", size=9, weight="bold")
-    c.text(0.3, 0.2, "share_embeddings=True: src_embed, tgt_embed and the generator's weight are one (V, d_model) "
-           "matrix", size=7.8, color=KINDS["embed"][1], ha="left")
+    c.text((mx + cross.x) / 2, cross.centre[1] + 0.25, "K, V", size=9, color=KINDS["attention"][1])
+    # top of the decoder: straight into the generator (post-LN: no final norm)
+    gen = c.box(dx, dec_top + 1.1, w, 0.62, "generator: Linear(d_model, V)", "linear", size=9.5)
+    c.arrow((dcx, dec_top + 0.3), gen.bottom, "(batch, T, d_model)", size=small)
+    smx = c.box(dx, gen.top[1] + 0.75, w, 0.72, "softmax", "op", size=10, sub="in the loss / when decoding")
+    c.arrow(gen.top, smx.bottom, "logits (batch, T, V)", size=small)
+    c.text(dcx, smx.top[1] + 0.35, "next-token probabilities", size=10, weight="bold")
+    c.text(0.3, 0.75, "Drawn post-LN (norm_first=False, the paper's order and make_model's default): "
+           "sub-layer, add the residual, then LayerNorm.", size=small, color=SHAPE_TEXT, ha="left")
+    c.text(0.3, 0.35, "Pre-LN (norm_first=True) puts each LayerNorm before its sub-layer and adds a final "
+           "encoder.norm and decoder.norm.", size=small, color=SHAPE_TEXT, ha="left")
+    c.text(0.3, c.height - 1.05, "share_embeddings=True: src_embed, tgt_embed and the generator's\n"
+           "weight are one (V, d_model) matrix", size=small, color=KINDS["embed"][1], ha="left", va="top")
     return c
 
 
