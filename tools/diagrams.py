@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import sys
 import tempfile
@@ -698,6 +699,349 @@ def transformer_model() -> Canvas:
     return c
 
 
+# ---------------------------------------------------------------------------------------------
+# 05 · teacher forcing: the target shifted, the causal mask, a loss at every position
+# ---------------------------------------------------------------------------------------------
+
+#: A Multi30k validation pair (row 52) as notebook 05's short run cuts it: the joint BPE of
+#: ``utils.short_runs`` (``BPETokenizer.train(train_de + train_en, vocab_size=2000)``), then
+#: ``encode(english, add_special=True)``. Computed once and written here, so drawing needs no data;
+#: ``tests/test_diagrams.py::test_bpe_examples_are_the_real_tokenizations`` recomputes them.
+TEACHER_FORCING_EXAMPLE = ("Zwei Mädchen gehen eine Straße entlang.", "Two girls walking down the street.",
+                           ["<bos>", "▁Two", "▁girls", "▁walking", "▁down", "▁the", "▁street.", "<eos>"],
+                           [1, 266, 918, 416, 410, 156, 675, 2])
+
+
+def teacher_forcing() -> Canvas:
+    """Notebook 05: teacher forcing. The decoder reads ``tgt[:, :-1]`` and is scored on ``tgt[:, 1:]``;
+    the causal mask lets position t see inputs 0..t only; one loss term per position."""
+    source, _, tokens, ids = TEACHER_FORCING_EXAMPLE
+    n = len(tokens) - 1                                            # positions: 7
+    small = 8.6
+    c = Canvas(20.6, 9.6, "Teacher forcing: read the target shifted right, predict every next token (notebook 05)")
+    step, x0 = 1.52, 5.75                                           # column t sits at x0 + t * step
+    xs = [x0 + t * step for t in range(-1, n + 1)]                 # columns -1 .. n
+
+    def col(t):
+        return x0 + t * step
+
+    def token_box(t, k, y, faded=False):
+        """Target token k drawn in column t at height y (box 1.36 × 0.9: the token, its id below)."""
+        kind = "group" if faded else "tensor"
+        c.box(col(t) - 0.68, y, 1.36, 0.9, "", kind, lw=1.0 if faded else 1.4)
+        colour = "#9aa4b1" if faded else TEXT
+        c.token(col(t), y + 0.6, tokens[k], size=9.5, color=colour)
+        c.text(col(t), y + 0.22, str(ids[k]), size=small, color="#9aa4b1" if faded else SHAPE_TEXT)
+
+    def stage(y, title, code):
+        c.text(0.3, y + 0.22, title, ha="left", size=10.5, weight="bold")
+        c.text(0.3, y - 0.22, code, ha="left", size=small, color=SHAPE_TEXT, family="monospace")
+
+    # decoder input: tgt[:, :-1] (the <eos> is never read)
+    y_in = 1.45
+    stage(y_in + 0.45, "decoder input", "tgt_in = tgt[:, :-1]")
+    for t in range(n):
+        token_box(t, t, y_in)
+    token_box(n, n, y_in, faded=True)
+    c.text(col(n), y_in - 0.25, "dropped", size=small, color="#9aa4b1")
+    for t in range(n):
+        c.text(col(t), y_in - 0.25, f"t = {t}", size=small, color=SHAPE_TEXT)
+    # decoder
+    y_dec, h_dec = 2.95, 2.1
+    dec = c.box(col(0) - 0.75, y_dec, col(n - 1) - col(0) + 1.5, h_dec, "", "attention", lw=1.4)
+    c.text(dec.centre[0], y_dec + h_dec - 0.3, "decoder: masked self_attn, cross_attn to the source, ffn (× N)",
+           size=9.5)
+    c.text(dec.centre[0], y_dec + h_dec - 0.68, "model.decode(tgt_in, memory, src_ids)", size=small,
+           family="monospace", color=SHAPE_TEXT)
+    for t in range(n):
+        c.arrow((col(t), y_in + 0.9), (col(t), y_dec), lw=1.2)
+    # what position 3 sees
+    seen, focus = KINDS["attention"][1], 3
+    top = (col(focus), y_dec + 0.95)
+    for j in range(n):
+        if j <= focus:
+            c.ax.plot([col(j), top[0]], [y_dec + 0.08, top[1]], color=seen, lw=1.6, zorder=3)
+        else:
+            mid = (col(j) + (top[0] - col(j)) * 0.45, y_dec + 0.08 + (top[1] - y_dec - 0.08) * 0.45)
+            c.ax.plot([col(j), mid[0]], [y_dec + 0.08, mid[1]], color=KINDS["mask"][1], lw=1.3, ls="--", zorder=3)
+            c.text(mid[0], mid[1] + 0.02, "×", size=11, color=KINDS["mask"][1], weight="bold")
+    c.ax.add_patch(plt.Circle(top, 0.09, color=seen, zorder=4))
+    c.text(top[0] + 0.2, top[1] + 0.05, f"position {focus} sees inputs 0–{focus} only", size=small, color=seen,
+           ha="left", weight="bold")
+    # one loss term per position
+    y_loss = 5.65
+    stage(y_loss + 0.3, "loss per position", "−log p_t(label_t)")
+    for t in range(n):
+        c.arrow((col(t), y_dec + h_dec), (col(t), y_loss), lw=1.2)
+        c.box(col(t) - 0.6, y_loss, 1.2, 0.6, "−log p", "op", size=9)
+    c.text(col(0) - 0.75, (y_dec + h_dec + y_loss) / 2, "logits (1, 7, V)", size=small, color=SHAPE_TEXT,
+           style="italic", ha="right")
+    c.text(col(n) - 0.3, y_loss + 0.45, "loss = their mean", size=9.5, ha="left", weight="bold")
+    c.text(col(n) - 0.3, y_loss + 0.05, "(<pad> labels are skipped)", size=small, ha="left", color=SHAPE_TEXT)
+    # labels: tgt[:, 1:] (the <bos> is never predicted)
+    y_lab = 6.95
+    stage(y_lab + 0.45, "labels", "tgt_out = tgt[:, 1:]")
+    for t in range(n):
+        token_box(t, t + 1, y_lab)
+        c.arrow((col(t), y_lab), (col(t), y_loss + 0.6), lw=1.2)
+    token_box(-1, 0, y_lab, faded=True)
+    c.text(col(-1), y_lab + 1.12, "dropped", size=small, color="#9aa4b1")
+    c.text(col(n) - 0.3, y_lab + 0.62, "the same sentence,", size=small, ha="left", color=SHAPE_TEXT)
+    c.text(col(n) - 0.3, y_lab + 0.26, "one column to the left", size=small, ha="left", color=SHAPE_TEXT)
+    # the causal mask, all positions
+    gx, gy, cell = 17.8, y_dec + 0.1, 0.24
+    g = c.grid(gx, gy, np.tril(np.ones((n, n), dtype=bool)), cell=cell)
+    c.ax.add_patch(Rectangle((gx, gy + (n - 1 - focus) * cell), n * cell, cell, fill=False, edgecolor=TEXT,
+                             lw=1.4, zorder=3))
+    c.text(g.x + g.w / 2, g.y + g.h + 0.2, "causal_mask(7)", size=small, family="monospace")
+    c.text(g.x - 0.12, g.y + g.h / 2, "position t", rotation=90, size=small, color=SHAPE_TEXT, ha="right")
+    c.text(g.x + g.w + 0.12, g.y + (n - 0.5 - focus) * cell, f"row {focus}", size=small, ha="left")
+    c.text(g.x + g.w / 2, g.y - 0.22, "inputs it may see", size=small, color=SHAPE_TEXT)
+    c.text(0.3, 0.75, f'One Multi30k validation pair: source "{source}", target tgt (1, {len(ids)}), '
+           "cut by notebook 05's joint BPE (2,000 tokens).", size=small, color=SHAPE_TEXT, ha="left")
+    c.text(0.3, 0.35, "utils.batching.teacher_forcing(tgt) returns (tgt_in, tgt_out); all 7 predictions "
+           "come from one forward pass.", size=small, color=SHAPE_TEXT, ha="left")
+    return c
+
+
+# ---------------------------------------------------------------------------------------------
+# 06 · beam search as a tree of hypotheses, and the length penalty
+# ---------------------------------------------------------------------------------------------
+
+#: The beam diagram's hand-written "model": after each prefix, the next word's probabilities (each
+#: row sums to 1). The tree is what :func:`beam_tree` finds with it, by the rule of
+#: :func:`utils.decode.beam_search`; ``tests/test_diagrams.py`` runs ``beam_search`` itself on this
+#: table and checks the same winner for both alphas.
+BEAM_TABLE: dict[tuple[str, ...], dict[str, float]] = {
+    (): {"a": 0.6, "the": 0.3, "two": 0.1},
+    ("a",): {"dog": 0.7, "cat": 0.2, "boy": 0.1},
+    ("the",): {"dog": 0.87, "cat": 0.13},
+    ("a", "dog"): {"runs": 0.6, "<eos>": 0.35, "sits": 0.05},
+    ("the", "dog"): {"runs": 0.45, "sits": 0.4, "<eos>": 0.15},
+    ("a", "dog", "runs"): {"<eos>": 0.55, "fast": 0.3, ".": 0.15},
+    ("the", "dog", "runs"): {"fast": 0.6, ".": 0.3, "<eos>": 0.1},
+}
+BEAM_SIZE = 2
+BEAM_ALPHA = 0.6
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """Wu et al. (2016), as :func:`utils.decode.length_penalty`: ``((5 + |Y|) / 6) ** alpha``."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+@dataclass
+class Hypothesis:
+    words: tuple[str, ...]       # without <bos>
+    word_logp: float             # log p of its last word
+    logp: float                  # log P of the whole prefix
+    rank: int                    # its rank among the step's 2k best extensions
+    status: str                  # "live", "finished" or "pruned"
+
+
+def beam_tree(table: dict[tuple[str, ...], dict[str, float]] = BEAM_TABLE, k: int = BEAM_SIZE,
+              max_len: int = 10) -> list[list[Hypothesis]]:
+    """Beam search on ``table`` by the rule of :func:`utils.decode.beam_search`: each step ranks every
+    extension of the live prefixes by log P and examines the best 2k; an ``<eos>`` among the first k
+    finishes a hypothesis, the first k others stay live, the rest are pruned. Stops when k have finished.
+    Returns, per step, the examined extensions."""
+    live, steps, n_finished = [()], [], 0
+    for _ in range(max_len):
+        logp = {h.words: h.logp for h in steps[-1]} if steps else {(): 0.0}
+        cands = [(logp[p] + math.log(q), math.log(q), p + (w,)) for p in live for w, q in table[p].items()]
+        cands = sorted(cands, key=lambda c: -c[0])[: 2 * k]          # stable: ties keep their order
+        step, live = [], []
+        for rank, (total, word_logp, words) in enumerate(cands):
+            if words[-1] == "<eos>":
+                status = "finished" if rank < k else "pruned"
+            else:
+                status = "live" if len(live) < k else "pruned"
+                if status == "live":
+                    live.append(words)
+            n_finished += status == "finished"
+            step.append(Hypothesis(words, word_logp, total, rank, status))
+        steps.append(step)
+        if n_finished >= k or not live:
+            break
+    return steps
+
+
+def finished_ranking(steps: list[list[Hypothesis]], alpha: float) -> list[tuple[Hypothesis, float]]:
+    """The finished hypotheses with their scores ``log P / lp(|Y|)`` (|Y| counts ``<eos>``), best first."""
+    done = [h for step in steps for h in step if h.status == "finished"]
+    return sorted(((h, h.logp / length_penalty(len(h.words), alpha)) for h in done), key=lambda hs: -hs[1])
+
+
+def beam_search_tree() -> Canvas:
+    """Notebook 06: beam search (k = 2) as a tree, and the length penalty re-ranking two finished
+    translations of different lengths."""
+    steps = beam_tree()
+    small = 8.6
+    c = Canvas(15.6, 13.4, f"Beam search, k = {BEAM_SIZE}, as a tree of hypotheses (notebook 06: utils.decode)")
+    grey = "#9aa4b1"
+    x_of = [0.9 + 3.2 * s for s in range(len(steps) + 1)]
+    bw, bh = 1.85, 0.8
+    top_y, gap = 10.7, 1.45
+    pos: dict[tuple[str, ...], tuple[float, float]] = {}
+    order = [()]
+    pos[()] = (x_of[0], top_y - 1.5 * gap)
+    # step headings
+    for s in range(1, len(steps) + 1):
+        c.text(x_of[s] + bw / 2, 12.25, f"step {s}", size=10, weight="bold")
+    c.text(x_of[0] + 0.8, 12.25, "start", size=10, weight="bold")
+    c.text(c.width / 2, 11.8, f"Each step extends every live prefix and examines the 2k = {2 * BEAM_SIZE} best "
+           "extensions by log P:", size=small, color=SHAPE_TEXT)
+    c.text(c.width / 2, 11.45, "an <eos> among the first k finishes a translation (thick box); the first k others "
+           "stay live; the rest are pruned.", size=small, color=SHAPE_TEXT)
+    c.text(x_of[0], 6.3, "on each edge: log p of that word", size=small, color=SHAPE_TEXT, ha="left",
+           style="italic")
+    root = c.box(pos[()][0], pos[()][1] - bh / 2, 1.6, bh, "<bos>", "tensor", size=10)
+    for s, step in enumerate(steps, start=1):
+        parents = [p for p in order if p in pos]
+        ranked = sorted(step, key=lambda h: (parents.index(h.words[:-1]), h.rank))
+        for i, h in enumerate(ranked):
+            y = top_y - i * gap
+            pos[h.words] = (x_of[s], y)
+            px, py = pos[h.words[:-1]]
+            pw = 1.6 if s == 1 else bw
+            pruned = h.status == "pruned"
+            colour = grey if pruned else "#3b4450"
+            c.ax.plot([px + pw, x_of[s]], [py, y], color=colour, lw=1.0 if pruned else 1.5,
+                      ls="--" if pruned else "-", zorder=1)
+            at = 0.6                                               # the word's log p, on its edge
+            c.text(px + pw + (x_of[s] - px - pw) * at, py + (y - py) * at, f"{h.word_logp:.2f}".replace("-", "−"),
+                   size=small, color=grey if pruned else SHAPE_TEXT, style="italic", zorder=4,
+                   bbox=dict(facecolor="white", edgecolor="none", pad=0.6))
+            kind = "group" if pruned else "tensor"
+            c.box(x_of[s], y - bh / 2, bw, bh, "", kind, lw=2.6 if h.status == "finished" else (1.0 if pruned else 1.4))
+            c.text(x_of[s] + bw / 2, y + 0.15, h.words[-1], size=10, color=grey if pruned else TEXT,
+                   weight="bold" if h.status == "finished" else "normal")
+            c.text(x_of[s] + bw / 2, y - 0.2, f"log P {h.logp:.2f}".replace("-", "−"), size=small,
+                   color=grey if pruned else SHAPE_TEXT)
+            if pruned:
+                c.text(x_of[s] + bw / 2, y - bh / 2 - 0.25, "pruned", size=small, color=grey)
+        order = [h.words for h in ranked]
+    last = steps[-1]
+    c.text(x_of[len(steps)] + bw / 2, top_y - len(last) * gap + 0.45,
+           f"{BEAM_SIZE} finished = k: the search stops", size=small, color=SHAPE_TEXT)
+    del root
+    # ---- ranking the finished translations -----------------------------------------------------
+    y0 = 4.7
+    c.ax.plot([0.4, c.width - 0.4], [y0 + 0.35, y0 + 0.35], color="#c8ced6", lw=1, ls=":")
+    c.text(0.4, y0 - 0.1, "Ranking the finished translations (Wu et al. 2016, the paper's α = 0.6):",
+           size=10.5, weight="bold", ha="left")
+    c.text(0.4, y0 - 0.75, r"$\mathrm{score}(Y) = \log P(Y)\ /\ \mathrm{lp}(Y), \qquad "
+           r"\mathrm{lp}(Y) = \left(\frac{5 + |Y|}{6}\right)^{\alpha}$", size=11.5, ha="left")
+    c.text(9.9, y0 - 0.75, "|Y| counts <eos>, not <bos>", size=small, ha="left", color=SHAPE_TEXT)
+    cols = [0.5, 4.6, 5.8, 7.6, 10.1, 12.6]
+    heads = ["finished Y", "|Y|", "log P(Y)", "α = 0: score", "α = 0.6: lp(Y)", "α = 0.6: score"]
+    yh = y0 - 1.6
+    for x, head in zip(cols, heads):
+        c.text(x, yh, head, size=9.5, weight="bold", ha="left")
+    plain = finished_ranking(steps, 0.0)
+    ranked = finished_ranking(steps, BEAM_ALPHA)
+    done = sorted((h for h, _ in plain), key=lambda h: len(h.words))
+    for r, h in enumerate(done):
+        y = yh - 0.55 - r * 0.5
+        s0, s6 = h.logp, h.logp / length_penalty(len(h.words), BEAM_ALPHA)
+        best0, best6 = h is plain[0][0], h is ranked[0][0]
+        cells = [" ".join(h.words), str(len(h.words)), f"{h.logp:.2f}", f"{s0:.2f}" + ("  ✓" if best0 else ""),
+                 f"{length_penalty(len(h.words), BEAM_ALPHA):.2f}", f"{s6:.2f}" + ("  ✓" if best6 else "")]
+        for j, (x, txt) in enumerate(zip(cols, cells)):
+            bold = (j == 3 and best0) or (j == 5 and best6)
+            c.text(x, y, txt.replace("-", "−"), size=9.5, ha="left", weight="bold" if bold else "normal",
+                   color=KINDS["attention"][1] if bold else TEXT)
+    short, long_ = done[0], done[-1]
+    y = yh - 0.55 - len(done) * 0.5 - 0.25
+    c.text(0.5, y, f"α = 0 ranks by plain log P: the shorter \"{' '.join(short.words[:-1])}\" wins, since every "
+           "extra token multiplies in a probability below 1.", size=small, ha="left")
+    c.text(0.5, y - 0.42, f"α = 0.6 divides the longer one's log P by more (lp {length_penalty(len(long_.words), BEAM_ALPHA):.2f}"
+           f" against {length_penalty(len(short.words), BEAM_ALPHA):.2f}): \"{' '.join(long_.words[:-1])}\" wins.",
+           size=small, ha="left")
+    c.text(0.5, y - 0.84, "The search ranks prefixes by plain log P; α only ranks the finished ones: "
+           f"beam_search(model, src, beam_size={BEAM_SIZE}, length_penalty_alpha=0.6).",
+           size=small, ha="left", color=SHAPE_TEXT)
+    return c
+
+
+# ---------------------------------------------------------------------------------------------
+# 08 · the KV cache, step by step
+# ---------------------------------------------------------------------------------------------
+
+def kv_cache_steps() -> Canvas:
+    """Notebook 08: what :class:`utils.kv_cache.KVCache` holds while a GPT generates: at step t the
+    newest token's q, k, v; k and v appended to the cached rows; q attends over all t cached keys."""
+    n_steps, d_head = 4, 3
+    chars = "ROME"
+    cell, row_gap = 0.3, 0.06
+    small = 8.6
+    c = Canvas(19.6, 9.2, "The KV cache while a GPT generates: one layer, one head (notebook 08: utils.kv_cache)")
+    old_fill, new_fill, new_edge = "#c9d1db", KINDS["linear"][0], KINDS["linear"][1]
+    green = KINDS["attention"][1]
+    rng = np.random.default_rng(8)
+    x_first, pitch = 2.75, 4.3
+    y_tok, y_proj, y_out, y_head = 1.75, 3.3, 6.55, 7.55
+    y_newest = y_proj + cell + 0.4
+
+    def vector(x, y, fill, edge):
+        for j in range(d_head):
+            c.ax.add_patch(Rectangle((x + j * cell, y), cell, cell, facecolor=fill, edgecolor=edge, lw=0.9, zorder=2))
+        return Box(x, y, d_head * cell, cell)
+
+    def stage(y, lines):
+        c.text(0.3, y, lines[0], ha="left", size=10, weight="bold")
+        for k, line in enumerate(lines[1:], start=1):
+            mono = line.startswith("cache") or line.startswith("in_proj")
+            c.text(0.3, y - 0.36 * k, line, ha="left", size=small, color=SHAPE_TEXT,
+                   family="monospace" if mono else None, style="normal" if mono else "italic")
+
+    stage(y_tok + 0.45, ["newest token", "(batch, 1)"])
+    stage(y_proj + 0.35, ["its q, k, v", "in_proj"])
+    stage(y_newest + 1.9, ["cache", "cache.keys[i]", "cache.values[i]", "(batch, heads,", " t, d_head)"])
+    stage(y_out + 0.55, ["output", "(batch, heads,", " 1, d_head)"])
+    for t in range(1, n_steps + 1):
+        x = x_first + (t - 1) * pitch
+        xq, xk, xw, xv = x, x + 1.45, x + 2.45, x + 2.9
+        c.text(x + 2.0, y_head, f"step t = {t}", size=10.5, weight="bold")
+        tok = c.box(xk + 0.1, y_tok, 1.6, 0.6, f"'{chars[t - 1]}'", "tensor", size=10.5)
+        c.text(tok.right[0] + 0.1, tok.centre[1], f"$x_{t}$", size=10, ha="left", color=SHAPE_TEXT)
+        # the newest token's projections
+        q, k, v = (vector(xx, y_proj, new_fill, new_edge) for xx in (xq, xk, xv))
+        for vec, name in ((q, "q"), (k, "k"), (v, "v")):
+            c.text(vec.x + vec.w + 0.08, vec.centre[1], f"${name}_{t}$", size=10, ha="left")
+            c.ax.plot([tok.centre[0], vec.centre[0]], [tok.y + tok.h, vec.y], color="#3b4450", lw=1.0, zorder=1)
+        # the cache after appending: rows 1..t, the newest (t) at the bottom, right above k_t and v_t
+        weights = rng.dirichlet(np.ones(t))
+        rows = []
+        for j in range(1, t + 1):
+            y = y_newest + (t - j) * (cell + row_gap)
+            fill, edge = (new_fill, new_edge) if j == t else (old_fill, "white")
+            rows.append(vector(xk, y, fill, edge))
+            vector(xv, y, fill, edge)
+            c.ax.add_patch(Rectangle((xw, y), cell, cell, facecolor=plt.get_cmap("Greens")(0.15 + 0.8 * weights[j - 1]),
+                                     edgecolor="white", lw=0.6, zorder=2))
+            c.text(xk - 0.1, y + cell / 2, str(j), size=small, ha="right", color=SHAPE_TEXT)
+        top = y_newest + n_steps * (cell + row_gap) + 0.05
+        c.text(xk + 1.5 * cell, top + 0.2, "K", size=10, weight="bold")
+        c.text(xw + cell / 2, top + 0.2, "w", size=10, weight="bold", color=green)
+        c.text(xv + 1.5 * cell, top + 0.2, "V", size=10, weight="bold")
+        for vec in (k, v):                                         # append: the new row joins the cache
+            c.arrow((vec.centre[0], vec.y + cell + 0.03), (vec.centre[0], y_newest - 0.03), lw=1.2, color=new_edge)
+        for r in rows:                                             # q_t · k_j for every cached key
+            c.ax.plot([q.x + q.w, r.x - 0.36], [q.y + cell, r.y + cell / 2], color=green, lw=1.1, zorder=1)
+        # output: the weighted sum of the t value rows
+        out = vector(xv, y_out, KINDS["attention"][0], green)
+        c.arrow((xv + 1.5 * cell, top + 0.42), (xv + 1.5 * cell, out.y - 0.03), lw=1.2, color=green)
+        c.text(xk + 0.45, y_out + cell / 2, r"$\Sigma_j\, w_j v_j$", size=10, color=green)
+        c.text(x + 2.0, y_tok - 0.3, f"cache length {t}: {t} dot product{'s' if t > 1 else ''}", size=small,
+               color=SHAPE_TEXT)
+    c.text(0.3, 0.75, "Grey rows are cached; the orange row is the newest token's k and v, appended along dim 2 "
+           "(cached_self_attention). w = softmax(q_t · k_j / √d_head).", size=small, ha="left", color=SHAPE_TEXT)
+    c.text(0.3, 0.35, "No mask: the newest token may see every cached key. Each layer i keeps its own "
+           "cache.keys[i] and cache.values[i].", size=small, ha="left", color=SHAPE_TEXT)
+    return c
+
+
 #: every diagram: file stem → drawing function. The stem's prefix names the notebook that shows it.
 DIAGRAMS: dict[str, Callable[[], Canvas]] = {
     "01_diagram_text_to_vectors": text_to_vectors,
@@ -707,6 +1051,9 @@ DIAGRAMS: dict[str, Callable[[], Canvas]] = {
     "04_diagram_encoder_layer": encoder_layer,
     "04_diagram_decoder_layer": decoder_layer,
     "04_diagram_transformer": transformer_model,
+    "05_diagram_teacher_forcing": teacher_forcing,
+    "06_diagram_beam_search": beam_search_tree,
+    "08_diagram_kv_cache": kv_cache_steps,
 }
 
 
@@ -732,7 +1079,7 @@ def embed_in_notebooks(notebooks: list[Path] | None = None, folder: Path = FIGUR
     Raises:
         FileNotFoundError: if a referenced diagram is not in ``folder`` (run :func:`draw_all`).
     """
-    notebooks = notebooks or sorted((REPO_ROOT / "notebooks").glob("0[1-4]_*.ipynb"))
+    notebooks = notebooks or sorted((REPO_ROOT / "notebooks").glob("0[1-8]_*.ipynb"))
     drawn = {f"{stem}.png" for stem in DIAGRAMS}
     changed = []
     for path in notebooks:
