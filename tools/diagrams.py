@@ -1,4 +1,4 @@
-"""The architecture diagrams of notebooks 01–04, drawn by code in one visual language.
+"""The diagrams of notebooks 01–06 and 08, drawn by code in one visual language.
 
 Every diagram is a function that draws one idea onto a white canvas; :func:`draw_all` writes each
 as ``figures/NN_diagram_<name>.svg`` (the vector source, for the README and GitHub) and
