@@ -720,7 +720,6 @@ def teacher_forcing() -> Canvas:
     small = 8.6
     c = Canvas(20.6, 9.6, "Teacher forcing: read the target shifted right, predict every next token (notebook 05)")
     step, x0 = 1.52, 5.75                                           # column t sits at x0 + t * step
-    xs = [x0 + t * step for t in range(-1, n + 1)]                 # columns -1 .. n
 
     def col(t):
         return x0 + t * step
@@ -895,7 +894,7 @@ def beam_search_tree() -> Canvas:
            "stay live; the rest are pruned.", size=small, color=SHAPE_TEXT)
     c.text(x_of[0], 6.3, "on each edge: log p of that word", size=small, color=SHAPE_TEXT, ha="left",
            style="italic")
-    root = c.box(pos[()][0], pos[()][1] - bh / 2, 1.6, bh, "<bos>", "tensor", size=10)
+    c.box(pos[()][0], pos[()][1] - bh / 2, 1.6, bh, "<bos>", "tensor", size=10)
     for s, step in enumerate(steps, start=1):
         parents = [p for p in order if p in pos]
         ranked = sorted(step, key=lambda h: (parents.index(h.words[:-1]), h.rank))
@@ -924,7 +923,6 @@ def beam_search_tree() -> Canvas:
     last = steps[-1]
     c.text(x_of[len(steps)] + bw / 2, top_y - len(last) * gap + 0.45,
            f"{BEAM_SIZE} finished = k: the search stops", size=small, color=SHAPE_TEXT)
-    del root
     # ---- ranking the finished translations -----------------------------------------------------
     y0 = 4.7
     c.ax.plot([0.4, c.width - 0.4], [y0 + 0.35, y0 + 0.35], color="#c8ced6", lw=1, ls=":")
