@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -72,7 +73,9 @@ def inline_attachments(cell) -> str:
 
 def read_notebook(text: str) -> nbformat.NotebookNode:
     """Read a notebook for its page (see the module's docstring); the file itself is not changed."""
-    nb = nbformat.reads(text, as_version=4)
+    with warnings.catch_warnings():                             # cells without ids: not the page's business
+        warnings.simplefilter("ignore")
+        nb = nbformat.reads(text, as_version=4)
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         if cell.cell_type == "markdown":
@@ -100,7 +103,21 @@ def _rewrite_markdown_page(app, docname, source):
         source[0] = rewrite_links(source[0], posixpath.dirname(docname))
 
 
+def _one_of_each_script(app, pagename, templatename, context, doctree):
+    """Inline scripts of sphinx-thebe and sphinx-togglebutton reach each page twice with Sphinx 7.4
+    (once with the file name ``None``, once ``""``), and a second ``const THEBE_JS_URL`` is a
+    console error. Keep the first of identical scripts."""
+    seen, scripts = set(), []
+    for script in context.get("script_files", []):
+        key = (getattr(script, "filename", script) or "", repr(sorted(getattr(script, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            scripts.append(script)
+    context["script_files"] = scripts
+
+
 def setup(app):
+    app.connect("html-page-context", _one_of_each_script)
     app.connect("env-get-outdated", _remember_pages)
     app.connect("source-read", _rewrite_markdown_page)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
