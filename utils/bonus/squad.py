@@ -1,4 +1,4 @@
-"""Notebook 05's side section: any Hugging Face data set as (source, target) pairs (:func:`load_pairs`;
+"""The bonus notebook 09: any Hugging Face data set as (source, target) pairs (:func:`load_pairs`;
 :func:`toy_squad` is a small offline SQuAD), and SQuAD's metrics, exact match and token F1, as the
 official evaluation script (v1.1) defines them.
 
