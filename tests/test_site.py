@@ -73,7 +73,7 @@ class _Ids(html.parser.HTMLParser):
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         self.ids.update(attrs[key] for key in ("id", "name") if attrs.get(key))
-        if tag == "a" and attrs.get("href"):
+        if tag in ("a", "link") and attrs.get("href"):
             self.hrefs.append(attrs["href"])
 
 
@@ -131,7 +131,7 @@ _PAGE_FACTS = """async () => {
     return {
         images: [...document.images].map(img => ({src: img.currentSrc || img.src, width: img.naturalWidth,
                                                   in_article: article.contains(img)})),
-        links: [...document.querySelectorAll("a[href]")].map(a => a.href),
+        links: [...document.querySelectorAll("a[href], link[href]")].map(a => a.href),
         text: texts.join(" "),
         math: [...article.querySelectorAll(".math")].map(m => m.textContent.trim()),
         badges: [...document.querySelectorAll("a[href^='https://colab.research.google.com/github/'] img")]
