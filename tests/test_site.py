@@ -10,7 +10,7 @@ when the site is not built or the browser is missing. Requests to other hosts (M
 the Colab badge) are blocked, as on a machine without internet. On every page it asserts that
 each local picture loaded, that no console error was logged except for a blocked request, and
 that every internal link answers 200 with its anchor present. A notebook's page must also show
-its Colab badge and at least one figure, write its math as MathJax markup (``\\(...\\)``, never a
+its Colab badge and every picture its notebook holds (01-08 hold several figures), write its math as MathJax markup (``\\(...\\)``, never a
 raw ``$...$``), and keep each worked solution folded.
 
 The link checker and the page check are tested on a small broken site (``broken_site``), so this
@@ -179,14 +179,29 @@ def check_page(context, url: str, base: str, redirects: bool = False) -> tuple[l
     return problems, facts
 
 
+def pictures_in(cells: list[dict]) -> int:
+    """The pictures a notebook holds: image outputs, attached diagrams, local images in markdown."""
+    count = 0
+    for cell in cells:
+        if cell["cell_type"] == "code":
+            count += sum(any(m.startswith("image/") for m in o.get("data", {})) for o in cell.get("outputs", []))
+        elif cell["cell_type"] == "markdown":
+            targets = re.findall(r"!\[[^\]]*\]\(([^)\s]+)", "".join(cell["source"]))
+            count += sum(not t.startswith(("http://", "https://")) for t in targets)
+    return count
+
+
 def check_notebook_page(facts: dict, notebook: Path, base: str) -> list[str]:
-    """What a notebook's page must show beyond any page: its badge, a figure, folded solutions."""
+    """What a notebook's page must show beyond any page: its Colab badge, every picture the notebook
+    holds (so at least one figure where it has any), its solutions folded, no empty widget view."""
     problems = []
     if COLAB + notebook.name not in facts["badges"]:
         problems.append("no Colab badge for this notebook")
-    if not any(i["in_article"] and is_local(i["src"], base) and i["width"] > 0 for i in facts["images"]):
-        problems.append("no figure")
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    held = pictures_in(cells)                  # 01-08 hold several; a notebook without any needs none
+    shown = sum(i["in_article"] and is_local(i["src"], base) and i["width"] > 0 for i in facts["images"])
+    if shown < held:
+        problems.append(f"{shown} pictures shown of the {held} the notebook holds")
     hidden = sum(bool(c["metadata"].get("jupyter", {}).get("source_hidden")) for c in cells if c["cell_type"] == "code")
     shown = facts["solutions"]
     if len(shown) != hidden or not all(s["folded"] and s["has_toggle"] for s in shown):
@@ -260,6 +275,13 @@ def test_page_check_fails_on_a_broken_page(browser, broken_site):
     assert any("missing.html: HTTP 404" in p for p in problems), problems
     assert any("no anchor #nowhere" in p for p in problems), problems
     assert any(p.startswith("console:") for p in problems), problems        # the 404 of missing.png
+
+
+def test_pictures_in_counts_outputs_attachments_and_local_images():
+    cells = [{"cell_type": "code", "outputs": [{"data": {"image/png": "", "text/plain": ""}}, {"text": "x"}]},
+             {"cell_type": "markdown", "source": ["![a](attachment:a.png) ![b](../figures/b.png)\n"]},
+             {"cell_type": "markdown", "source": "[![Open In Colab](https://colab.research.google.com/x.svg)](u)"}]
+    assert pictures_in(cells) == 3
 
 
 # ---------------------------------------------------------------- the built site
