@@ -13,7 +13,7 @@ that every internal link answers 200 with its anchor present. A notebook's page 
 its Colab badge and every picture its notebook holds (01-08 hold several figures), write its math as MathJax markup (``\\(...\\)``, never a
 raw ``$...$``), and keep each worked solution folded.
 
-The link checker and the page check are tested on a small broken site (``broken_site``), so this
+The theme's search must find a notebook. The link checker and the page check are tested on a small broken site (``broken_site``), so this
 file fails when a link or a picture is broken.
 """
 
@@ -315,3 +315,15 @@ def test_every_page_in_the_browser(browser):
         context.close()
         problems += broken_links(links, server.url)
     assert not problems, "\n".join(problems)
+
+
+def test_search_finds_a_notebook(browser):
+    _built()
+    with Server(SITE) as server:
+        context = offline_context(browser, server.url)
+        page = context.new_page()
+        page.goto(server.url + "search.html?q=softmax", wait_until="load")
+        page.wait_for_selector("#search-results ul.search li a", timeout=30000)
+        found = page.locator("#search-results ul.search li a").evaluate_all("links => links.map(a => a.href)")
+        context.close()
+    assert any("/notebooks/" in href for href in found), found
