@@ -10,10 +10,11 @@ when the site is not built or the browser is missing. Requests to other hosts (M
 the Colab badge) are blocked, as on a machine without internet. On every page it asserts that
 each local picture loaded, that no console error was logged except for a blocked request, and
 that every internal link answers 200 with its anchor present. A notebook's page must also show
-its Colab badge and every picture its notebook holds (01-08 hold several figures), write its math as MathJax markup (``\\(...\\)``, never a
-raw ``$...$``), and keep each worked solution folded.
+its Colab badge and every picture its notebook holds (01-08 hold several figures), write its
+math as MathJax markup (``\\(...\\)``, never a raw ``$...$``), and keep each worked solution
+folded. The theme's search must find a notebook.
 
-The theme's search must find a notebook. The link checker and the page check are tested on a small broken site (``broken_site``), so this
+The link checker and the page check are tested on a small broken site (``broken_site``), so this
 file fails when a link or a picture is broken.
 """
 
