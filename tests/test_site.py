@@ -9,7 +9,8 @@ Playwright (``requirements-site.txt``) in Debian's ``chromium``. It is skipped, 
 when the site is not built or the browser is missing. Requests to other hosts (MathJax's CDN,
 the Colab badge) are blocked, as on a machine without internet. On every page it asserts that
 each local picture loaded, that no console error was logged except for a blocked request, and
-that every internal link answers 200 with its anchor present. A notebook's page must also show
+that every internal link answers 200 with its anchor present, and that no link goes to GitHub
+for a notebook or a document that has a page here. A notebook's page must also show
 its Colab badge and every picture its notebook holds (01-08 hold several figures), write its
 math as MathJax markup (``\\(...\\)``, never a raw ``$...$``), and keep each worked solution
 folded. The theme's search must find a notebook.
@@ -37,6 +38,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "_build" / "html"
 BUILD = "jupyter-book build . --config book/_config.yml --toc book/_toc.yml -W --keep-going"
+BLOB = "https://github.com/attention-built-up/attention-built-up/blob/main/"     # a file of the repository
 COLAB = "https://colab.research.google.com/github/attention-built-up/attention-built-up/blob/main/notebooks/"
 
 
@@ -311,6 +313,8 @@ def test_every_page_in_the_browser(browser):
             found, facts = check_page(context, server.url + name, server.url, redirects)
             if name.startswith("notebooks/"):
                 found += check_notebook_page(facts, ROOT / "notebooks" / (page.stem + ".ipynb"), server.url)
+            found += [f"links to GitHub instead of this site: {href}" for href in facts["links"]
+                      if href.startswith(BLOB) and (SITE / href[len(BLOB):]).with_suffix(".html").is_file()]
             problems += [f"{name}: {p}" for p in found]
             links[server.url + name] = facts["links"]
         context.close()
