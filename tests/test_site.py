@@ -332,3 +332,43 @@ def test_search_finds_a_notebook(browser):
         found = page.locator("#search-results ul.search li a").evaluate_all("links => links.map(a => a.href)")
         context.close()
     assert any("/notebooks/" in href for href in found), found
+
+
+# ---------------------------------------------------------------- book/_ext/course_site.py, without a build
+
+def _course_site():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("course_site", ROOT / "book" / "_ext" / "course_site.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_links_go_to_the_site_or_to_github():
+    site = _course_site()
+    nb01 = "notebooks/01_tokens_embeddings_positions.ipynb"
+    assert site.site_link(site.BLOB + nb01, "notebooks") == "01_tokens_embeddings_positions.ipynb"
+    assert site.site_link(site.BLOB + "docs/results.md#the-reports", "notebooks") == "../docs/results.md#the-reports"
+    assert site.site_link("../recipes/multi30k_2h.py", "docs") == site.BLOB + "recipes/multi30k_2h.py"
+    assert site.site_link("../recipes/", "docs") == site.REPOSITORY + "/tree/main/recipes"
+    for kept in ("../figures/06_showcase_alignment.png", "results.md", "../notebooks/no_such.ipynb",
+                 "https://arxiv.org/abs/1706.03762", "attachment:x.png", "#anchor"):
+        assert site.site_link(kept, "docs") == kept
+
+
+def test_notebook_reader_folds_solutions_inlines_diagrams_and_drops_widget_views():
+    import nbformat
+    site = _course_site()
+    nb = nbformat.v4.new_notebook()
+    diagram = nbformat.v4.new_markdown_cell("![d](attachment:d.png)")
+    diagram.attachments = {"d.png": {"image/png": "iVBORw0KGgo="}}
+    solution = nbformat.v4.new_code_cell("# SOLUTION", metadata={"jupyter": {"source_hidden": True}})
+    widget = nbformat.v4.new_code_cell("show()", outputs=[nbformat.v4.new_output(
+        "display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "m"}, "text/plain": "t"})])
+    nb.cells = [diagram, solution, widget]
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    read = site.read_notebook(nbformat.writes(nb))
+    assert read.cells[0].source == "![d](data:image/png;base64,iVBORw0KGgo=)"
+    assert "hide-input" in read.cells[1].metadata["tags"]
+    assert list(read.cells[2].outputs[0].data) == ["text/plain"]
+    assert "widgets" not in read.metadata
