@@ -197,6 +197,8 @@ CITED: dict[str, dict[str, str]] = {
     },
     "08": {
         "1,115,394": "tiny Shakespeare's size in characters",
+        "1,024": "GPT-2's context in tokens (Radford et al., 2019); exercise 3's check uses it",
+        "4,096": "the context of a 7B model such as Llama 2 (Touvron et al., 2023); exercise 3's check uses it",
     },
 }
 
