@@ -188,9 +188,6 @@ CITED: dict[str, dict[str, str]] = {
         "40 %": "SQuAD paper's logistic-regression baseline: 40.4 % exact match",
         "51 %": "SQuAD paper's logistic-regression baseline: 51.0 % F1",
     },
-    "06": {
-        "65 million": "the paper's Table 3: parameters of the base model",
-    },
     "07": {
         "1.1 million": "tiny Shakespeare's size: 1,115,394 characters",
         "65": "tiny Shakespeare's distinct characters",
