@@ -11,7 +11,7 @@ the Colab badge) are blocked, as on a machine without internet. On every page it
 each local picture loaded, that no console error was logged except for a blocked request, and
 that every internal link answers 200 with its anchor present, and that no link goes to GitHub
 for a notebook or a document that has a page here. A notebook's page must also show
-its Colab badge and every picture its notebook holds (01-08 hold several figures), write its
+its Colab badge and every picture its notebook holds (at least one), write its
 math as MathJax markup (``\\(...\\)``, never a raw ``$...$``), and keep each worked solution
 folded. The theme's search must find a notebook.
 
@@ -196,13 +196,15 @@ def pictures_in(cells: list[dict]) -> int:
 
 def check_notebook_page(facts: dict, notebook: Path, base: str) -> list[str]:
     """What a notebook's page must show beyond any page: its Colab badge, every picture the notebook
-    holds (so at least one figure where it has any), its solutions folded, no empty widget view."""
+    holds (at least one), its solutions folded, no empty widget view."""
     problems = []
     if COLAB + notebook.name not in facts["badges"]:
         problems.append("no Colab badge for this notebook")
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-    held = pictures_in(cells)                  # 01-08 hold several; a notebook without any needs none
+    held = pictures_in(cells)                  # every notebook holds at least one (asserted here)
     shown = sum(i["in_article"] and is_local(i["src"], base) and i["width"] > 0 for i in facts["images"])
+    if held == 0 or shown == 0:
+        problems.append("no figure on the page: every notebook page shows at least one")
     if shown < held:
         problems.append(f"{shown} pictures shown of the {held} the notebook holds")
     hidden = sum(bool(c["metadata"].get("jupyter", {}).get("source_hidden")) for c in cells if c["cell_type"] == "code")
